@@ -1,0 +1,482 @@
+"""Crystal data layer: records, species vocabulary, bounding box, batches and readers.
+
+Shape glossary (used across nesf_viz):
+    B crystals in a batch, N atoms (ragged, with a batch index), Q query points,
+    P particles, T decode steps, S species classes, D latent size.
+
+Frame. Cartesian positions are in the frame "a along x, b in the xy plane" (ASE's
+``cellpar_to_cell``), the frame the NeSF reference datasets are written in. Every input is
+converted into it from its lattice parameters and fractional coordinates, so a crystal is
+fully described by (a, b, c, alpha, beta, gamma) and fractional coordinates.
+Angles are radians inside tensors and degrees at the pymatgen boundary.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import sys
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+import torch
+
+from .errors import (
+    CellTooLargeWarning,
+    CrystalInputError,
+    DatasetError,
+    DisorderedStructureError,
+    EmptyStructureError,
+    MalformedCIFError,
+    NonFiniteCoordinatesError,
+    SkippedStructuresWarning,
+    UnknownSpeciesError,
+)
+
+log = logging.getLogger(__name__)
+
+OnError = Literal["raise", "skip"]
+
+
+def lattice_matrix(lengths: Sequence[float], angles_deg: Sequence[float]) -> np.ndarray:
+    """Row-vector lattice matrix (3, 3) in the frame 'a along x, b in the xy plane'."""
+    a, b, c = (float(x) for x in lengths)
+    al, be, ga = (math.radians(float(x)) for x in angles_deg)
+    ca, cb, cg, sg = math.cos(al), math.cos(be), math.cos(ga), math.sin(ga)
+    cy = (ca - cb * cg) / sg
+    cz2 = 1.0 - cb * cb - cy * cy
+    if not cz2 > 0:
+        raise CrystalInputError(
+            f"lattice angles {tuple(angles_deg)} deg do not describe a cell with volume"
+        )
+    return np.array(
+        [[a, 0.0, 0.0], [b * cg, b * sg, 0.0], [c * cb, c * cy, c * math.sqrt(cz2)]],
+        dtype=np.float64,
+    )
+
+
+@dataclass(frozen=True)
+class Crystal:
+    """One ordered crystal in the project frame (float64, numpy).
+
+    positions_angstrom: (N, 3) cartesian, frame as in the module docstring.
+    atomic_numbers: (N,) int.
+    """
+
+    positions_angstrom: np.ndarray
+    atomic_numbers: np.ndarray
+    lengths_angstrom: tuple[float, float, float]
+    angles_deg: tuple[float, float, float]
+    id: str = ""
+    properties: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def num_atoms(self) -> int:
+        return int(self.atomic_numbers.shape[0])
+
+    @property
+    def lattice(self) -> np.ndarray:
+        return lattice_matrix(self.lengths_angstrom, self.angles_deg)
+
+    @property
+    def frac_coords(self) -> np.ndarray:
+        return self.positions_angstrom @ np.linalg.inv(self.lattice)
+
+    def to_structure(self):
+        """pymatgen Structure with the same lattice parameters and fractional coordinates."""
+        from pymatgen.core import Lattice, Structure
+
+        lat = Lattice(self.lattice)
+        return Structure(
+            lat,
+            [int(z) for z in self.atomic_numbers],
+            self.frac_coords,
+            coords_are_cartesian=False,
+            properties={"material_id": self.id} if self.id else None,
+        )
+
+
+def crystal_from_structure(
+    structure, id: str = "", conventional: bool = True, properties: dict | None = None
+) -> Crystal:
+    """Convert a pymatgen Structure into a `Crystal`, validating it.
+
+    conventional=True (the paper's convention) first takes pymatgen's conventional standard
+    cell; False keeps the cell as given. Fractional coordinates are wrapped into [0, 1).
+    """
+    label = f"structure {id!r}" if id else "structure"
+    if len(structure) == 0:
+        raise EmptyStructureError(f"{label} has no atoms; remove it from the input")
+    if not structure.is_ordered:
+        bad = next(s for s in structure if not s.is_ordered)
+        raise DisorderedStructureError(
+            f"{label} has partial occupancy or mixed species (site {bad.species_string} at "
+            f"{np.round(bad.frac_coords, 4).tolist()}); NeSF needs ordered structures. Order it "
+            "first (e.g. pymatgen's OrderDisorderedStructureTransformation) or drop it."
+        )
+    frac = np.asarray(structure.frac_coords, dtype=np.float64)
+    params = np.asarray(structure.lattice.parameters, dtype=np.float64)
+    if not (np.isfinite(frac).all() and np.isfinite(params).all()):
+        raise NonFiniteCoordinatesError(
+            f"{label} has NaN or infinite coordinates or lattice parameters; fix the source data"
+        )
+    if conventional:
+        from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+        try:
+            structure = SpacegroupAnalyzer(structure).get_conventional_standard_structure()
+        except Exception as exc:  # spglib fails on degenerate cells
+            raise CrystalInputError(
+                f"{label}: could not build the conventional standard cell ({exc}); "
+                "pass conventional=False to keep the cell as given"
+            ) from exc
+        frac = np.asarray(structure.frac_coords, dtype=np.float64)
+        params = np.asarray(structure.lattice.parameters, dtype=np.float64)
+    frac = np.mod(frac, 1.0)
+    frac[np.isclose(frac, 1.0, atol=1e-10)] = 0.0
+    lengths = tuple(float(x) for x in params[:3])
+    angles = tuple(float(x) for x in params[3:])
+    positions = frac @ lattice_matrix(lengths, angles)
+    numbers = np.array([site.specie.Z for site in structure], dtype=np.int64)
+    return Crystal(positions, numbers, lengths, angles, id=id, properties=dict(properties or {}))
+
+
+@dataclass(frozen=True)
+class SpeciesVocab:
+    """Atomic number <-> class index (sorted atomic numbers, as the reference datasets)."""
+
+    atomic_numbers: tuple[int, ...]
+
+    @classmethod
+    def from_crystals(cls, crystals: Iterable[Crystal]) -> "SpeciesVocab":
+        zs: set[int] = set()
+        for c in crystals:
+            zs.update(int(z) for z in c.atomic_numbers)
+        return cls(tuple(sorted(zs)))
+
+    def __len__(self) -> int:
+        return len(self.atomic_numbers)
+
+    def encode(self, atomic_numbers: np.ndarray, id: str = "") -> np.ndarray:
+        """Class indices for atomic numbers; `UnknownSpeciesError` names what is missing."""
+        lut = {z: i for i, z in enumerate(self.atomic_numbers)}
+        missing = sorted({int(z) for z in atomic_numbers} - lut.keys())
+        if missing:
+            from pymatgen.core import Element
+
+            names = ", ".join(Element.from_Z(z).symbol for z in missing)
+            where = f" in {id!r}" if id else ""
+            raise UnknownSpeciesError(
+                f"element(s) {names}{where} not in the model's species vocabulary "
+                f"({len(self)} elements); retrain with data containing them or drop the structure"
+            )
+        return np.array([lut[int(z)] for z in atomic_numbers], dtype=np.int64)
+
+    def decode(self, indices: np.ndarray) -> np.ndarray:
+        return np.asarray(self.atomic_numbers, dtype=np.int64)[np.asarray(indices, dtype=np.int64)]
+
+
+@dataclass(frozen=True)
+class BoundingBox:
+    """Axis-aligned box over every training atom position (Angstrom)."""
+
+    min_angstrom: tuple[float, float, float]
+    max_angstrom: tuple[float, float, float]
+
+    @classmethod
+    def from_crystals(cls, crystals: Sequence[Crystal]) -> "BoundingBox":
+        if not crystals:
+            raise DatasetError("cannot compute a bounding box of an empty dataset")
+        pos = np.concatenate([c.positions_angstrom for c in crystals], axis=0)
+        return cls(tuple(pos.min(0).tolist()), tuple(pos.max(0).tolist()))
+
+    def check(self, crystal: Crystal, tol_angstrom: float = 0.5) -> None:
+        """Warn (`CellTooLargeWarning`) when atoms lie outside this training box."""
+        lo = crystal.positions_angstrom.min(0)
+        hi = crystal.positions_angstrom.max(0)
+        if (lo < np.array(self.min_angstrom) - tol_angstrom).any() or (
+            hi > np.array(self.max_angstrom) + tol_angstrom
+        ).any():
+            warnings.warn(
+                f"{crystal.id or 'crystal'}: atoms span {np.round(lo, 2).tolist()} .. "
+                f"{np.round(hi, 2).tolist()} A, beyond the training box "
+                f"{np.round(self.min_angstrom, 2).tolist()} .. "
+                f"{np.round(self.max_angstrom, 2).tolist()} A; decoding cannot place atoms "
+                "outside the box",
+                CellTooLargeWarning,
+                stacklevel=3,
+            )
+
+
+@dataclass
+class CrystalBatch:
+    """B crystals with ragged atoms (no torch_geometric).
+
+    positions: (N, 3) cartesian Angstrom, project frame.   species: (N,) class indices.
+    batch: (N,) crystal index of every atom, sorted.       lengths: (B, 3) Angstrom.
+    angles: (B, 3) radians.                                ids: B strings.
+    """
+
+    positions: torch.Tensor
+    species: torch.Tensor
+    batch: torch.Tensor
+    lengths: torch.Tensor
+    angles: torch.Tensor
+    ids: list[str]
+
+    @property
+    def num_crystals(self) -> int:
+        return int(self.lengths.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.positions.device
+
+    def counts(self) -> torch.Tensor:
+        """(B,) number of atoms per crystal."""
+        return torch.bincount(self.batch, minlength=self.num_crystals)
+
+    def to(self, device) -> "CrystalBatch":
+        return CrystalBatch(
+            self.positions.to(device),
+            self.species.to(device),
+            self.batch.to(device),
+            self.lengths.to(device),
+            self.angles.to(device),
+            list(self.ids),
+        )
+
+    def padded_positions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, Nmax, 3) positions and (B, Nmax) validity mask."""
+        counts = self.counts()
+        nmax = int(counts.max()) if counts.numel() else 0
+        starts = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(self.batch.shape[0], device=self.device) - starts[self.batch]
+        out = self.positions.new_zeros(self.num_crystals, nmax, 3)
+        mask = torch.zeros(self.num_crystals, nmax, dtype=torch.bool, device=self.device)
+        out[self.batch, slot] = self.positions
+        mask[self.batch, slot] = True
+        return out, mask
+
+    @classmethod
+    def from_crystals(
+        cls,
+        crystals: Sequence[Crystal],
+        vocab: SpeciesVocab,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+    ) -> "CrystalBatch":
+        if len(crystals) == 0:
+            raise DatasetError("cannot build a batch of zero crystals")
+        pos = np.concatenate([c.positions_angstrom for c in crystals], axis=0)
+        spec = np.concatenate([vocab.encode(c.atomic_numbers, c.id) for c in crystals])
+        batch = np.repeat(np.arange(len(crystals)), [c.num_atoms for c in crystals])
+        lengths = np.array([c.lengths_angstrom for c in crystals], dtype=np.float64)
+        angles = np.radians(np.array([c.angles_deg for c in crystals], dtype=np.float64))
+        t = lambda a, dt: torch.as_tensor(a, dtype=dt, device=device)  # noqa: E731
+        return cls(
+            t(pos, dtype), t(spec, torch.long), t(batch, torch.long),
+            t(lengths, dtype), t(angles, dtype), [c.id for c in crystals],
+        )
+
+    @classmethod
+    def from_structures(
+        cls,
+        structures: Sequence,
+        vocab: SpeciesVocab | None = None,
+        conventional: bool = True,
+        ids: Sequence[str] | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> tuple["CrystalBatch", SpeciesVocab]:
+        """Batch pymatgen Structures; builds a vocabulary from them when none is given."""
+        ids = list(ids) if ids is not None else [str(i) for i in range(len(structures))]
+        crystals = [crystal_from_structure(s, i, conventional) for s, i in zip(structures, ids)]
+        vocab = vocab or SpeciesVocab.from_crystals(crystals)
+        return cls.from_crystals(crystals, vocab, dtype=dtype), vocab
+
+    def to_crystals(self, vocab: SpeciesVocab) -> list[Crystal]:
+        pos = self.positions.detach().cpu().double().numpy()
+        spec = self.species.detach().cpu().numpy()
+        b = self.batch.detach().cpu().numpy()
+        lengths = self.lengths.detach().cpu().double().numpy()
+        angles = np.degrees(self.angles.detach().cpu().double().numpy())
+        out = []
+        for i in range(self.num_crystals):
+            m = b == i
+            out.append(
+                Crystal(pos[m], vocab.decode(spec[m]), tuple(lengths[i].tolist()),
+                        tuple(angles[i].tolist()), id=self.ids[i])
+            )
+        return out
+
+    def to_structures(self, vocab: SpeciesVocab) -> list:
+        """pymatgen Structures (angles back in degrees)."""
+        return [c.to_structure() for c in self.to_crystals(vocab)]
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+@dataclass
+class ReadReport:
+    """What a reader skipped (only with on_error='skip')."""
+
+    read: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        reasons = Counter(r.split(":")[0] for _, r in self.skipped)
+        parts = ", ".join(f"{n} {k}" for k, n in reasons.items())
+        return f"read {self.read}, skipped {len(self.skipped)}" + (f" ({parts})" if parts else "")
+
+
+def _collect(items, on_error: OnError, report: ReadReport) -> list[Crystal]:
+    crystals = []
+    for label, make in items:
+        try:
+            crystals.append(make())
+            report.read += 1
+        except CrystalInputError as exc:
+            if on_error == "raise":
+                raise
+            report.skipped.append((label, f"{type(exc).__name__}: {exc}"))
+    if report.skipped:
+        warnings.warn(report.summary(), SkippedStructuresWarning, stacklevel=3)
+    return crystals
+
+
+def _parse_cif(text: str, label: str):
+    from pymatgen.core import Structure
+
+    if not text or not text.strip():
+        raise MalformedCIFError(f"{label}: empty CIF text")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            s = Structure.from_str(text, fmt="cif")
+    except Exception as exc:
+        raise MalformedCIFError(f"{label}: could not parse CIF ({type(exc).__name__}: {exc})") from exc
+    return s
+
+
+def read_csv(
+    path: str | Path,
+    conventional: bool = True,
+    on_error: OnError = "raise",
+    limit: int | None = None,
+    report: ReadReport | None = None,
+) -> list[Crystal]:
+    """Read a CSV with a `cif` column (other columns are kept as properties)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"no CSV file at {path}")
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or "cif" not in reader.fieldnames:
+            raise DatasetError(
+                f"{path} has no 'cif' column (columns: {reader.fieldnames}); "
+                "expected the layout material_id,...,cif"
+            )
+        rows = list(reader)
+    if limit is not None:
+        rows = rows[:limit]
+
+    def item(rownum: int, row: dict):
+        rid = row.get("material_id") or row.get("id") or f"row{rownum}"
+        label = f"{path.name} row {rownum} (id {rid})"
+        props = {k: v for k, v in row.items() if k not in ("cif",)}
+
+        def make():
+            s = _parse_cif(row["cif"], label)
+            try:
+                return crystal_from_structure(s, rid, conventional, props)
+            except CrystalInputError as exc:
+                raise type(exc)(f"{label}: {exc}") from exc
+
+        return label, make
+
+    return _collect((item(i + 2, r) for i, r in enumerate(rows)), on_error, report or ReadReport())
+
+
+def read_cif_folder(
+    path: str | Path,
+    conventional: bool = True,
+    on_error: OnError = "raise",
+    report: ReadReport | None = None,
+) -> list[Crystal]:
+    """Read every `*.cif` in a folder (id = file stem), sorted by name."""
+    path = Path(path)
+    files = sorted(path.glob("*.cif"))
+    if not files:
+        raise DatasetError(f"no .cif files in {path}")
+
+    def item(f: Path):
+        label = f"{f.name}"
+        return label, lambda: crystal_from_structure(
+            _parse_cif(f.read_text(), label), f.stem, conventional
+        )
+
+    return _collect((item(f) for f in files), on_error, report or ReadReport())
+
+
+def read_structures(
+    structures: Sequence,
+    ids: Sequence[str] | None = None,
+    conventional: bool = True,
+    on_error: OnError = "raise",
+    report: ReadReport | None = None,
+) -> list[Crystal]:
+    """Convert a list of pymatgen Structures."""
+    ids = list(ids) if ids is not None else [str(i) for i in range(len(structures))]
+    items = (
+        (f"structure {i}", (lambda s=s, i=i: crystal_from_structure(s, i, conventional)))
+        for s, i in zip(structures, ids)
+    )
+    return _collect(items, on_error, report or ReadReport())
+
+
+def load_crystals(
+    source: str | Path,
+    split: str = "train",
+    conventional: bool = True,
+    on_error: OnError = "raise",
+    limit: int | None = None,
+    seed: int = 0,
+) -> list[Crystal]:
+    """One entry point for data: a CSV path, a CIF folder, or 'synthetic[:N]'.
+
+    For 'synthetic' the split ('train', 'val', 'test') selects a fixed 80/10/10 part.
+    """
+    src = str(source)
+    if src.startswith("synthetic"):
+        from .synthetic import synthetic_split
+
+        n = int(src.split(":", 1)[1]) if ":" in src else None
+        crystals = synthetic_split(split, n_total=n, seed=seed)
+        return crystals[:limit] if limit is not None else crystals
+    path = Path(src)
+    if path.is_dir():
+        out = read_cif_folder(path, conventional, on_error)
+        return out[:limit] if limit is not None else out
+    if path.suffix.lower() == ".csv":
+        return read_csv(path, conventional, on_error, limit=limit)
+    if not path.exists():
+        raise DatasetError(f"{src}: no such file or folder (expected a CSV, a CIF folder or 'synthetic')")
+    raise DatasetError(f"{src}: unsupported data source (expected a .csv file, a folder of .cif, or 'synthetic')")
+
+
+def fetch_materials_project(ids: Sequence[str], api_key: str | None = None) -> list[Crystal]:
+    """Download structures from the Materials Project (optional extra `mp`, needs a key)."""
+    try:
+        from mp_api.client import MPRester
+    except ImportError as exc:
+        raise DatasetError("Materials Project access needs the extra: pip install 'nesf_viz[mp]'") from exc
+    with MPRester(api_key) as mpr:
+        docs = mpr.materials.summary.search(material_ids=list(ids), fields=["material_id", "structure"])
+    return read_structures([d.structure for d in docs], [str(d.material_id) for d in docs])

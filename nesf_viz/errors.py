@@ -1,0 +1,51 @@
+"""Named exceptions and warnings. Every user-facing failure says what to fix."""
+
+from __future__ import annotations
+
+
+class NeSFError(Exception):
+    """Base class of every error raised on purpose by nesf_viz."""
+
+
+class CrystalInputError(NeSFError, ValueError):
+    """A crystal given to nesf_viz cannot be used as it is."""
+
+
+class MalformedCIFError(CrystalInputError):
+    """A CIF text (a file or a CSV row) could not be parsed."""
+
+
+class DisorderedStructureError(CrystalInputError):
+    """A structure has partial occupancies or mixed-species sites."""
+
+
+class EmptyStructureError(CrystalInputError):
+    """A structure has no atoms."""
+
+
+class NonFiniteCoordinatesError(CrystalInputError):
+    """A structure has NaN or infinite coordinates or lattice parameters."""
+
+
+class UnknownSpeciesError(CrystalInputError):
+    """An element is not in the model's species vocabulary."""
+
+
+class DatasetError(NeSFError, ValueError):
+    """A dataset path or format is wrong (missing file, missing column, nothing readable)."""
+
+
+class CheckpointError(NeSFError, ValueError):
+    """A checkpoint file is missing, truncated or from an incompatible version."""
+
+
+class ShapeError(NeSFError, ValueError):
+    """A tensor given to a public entry point has the wrong shape."""
+
+
+class CellTooLargeWarning(UserWarning):
+    """A cell extends beyond the bounding box the model was trained on."""
+
+
+class SkippedStructuresWarning(UserWarning):
+    """Some structures were skipped while reading (on_error='skip')."""
