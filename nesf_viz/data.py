@@ -251,6 +251,17 @@ class CrystalBatch:
             list(self.ids),
         )
 
+    def select(self, rows: torch.Tensor) -> "CrystalBatch":
+        """The crystals at `rows` (sorted, unique), as a new batch in that order."""
+        rows = torch.unique(torch.as_tensor(rows, device=self.device))
+        remap = torch.full((self.num_crystals,), -1, dtype=torch.long, device=self.device)
+        remap[rows] = torch.arange(rows.shape[0], device=self.device)
+        keep = remap[self.batch] >= 0
+        return CrystalBatch(
+            self.positions[keep], self.species[keep], remap[self.batch[keep]],
+            self.lengths[rows], self.angles[rows], [self.ids[i] for i in rows.tolist()],
+        )
+
     def padded_positions(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, Nmax, 3) positions and (B, Nmax) validity mask."""
         counts = self.counts()

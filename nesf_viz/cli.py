@@ -1,0 +1,134 @@
+"""`nesf-viz` command line: train, decode, evaluate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+from .errors import NeSFError
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train NeSF on crystals")
+    p.add_argument("--train", required=True, help="CSV with a cif column, a CIF folder, or 'synthetic[:N]'")
+    p.add_argument("--val", required=True, help="validation data (same forms as --train)")
+    p.add_argument("--out", required=True, help="output folder for last.pt / best.pt")
+    p.add_argument("--epochs", type=int, default=3200)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--patience", type=int, default=400, help="early stopping patience (epochs); 0 = off")
+    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training structures")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly")
+    p.add_argument("--keep-cell", action="store_true", help="keep cells as given (default: conventional standard cell)")
+    p.add_argument("--vae", action="store_true", help="variational latent (option; off in the paper)")
+    p.add_argument("--pe-freqs", type=int, default=0, help="positional encoding frequencies (0 = off, paper)")
+    p.add_argument("--periodic", action="store_true", help="minimum-image ground-truth fields (option)")
+    p.add_argument("--paper-sampling", action="store_true", help="the paper's 0.5 A sigmas instead of the reference code's")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures (counted) instead of stopping")
+
+
+def _cmd_train(a) -> int:
+    from .data import load_crystals
+    from .model import NeSFConfig
+    from .sampling import SamplingConfig
+    from .train import TrainConfig, train
+
+    on_error = "skip" if a.skip_bad else "raise"
+    tr = load_crystals(a.train, "train", not a.keep_cell, on_error, limit=a.limit, seed=a.seed)
+    va = load_crystals(a.val, "val", not a.keep_cell, on_error, seed=a.seed)
+    cfg = TrainConfig(
+        epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr,
+        early_stopping_patience_epochs=a.patience or None, seed=a.seed, device=a.device,
+        max_minutes=a.max_minutes, periodic_targets=a.periodic,
+        sampling=SamplingConfig.paper() if a.paper_sampling else SamplingConfig(),
+    )
+    mcfg = NeSFConfig(num_species=1, vae=a.vae, positional_encoding_freqs=a.pe_freqs)
+    res = train(tr, va, a.out, cfg, mcfg, resume=a.resume)
+    h = res.history
+    if h:
+        print(f"{len(h['epoch'])} epochs logged; last train loss {h['loss'][-1]:.4f}, "
+              f"val loss {h['val_loss'][-1]:.4f}; stopped: {res.stopped_because}")
+    print(f"checkpoints: {res.last_checkpoint} {res.best_checkpoint}")
+    return 0
+
+
+def _add_decode(sub) -> None:
+    p = sub.add_parser("decode", help="decode crystals with a trained checkpoint into a CSV of CIFs")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True, help="CSV with material_id,cif")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=64)
+
+
+def _cmd_decode(a) -> int:
+    from .evaluate import run_decode
+
+    run_decode(a.checkpoint, a.data, a.out, device=a.device, batch_size=a.batch_size, limit=a.limit)
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="decode and compute the paper's metrics")
+    p.add_argument("--data", required=True)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--checkpoint")
+    g.add_argument("--fields", choices=["exact"], help="exact ground-truth fields (no model): tests the decoder")
+    p.add_argument("--json", default=None, help="write the metrics here")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--device", default="auto")
+
+
+def _cmd_evaluate(a) -> int:
+    from .evaluate import run_evaluate
+
+    run_evaluate(a.data, checkpoint=a.checkpoint, fields="exact" if a.fields else "learned",
+                 json_out=a.json, limit=a.limit, device=a.device)
+    return 0
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the main job on the embedded data: train, decode, report")
+    p.add_argument("--out", default="out/demo")
+    p.add_argument("--minutes", type=float, default=3.0, help="training budget")
+    p.add_argument("--n", type=int, default=600, help="synthetic structures in total")
+    p.add_argument("--device", default="auto")
+
+
+def _cmd_demo(a) -> int:
+    from .demo import run_demo
+
+    run_demo(a.out, minutes=a.minutes, n_total=a.n, device=a.device)
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "decode": _cmd_decode, "evaluate": _cmd_evaluate, "demo": _cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nesf-viz", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_decode, _add_evaluate, _add_demo):
+        add(sub)
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[a.command](a)
+    except NeSFError as exc:
+        print(f"nesf-viz {a.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nesf-viz {a.command}: interrupted (training can continue with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,464 @@
+"""Training loop, checkpoints (atomic, resumable, weights_only-loadable) and DDP.
+
+The only module that writes files. Every epoch draws its shuffling, query jitter and dropout
+from generators seeded by (seed, epoch, rank), so a run resumed from the checkpoint of
+epoch k continues exactly as an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab
+from .errors import CheckpointError, DatasetError
+from .fields import ground_truth_targets
+from .model import NeSF, NeSFConfig
+from .sampling import QuerySampler, SamplingConfig, TrainingQueries
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+LOSS_PARTS = ("loss_pos", "loss_spec", "loss_length", "loss_angle")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. Defaults are the paper's."""
+
+    epochs: int = 3200
+    batch_size: int = 128
+    """Crystals per step (the paper: 128; the reference config: 64)."""
+    learning_rate: float = 1e-3
+    lr_halving_epochs: int = 640
+    """Adam's learning rate is halved every this many epochs."""
+    position_loss_weight: float = 10.0
+    species_loss_weight: float = 0.1
+    length_loss_weight: float = 1.0
+    angle_loss_weight: float = 1.0
+    kl_loss_weight: float = 0.001
+    """Only used with a VAE latent."""
+    early_stopping_patience_epochs: int | None = 400
+    """Stop when the validation loss has not improved for this many epochs (None: never)."""
+    seed: int = 0
+    device: str = "auto"
+    """'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ..."""
+    max_minutes: float | None = None
+    """Wall-clock budget; training stops at the last epoch that fits."""
+    periodic_targets: bool = False
+    """Minimum-image ground truth (named option; the paper's fields are not periodic)."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        d["sampling"] = SamplingConfig(**d.get("sampling", {}))
+        return cls(**d)
+
+
+@dataclass
+class EpochReport:
+    """What an epoch callback receives. `history` is the whole history so far."""
+
+    epoch: int
+    train: dict[str, float]
+    val: dict[str, float]
+    history: dict[str, list[float]]
+    elapsed_seconds: float
+    is_best: bool
+
+
+EpochCallback = Callable[[EpochReport], None]
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: everything needed to decode, evaluate or resume."""
+
+    model: NeSF
+    vocab: SpeciesVocab
+    box: BoundingBox
+    model_config: NeSFConfig
+    train_config: TrainConfig
+    history: dict[str, list[float]]
+    epoch: int
+    best_val_loss: float
+    raw: dict
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+    return dev
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    """Write atomically: a temp file in the same folder, then rename over the target."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(payload, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the model (eval mode) and its metadata from a checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                path = path / name
+                break
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path} (give a .pt file or a training output folder)")
+    dev = resolve_device(str(device)) if isinstance(device, str) else device
+    try:
+        raw = torch.load(path, map_location=dev, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} could not be read as a checkpoint ({type(exc).__name__}: {exc}); "
+                              "it may be truncated or not a nesf_viz checkpoint") from exc
+    if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a nesf_viz checkpoint of format {CHECKPOINT_FORMAT}")
+    cfg = NeSFConfig.from_dict(raw["model_config"])
+    model = NeSF(config=cfg).to(dev)
+    model.load_state_dict(raw["model_state"])
+    model.eval()
+    return Checkpoint(
+        model=model,
+        vocab=SpeciesVocab(tuple(raw["vocab"])),
+        box=BoundingBox(tuple(raw["box_min_angstrom"]), tuple(raw["box_max_angstrom"])),
+        model_config=cfg,
+        train_config=TrainConfig.from_dict(raw["train_config"]),
+        history={k: list(v) for k, v in raw["history"].items()},
+        epoch=int(raw["epoch"]),
+        best_val_loss=float(raw["best_val_loss"]),
+        raw=raw,
+    )
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+class LossModule(nn.Module):
+    """Wraps NeSF so that DDP sees one forward: (crystals, queries) -> loss parts.
+
+    Kept apart from the model on purpose: fields stay queryable without training code.
+    """
+
+    def __init__(self, model: NeSF, cfg: TrainConfig):
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+
+    def forward(self, crystals: CrystalBatch, q: TrainingQueries) -> dict[str, torch.Tensor]:
+        cfg, model = self.cfg, self.model
+        out = model.encode(crystals)
+        if model.config.vae:
+            mean, var = out
+            z = mean + torch.sqrt(var) * torch.randn_like(mean)
+        else:
+            z = out
+        with torch.no_grad():
+            true_vec, _ = ground_truth_targets(crystals, q.position_points, q.position_index, cfg.periodic_targets)
+            _, true_spec = ground_truth_targets(crystals, q.species_points, q.species_index, cfg.periodic_targets)
+        pred_vec = model.position_field(z, q.position_points, q.position_index)
+        pred_spec = model.species_field(z, q.species_points, q.species_index)
+        lengths, angles = model.lattice(z)
+        parts = {
+            "loss_pos": cfg.position_loss_weight * F.mse_loss(pred_vec, true_vec),
+            "loss_spec": cfg.species_loss_weight * F.cross_entropy(pred_spec, true_spec),
+            "loss_length": cfg.length_loss_weight * F.mse_loss(lengths, crystals.lengths),
+            "loss_angle": cfg.angle_loss_weight * F.mse_loss(angles, crystals.angles),
+        }
+        if model.config.vae:
+            parts["loss_kl"] = cfg.kl_loss_weight * (
+                -0.5 * torch.mean(torch.sum(1 + torch.log(var) - mean.pow(2) - var, 1))
+            )
+        parts["loss"] = sum(parts.values())
+        return parts
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int, salt: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + rank * 104_729 + salt) % (2**63 - 1)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator, world: int = 1) -> list[torch.Tensor]:
+    perm = torch.randperm(n, generator=generator)
+    out = [perm[i : i + batch_size] for i in range(0, n, batch_size)]
+    # BatchNorm cannot train on one crystal per rank: fold a small remainder into the previous batch.
+    if len(out) > 1 and out[-1].numel() < 2 * world:
+        out[-2] = torch.cat([out[-2], out.pop()])
+    return out
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+@dataclass
+class TrainResult:
+    model: NeSF
+    vocab: SpeciesVocab
+    box: BoundingBox
+    history: dict[str, list[float]]
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    stopped_because: str
+
+
+def _dist_info() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def train(
+    train_crystals: Sequence[Crystal],
+    val_crystals: Sequence[Crystal],
+    out_dir: str | Path | None,
+    config: TrainConfig = TrainConfig(),
+    model_config: NeSFConfig | None = None,
+    callbacks: Sequence[EpochCallback] = (),
+    resume: bool = False,
+    progress: bool = True,
+    check_replicas: bool = False,
+) -> TrainResult:
+    """Train NeSF; writes `last.pt` every epoch and `best.pt` on validation improvement.
+
+    `resume=True` continues from `out_dir/last.pt` exactly. Under `torchrun` (WORLD_SIZE > 1)
+    this trains data-parallel; only rank 0 writes files and shows progress.
+    `check_replicas` (for tests) asserts after every step that all ranks hold identical weights.
+    """
+    if not train_crystals:
+        raise DatasetError("the training set is empty")
+    if not val_crystals:
+        raise DatasetError("the validation set is empty (early stopping and best.pt need one)")
+    rank, world = _init_distributed(config.device)
+    device = _rank_device(config.device, rank)
+    out = Path(out_dir) if out_dir is not None else None
+    last_path = out / "last.pt" if out else None
+    best_path = out / "best.pt" if out else None
+
+    state = None
+    if resume:
+        if last_path is None or not last_path.is_file():
+            raise CheckpointError(f"--resume: no checkpoint to resume at {last_path}")
+        state = torch.load(last_path, map_location=device, weights_only=True)
+        vocab = SpeciesVocab(tuple(state["vocab"]))
+        box = BoundingBox(tuple(state["box_min_angstrom"]), tuple(state["box_max_angstrom"]))
+        model_config = NeSFConfig.from_dict(state["model_config"])
+        saved = TrainConfig.from_dict(state["train_config"])
+        # epochs and the time budget may be extended on resume; everything else must match
+        config = dataclasses.replace(saved, epochs=config.epochs, max_minutes=config.max_minutes,
+                                     device=config.device)
+    else:
+        vocab = SpeciesVocab.from_crystals([*train_crystals, *val_crystals])
+        box = BoundingBox.from_crystals(train_crystals)
+        model_config = model_config or NeSFConfig(num_species=len(vocab))
+        if model_config.num_species != len(vocab):
+            model_config = dataclasses.replace(model_config, num_species=len(vocab))
+
+    torch.manual_seed(config.seed)
+    model = NeSF(config=model_config).to(device)
+    loss_module = LossModule(model, config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    history: dict[str, list[float]] = {}
+    start_epoch, best_val, best_epoch, elapsed_before = 0, math.inf, -1, 0.0
+    if state is not None:
+        model.load_state_dict(state["model_state"])
+        optimizer.load_state_dict(state["optimizer_state"])
+        history = {k: list(v) for k, v in state["history"].items()}
+        start_epoch = int(state["epoch"])
+        best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
+        elapsed_before = float(state["elapsed_seconds"])
+
+    runner: nn.Module = loss_module
+    if world > 1:
+        runner = nn.parallel.DistributedDataParallel(
+            loss_module, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    train_batch = CrystalBatch.from_crystals(train_crystals, vocab, device=device)
+    val_batch = CrystalBatch.from_crystals(val_crystals, vocab, device=device)
+    sampler = QuerySampler(box, config.sampling)
+    val_sampler = QuerySampler(box, dataclasses.replace(
+        config.sampling, local_sigma_angstrom=0.0, species_sigma_angstrom=0.0))
+    for c in val_crystals[:50]:
+        box.check(c)
+
+    def payload(epoch: int, elapsed: float) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model_config": model_config.to_dict(),
+            "train_config": config.to_dict(),
+            "vocab": list(vocab.atomic_numbers),
+            "box_min_angstrom": list(box.min_angstrom),
+            "box_max_angstrom": list(box.max_angstrom),
+            "model_state": model.state_dict(),
+            "optimizer_state": optimizer.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "best_val_loss": best_val,
+            "best_epoch": best_epoch,
+            "elapsed_seconds": elapsed,
+            "torch_version": str(torch.__version__),
+        }
+
+    show = progress and rank == 0
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=config.epochs, initial=start_epoch, desc="train", unit="epoch", disable=not show)
+    t0 = time.perf_counter()
+    stopped = "epochs done"
+    last_epoch_seconds = 0.0
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            elapsed = elapsed_before + time.perf_counter() - t0
+            if config.max_minutes is not None and elapsed + last_epoch_seconds > 60 * config.max_minutes:
+                stopped = f"time budget of {config.max_minutes} min"
+                break
+            if (
+                config.early_stopping_patience_epochs is not None
+                and best_epoch >= 0
+                and epoch - 1 - best_epoch >= config.early_stopping_patience_epochs
+            ):
+                stopped = f"early stopping (no val improvement since epoch {best_epoch + 1})"
+                break
+            te = time.perf_counter()
+            lr = config.learning_rate * 0.5 ** (epoch // config.lr_halving_epochs)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            train_parts = _run_epoch(runner, model, optimizer, train_batch, sampler, config,
+                                     epoch, rank, world, check_replicas)
+            val_parts = _validate(loss_module, val_batch, val_sampler, config)
+            last_epoch_seconds = time.perf_counter() - te
+            is_best = val_parts["loss"] < best_val
+            if is_best:
+                best_val, best_epoch = val_parts["loss"], epoch
+            history.setdefault("epoch", []).append(epoch + 1)
+            for k, v in train_parts.items():
+                history.setdefault(k, []).append(v)
+            for k, v in val_parts.items():
+                history.setdefault("val_" + k, []).append(v)
+            history.setdefault("lr", []).append(lr)
+            history.setdefault("seconds", []).append(last_epoch_seconds)
+            elapsed = elapsed_before + time.perf_counter() - t0
+            if rank == 0 and out is not None:
+                data = payload(epoch + 1, elapsed)
+                save_checkpoint(last_path, data)
+                if is_best:
+                    save_checkpoint(best_path, data)
+            bar.update(1)
+            bar.set_postfix({k.replace("loss_", ""): f"{v:.3g}" for k, v in train_parts.items()}
+                            | {"val": f"{val_parts['loss']:.3g}"})
+            report = EpochReport(epoch + 1, train_parts, val_parts, history, elapsed, is_best)
+            for cb in callbacks:
+                cb(report)
+    finally:
+        bar.close()
+    if stopped == "epochs done" and epoch + 1 < config.epochs and not history:
+        stopped = "nothing to do"
+    log.info("training stopped: %s", stopped)
+    model.eval()
+    return TrainResult(model, vocab, box, history, last_path, best_path, stopped)
+
+
+def _run_epoch(runner, model, optimizer, batch, sampler, config, epoch, rank, world, check_replicas):
+    model.train()
+    shuffle = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, 0, 1))
+    jitter = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, rank, 2))
+    torch.manual_seed(_epoch_seed(config.seed, epoch, rank, 3))  # dropout, VAE noise
+    sums: dict[str, float] = {}
+    seen = 0
+    for rows in _batches(batch.num_crystals, config.batch_size, shuffle, world):
+        rows = rows[rank::world]
+        crystals = batch.select(rows.to(batch.device))
+        q = sampler(crystals, jitter)
+        parts = runner(crystals, q)
+        optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        optimizer.step()
+        if check_replicas and world > 1:
+            _assert_replicas_equal(model)
+        n = crystals.num_crystals
+        seen += n
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
+    return _reduce_means(sums, seen, world)
+
+
+@torch.no_grad()
+def _validate(loss_module: LossModule, batch: CrystalBatch, sampler, config: TrainConfig) -> dict[str, float]:
+    loss_module.eval()
+    rng = torch.Generator().manual_seed(config.seed + 12345)  # same queries every epoch
+    sums: dict[str, float] = {}
+    n_all = batch.num_crystals
+    for s in range(0, n_all, config.batch_size):
+        crystals = batch.select(torch.arange(s, min(s + config.batch_size, n_all), device=batch.device))
+        parts = loss_module(crystals, sampler(crystals, rng))
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * crystals.num_crystals
+    return {k: v / n_all for k, v in sums.items()}
+
+
+def _reduce_means(sums: dict[str, float], seen: int, world: int) -> dict[str, float]:
+    if world > 1:
+        keys = sorted(sums)
+        t = torch.tensor([sums[k] for k in keys] + [float(seen)], dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        sums = dict(zip(keys, t[:-1].tolist()))
+        seen = int(t[-1])
+    return {k: v / max(seen, 1) for k, v in sums.items()}
+
+
+def _assert_replicas_equal(model: nn.Module) -> None:
+    flat = torch.cat([p.detach().reshape(-1).double().cpu() for p in model.parameters()])
+    gathered = [torch.zeros_like(flat) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(gathered, flat)
+    for other in gathered[1:]:
+        if not torch.equal(other, gathered[0]):
+            raise RuntimeError("DDP replicas diverged: weights differ across ranks after a step")
+
+
+def _init_distributed(device: str) -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not torch.distributed.is_initialized():
+        use_cuda = resolve_device(device).type == "cuda"
+        torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return _dist_info()
+
+
+def _rank_device(device: str, rank: int) -> torch.device:
+    dev = resolve_device(device)
+    if dev.type == "cuda" and torch.distributed.is_initialized():
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return dev
