@@ -129,7 +129,9 @@ def crystal_from_structure(
         from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
         try:
-            structure = SpacegroupAnalyzer(structure).get_conventional_standard_structure()
+            with warnings.catch_warnings():  # spglib's deprecation chatter is not the user's business
+                warnings.simplefilter("ignore")
+                structure = SpacegroupAnalyzer(structure).get_conventional_standard_structure()
         except Exception as exc:  # spglib fails on degenerate cells
             raise CrystalInputError(
                 f"{label}: could not build the conventional standard cell ({exc}); "

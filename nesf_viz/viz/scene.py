@@ -350,7 +350,7 @@ def scene_to_traces(
                 xs.append(mesh[0])
                 tris.append(mesh[1] + n0)
                 n0 += len(mesh[0])
-            op = 0.3 if opacity is None else float(opacity)
+            op = 0.2 if opacity is None else float(opacity)
             common = dict(color=color or DEFAULT_COLOR, opacity=op, flatshading=True,
                           hoverinfo="skip", visible=visible, name=name_prefix + (top or kind),
                           meta={"kind": kind, "scene": top})
@@ -376,7 +376,7 @@ def scene_to_traces(
 
 def _auto_sphere_scale(extent_angstrom: float) -> float:
     """Pixels per Å of radius so atoms look right in a ~500 px panel whatever the cell size."""
-    return float(np.clip(220.0 / max(extent_angstrom, 1e-6), 4.0, 40.0))
+    return float(np.clip(160.0 / max(extent_angstrom, 1e-6), 4.0, 30.0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,7 +490,8 @@ def _cell_trace(lattice: np.ndarray, name_prefix: str, legendgroup: str | None,
     )
 
 
-def _ctk_scene(structure: Structure, bonds: bool, draw_image_atoms: bool) -> Any:
+def _ctk_scene(structure: Structure, bonds: bool, draw_image_atoms: bool,
+               polyhedra: bool = True) -> Any:
     """crystal-toolkit's scene for ``structure`` (origin at the cell corner, absolute coords)."""
     import crystal_toolkit  # noqa: F401  (lazy: patches pymatgen's notebook display)
 
@@ -504,6 +505,7 @@ def _ctk_scene(structure: Structure, bonds: bool, draw_image_atoms: bool) -> Any
             return graph.get_scene(
                 origin=[0.0, 0.0, 0.0], draw_image_atoms=draw_image_atoms,
                 bonded_sites_outside_unit_cell=False, hide_incomplete_edges=True,
+                site_get_scene_kwargs={"draw_polyhedra": polyhedra},
             )
     return structure.get_scene(origin=[0.0, 0.0, 0.0], draw_image_atoms=draw_image_atoms)
 
@@ -517,11 +519,12 @@ def structure_traces(
     showlegend: bool = True,
     legendgroup: str | None = None,
     site_info: Sequence[str] | None = None,
+    polyhedra: bool = True,
 ) -> list[go.BaseTraceType]:
     """Plotly traces for a pymatgen Structure, drawn as crystal-toolkit draws it.
 
     Atoms with periodic images on the cell faces, cell edges, and (``bonds=True``) CrystalNN
-    bonds and coordination polyhedra, from ``StructureGraph.get_scene`` converted by
+    bonds and (``polyhedra=True``) coordination polyhedra, from ``StructureGraph.get_scene`` converted by
     :func:`scene_to_traces`. Atom traces are regrouped one per element (legend = element)
     with hover text computed from the structure: element, site index, fractional coordinates
     (images on faces read 1.000) and cartesian coordinates; ``site_info`` (N,) appends a line
@@ -535,7 +538,7 @@ def structure_traces(
                             legendgroup, showlegend)]
     try:
         try:
-            scene = _ctk_scene(structure, bonds, draw_image_atoms)
+            scene = _ctk_scene(structure, bonds, draw_image_atoms, polyhedra)
         except Exception as exc:  # noqa: BLE001 - bonding can fail on odd decoded structures
             if not bonds:
                 raise

@@ -1,0 +1,761 @@
+"""Decoding: fields -> crystals, the paper's five steps, batched over crystals and particles.
+
+    1. lattice from ``fields.lattice(z)``;
+    2. particles on a grid over the training box grown by a margin;
+    3. ``p <- p + f_p(p, z)``, ``num_moves`` times;
+    4. score = squared norm of the LAST field evaluation (the vector the last move applied, so
+       it describes the position before that move, as the reference code does); drop particles
+       with score > threshold^2; greedy non-max suppression in order of (score, particle index);
+       a group with >= ``nms_min_particles`` members is an atom at the softmax(-score) weighted
+       mean of the group;
+    5. species = majority vote of argmax f_s over a small grid around each atom (ties: smallest
+       class index, like ``torch.mode``).
+
+Shapes: B crystals, P particles per crystal, M = all particles of a batch (ragged, with a
+crystal index ``index`` (M,) sorted by crystal), K kept particles, C clusters, A atoms,
+S species, D latent. Positions are Angstrom in the project frame (see ``nesf_viz.data``).
+
+`decode` is the one entry point; `nms` is the batched NMS and `nms_reference` the plain
+single-crystal loop it is tested against.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass, field, fields as dc_fields
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab
+from .errors import CrystalInputError, ShapeError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DecodeConfig",
+    "DecodeResult",
+    "NMSOutput",
+    "decode",
+    "box_particles",
+    "species_offsets",
+    "nms",
+    "nms_reference",
+]
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Decoding settings. Defaults are the authors' reference code; options beyond the paper
+    are off by default. Change with ``dataclasses.replace``."""
+
+    grid_step_angstrom: float = 0.5
+    """Spacing of the particle grid."""
+    box_margin_angstrom: float = 0.5
+    """The box is grown by this on each side; particles on arange(min - m, max + m, step)
+    per axis with the reference's float32 box (7,280 particles for the LCS6A training box)."""
+    num_moves: int = 64
+    """Moves p <- p + f_p(p, z) (the reference iterates 64 times; the paper does not say)."""
+    score_threshold_angstrom: float = 0.9
+    """Particles whose last field vector is longer than this are dropped before NMS."""
+    nms_radius_angstrom: float = 0.5
+    """NMS gathers every remaining particle with squared distance < radius^2 of the seed."""
+    nms_min_particles: int = 10
+    """An NMS group becomes an atom only with at least this many particles (reference code)."""
+    species_grid_step_angstrom: float = 0.1
+    """Spacing of the species voting grid around each atom."""
+    species_grid_points_per_axis: int = 6
+    """Points per axis of the voting grid; offsets step * (k - n//2), i.e. -0.3..0.2 A as the
+    reference's arange(-0.3, 0.3, 0.1)."""
+    chunk_particles: int = 1 << 16
+    """Most query points per field evaluation: bounds memory (activations of one chunk)."""
+    nms_collapse_tolerance_angstrom: float | None = 1e-4
+    """Speed only, never changes results: before NMS, particles in the same cube of this size
+    are merged into weighted groups; a group that could straddle a seed's NMS sphere sends
+    its crystal back to the particle-level NMS (see `nms`). None = no merging."""
+    periodic: bool = False
+    """Option (not in the paper): wrap particles into the predicted cell after every move and
+    use minimum-image distances in NMS; atoms are wrapped into the cell."""
+    particles_in_cell: bool = False
+    """Option (not in the paper): keep only the grid particles inside the predicted cell
+    (grown by box_margin_angstrom along each face normal unless periodic) instead of the box."""
+    early_stop_tolerance_angstrom: float | None = None
+    """Option (not in the paper): a particle whose move was shorter than this stops moving (its
+    score is that last move); the loop ends when every particle has stopped. None = off."""
+
+    def __post_init__(self) -> None:
+        positive = ("grid_step_angstrom", "nms_radius_angstrom", "species_grid_step_angstrom")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"DecodeConfig.{name} must be > 0, got {getattr(self, name)}")
+        if self.num_moves < 1:
+            raise ValueError("DecodeConfig.num_moves must be >= 1 (the score is the last move)")
+        if self.box_margin_angstrom < 0 or self.score_threshold_angstrom < 0:
+            raise ValueError("DecodeConfig margins and thresholds must be >= 0")
+        if self.nms_min_particles < 1 or self.species_grid_points_per_axis < 1:
+            raise ValueError("DecodeConfig.nms_min_particles and species points must be >= 1")
+        if self.chunk_particles < 1:
+            raise ValueError("DecodeConfig.chunk_particles must be >= 1")
+
+    @classmethod
+    def fast(cls, **overrides) -> "DecodeConfig":
+        """Named fast recipe: particles only in the cell, early stop at 1e-3 A, 32 moves at most.
+
+        Not the paper's protocol: say so when quoting numbers made with it."""
+        base = dict(particles_in_cell=True, early_stop_tolerance_angstrom=1e-3, num_moves=32)
+        base.update(overrides)
+        return cls(**base)
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dc_fields(self)}
+
+
+# ----------------------------------------------------------------------------- geometry helpers
+
+
+def _cell_matrices(lengths: torch.Tensor, angles_rad: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) row-vector lattice matrices, frame 'a along x, b in the xy plane'.
+
+    Same formula as ``nesf_viz.data.lattice_matrix``; NaN for impossible angles."""
+    a, b, c = lengths.unbind(-1)
+    ca, cb, cg = torch.cos(angles_rad).unbind(-1)
+    sg = torch.sin(angles_rad[..., 2])
+    cy = (ca - cb * cg) / sg
+    cz2 = 1 - cb * cb - cy * cy
+    cz = torch.where(cz2 > 0, torch.sqrt(cz2.clamp(min=0)), torch.full_like(cz2, float("nan")))
+    zero = torch.zeros_like(a)
+    rows = [
+        torch.stack([a, zero, zero], -1),
+        torch.stack([b * cg, b * sg, zero], -1),
+        torch.stack([c * cb, c * cy, c * cz], -1),
+    ]
+    return torch.stack(rows, -2)
+
+
+def _lattice_and_inverse(lengths: torch.Tensor, angles_rad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 3, 3) lattices and their inverses in the dtype of `lengths`; rows of an impossible
+    (predicted) cell are NaN, so its particles drop out instead of raising."""
+    lat = _cell_matrices(lengths.double(), angles_rad.double())
+    finite = torch.isfinite(lat).all(-1).all(-1)
+    inv, info = torch.linalg.inv_ex(torch.where(finite[:, None, None], lat, torch.eye(3, dtype=lat.dtype, device=lat.device)))
+    bad = ~finite | (info != 0)
+    nan = torch.full_like(lat, float("nan"))
+    lat = torch.where(bad[:, None, None], nan, lat)
+    inv = torch.where(bad[:, None, None], nan, inv)
+    return lat.to(lengths.dtype), inv.to(lengths.dtype)
+
+
+def _vecmat(v: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """v (..., 3) @ m (..., 3, 3) with explicit elementwise products.
+
+    Elementwise on purpose: the result is bitwise the same however the inputs are batched,
+    so the batched and the plain NMS take the same distance decisions."""
+    return v[..., 0:1] * m[..., 0, :] + v[..., 1:2] * m[..., 1, :] + v[..., 2:3] * m[..., 2, :]
+
+
+def _min_image(d: torch.Tensor, lat: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
+    """Minimum-image displacement by rounding fractional coordinates (exact for cells that are
+    not strongly skewed)."""
+    f = _vecmat(d, inv)
+    return _vecmat(f - torch.round(f), lat)
+
+
+def _wrap(p: torch.Tensor, lat: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
+    """Positions wrapped into the cell: fractional coordinates in [0, 1)."""
+    f = _vecmat(p, inv)
+    f = f - torch.floor(f)
+    f = torch.where(f >= 1, f - 1, f)  # floor can leave exactly 1.0 after rounding
+    return _vecmat(f, lat)
+
+
+def _sqnorm(d: torch.Tensor) -> torch.Tensor:
+    """Squared norm over the last axis, summed x + y + z in that order (batch-invariant)."""
+    return d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1] + d[..., 2] * d[..., 2]
+
+
+def box_particles(box: BoundingBox, step_angstrom: float, margin_angstrom: float) -> torch.Tensor:
+    """(P, 3) float64 grid, arange(min - margin, max + margin, step) per axis, x slowest.
+
+    Reproduces the reference: its box is float32 (min/max of float32 positions) and the margin
+    is subtracted in float32 before torch.arange, which decides the particle count."""
+    lo = torch.tensor(box.min_angstrom, dtype=torch.float32) - margin_angstrom
+    hi = torch.tensor(box.max_angstrom, dtype=torch.float32) + margin_angstrom
+    axes = [
+        torch.arange(float(lo[i]), float(hi[i]), step_angstrom, dtype=torch.float64)
+        for i in range(3)
+    ]
+    g = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack([x.reshape(-1) for x in g], 1)
+
+
+def species_offsets(step_angstrom: float, points_per_axis: int) -> torch.Tensor:
+    """(n^3, 3) float64 offsets step * (k - n//2), k < n, x slowest (reference layout)."""
+    o = step_angstrom * (torch.arange(points_per_axis, dtype=torch.float64) - points_per_axis // 2)
+    g = torch.meshgrid(o, o, o, indexing="ij")
+    return torch.stack([x.reshape(-1) for x in g], 1)
+
+
+# ----------------------------------------------------------------------------- NMS
+
+
+class NMSOutput(NamedTuple):
+    """Greedy NMS over particles of one or many crystals.
+
+    cluster: (K,) cluster of every input particle, an index into the cluster arrays.
+    Clusters are ordered by crystal, then by the order NMS formed them (seed order).
+    """
+
+    cluster: torch.Tensor
+    centres: torch.Tensor  # (C, 3) softmax(-score) weighted means, Angstrom
+    counts: torch.Tensor  # (C,) particles per cluster
+    seeds: torch.Tensor  # (C,) input index of each cluster's seed particle
+    cluster_batch: torch.Tensor  # (C,) crystal of each cluster
+    is_atom: torch.Tensor  # (C,) counts >= min_particles
+
+
+def _centres(
+    points: torch.Tensor,
+    scores: torch.Tensor,
+    cluster: torch.Tensor,
+    seeds: torch.Tensor,
+    num_clusters: int,
+    lattice: tuple[torch.Tensor, torch.Tensor] | None,
+    batch: torch.Tensor | None,
+) -> torch.Tensor:
+    """softmax(-score) weighted mean per cluster; weights exp(-(s - s_seed)) as F.softmax does
+    (the seed has the lowest score of its cluster). Periodic: seed + mean min-image offset."""
+    w = torch.exp(-(scores - scores[seeds][cluster]))
+    wsum = torch.zeros(num_clusters, dtype=points.dtype, device=points.device).index_add_(0, cluster, w)
+    if lattice is None:
+        x = points
+    else:
+        lat, inv = lattice[0][batch], lattice[1][batch]
+        x = _min_image(points - points[seeds][cluster], lat, inv)
+    acc = torch.zeros(num_clusters, 3, dtype=points.dtype, device=points.device)
+    acc.index_add_(0, cluster, w[:, None] * x)
+    centre = acc / wsum[:, None]
+    if lattice is not None:
+        seed_batch = batch[seeds]
+        centre = _wrap(points[seeds] + centre, lattice[0][seed_batch], lattice[1][seed_batch])
+    return centre
+
+
+def nms_reference(
+    points: torch.Tensor,
+    scores: torch.Tensor,
+    radius: float,
+    min_particles: int,
+    lattice: torch.Tensor | None = None,
+) -> NMSOutput:
+    """Plain greedy NMS of one crystal, written to be obviously right (slow).
+
+    Repeatedly: the remaining particle with the lowest (score, index) is the seed; every
+    remaining particle with squared distance < radius^2 (minimum image when `lattice` (3, 3)
+    is given) joins its cluster and leaves the pool."""
+    n = points.shape[0]
+    r2 = radius**2
+    lat_inv = None if lattice is None else (lattice, torch.linalg.inv(lattice.double()).to(lattice.dtype))
+    order = sorted(range(n), key=lambda i: (float(scores[i]), i))
+    remaining = list(order)
+    cluster = torch.full((n,), -1, dtype=torch.long)
+    seeds, members_list = [], []
+    while remaining:
+        seed = remaining[0]
+        d = points[remaining] - points[seed]
+        if lat_inv is not None:
+            d = _min_image(d, *lat_inv)
+        inside = (_sqnorm(d) < r2).tolist()
+        members = [i for i, keep in zip(remaining, inside) if keep]
+        remaining = [i for i, keep in zip(remaining, inside) if not keep]
+        cluster[members] = len(seeds)
+        seeds.append(seed)
+        members_list.append(members)
+    centres = []
+    for seed, members in zip(seeds, members_list):
+        weights = F.softmax(-scores[members], dim=0)
+        if lat_inv is None:
+            centres.append(weights @ points[members])
+        else:
+            off = weights @ _min_image(points[members] - points[seed], *lat_inv)
+            centres.append(_wrap(points[seed] + off, *lat_inv))
+    counts = torch.tensor([len(m) for m in members_list], dtype=torch.long)
+    return NMSOutput(
+        cluster=cluster,
+        centres=torch.stack(centres) if centres else points.new_zeros(0, 3),
+        counts=counts,
+        seeds=torch.tensor(seeds, dtype=torch.long),
+        cluster_batch=torch.zeros(len(seeds), dtype=torch.long),
+        is_atom=counts >= min_particles,
+    )
+
+
+def _greedy_rounds(
+    reps: torch.Tensor,
+    rho: torch.Tensor,
+    valid: torch.Tensor,
+    radius: float,
+    lattice: tuple[torch.Tensor, torch.Tensor] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy NMS on padded, key-sorted representatives (B, K, 3), one seed per crystal per
+    round, vectorized over crystals. Returns the local cluster of every slot (B, K) (-1 for
+    padding) and a (B,) flag: some group of spread rho could straddle a seed's sphere."""
+    nb, k = valid.shape
+    local = torch.full((nb, k), -1, dtype=torch.long, device=reps.device)
+    ambiguous = torch.zeros(nb, dtype=torch.bool, device=reps.device)
+    remaining = valid.clone()
+    r2 = radius**2
+    spread = bool((rho > 0).any())
+    # Float slack for the group test: covers rounding in the per-particle distances.
+    finite = reps[valid]
+    scale = float(finite.abs().max()) if finite.numel() else 0.0
+    slack = 16 * torch.finfo(reps.dtype).eps * (1.0 + scale)
+    t = 0
+    rows = torch.arange(nb, device=reps.device)
+    while True:
+        rows = rows[remaining[rows].any(1)]
+        if rows.numel() == 0:
+            break
+        rem = remaining[rows]
+        seed = rem.to(torch.uint8).argmax(1)  # first remaining slot = lowest (score, index)
+        p = reps[rows]
+        d = p - p[torch.arange(rows.numel(), device=reps.device), seed][:, None, :]
+        if lattice is not None:
+            d = _min_image(d, lattice[0][rows][:, None], lattice[1][rows][:, None])
+        d2 = _sqnorm(d)
+        take = (d2 < r2) & rem
+        if spread:
+            dist, rr = torch.sqrt(d2), rho[rows]
+            straddle = rem & (rr > 0) & (dist + rr >= radius - slack) & (dist - rr <= radius + slack)
+            ambiguous[rows] |= straddle.any(1)
+        local[rows] = torch.where(take, torch.full_like(seed[:, None], t), local[rows])
+        remaining[rows] = rem & ~take
+        t += 1
+    return local, ambiguous
+
+
+def _pad_by_crystal(batch: torch.Tensor, nb: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Slot (row, column) of items sorted by crystal, and the padded width."""
+    counts = torch.bincount(batch, minlength=nb)
+    starts = torch.cumsum(counts, 0) - counts
+    col = torch.arange(batch.numel(), device=batch.device) - starts[batch]
+    return batch, col, int(counts.max()) if counts.numel() else 0
+
+
+def nms(
+    points: torch.Tensor,
+    scores: torch.Tensor,
+    batch: torch.Tensor,
+    num_crystals: int,
+    radius: float,
+    min_particles: int,
+    lattice: torch.Tensor | None = None,
+    collapse_tolerance: float | None = 1e-4,
+) -> NMSOutput:
+    """Exact greedy NMS of many crystals at once (same result as `nms_reference` per crystal).
+
+    points (K, 3), scores (K,), batch (K,) crystal of each particle, sorted; ties in score are
+    broken by the particle's position in the input. lattice (B, 3, 3) switches to minimum-image
+    distances.
+
+    Speed-up, exact by construction: particles in the same cube of side `collapse_tolerance`
+    (after 64 moves particles sit on the same fixed point) form a group represented by its
+    lowest-(score, index) member ("rep"), with spread rho = max member distance from the rep.
+    Greedy NMS then runs on reps. Proof sketch: if in every round each remaining group lies
+    wholly inside (d + rho < r) or wholly outside (d - rho >= r) the seed's sphere, the pool
+    is always a union of whole groups, its lowest particle is the lowest rep, and every member
+    of a group is taken iff its rep is: the particle-level run makes identical choices. Groups
+    whose members are bitwise equal (rho = 0) meet the condition trivially (same float
+    arithmetic). A crystal where some group might straddle a sphere (within float slack) is
+    rerun particle by particle. Centres and counts are then computed per particle.
+    """
+    if points.ndim != 2 or points.shape[1] != 3 or scores.shape != points.shape[:1] or batch.shape != scores.shape:
+        raise ShapeError(f"nms takes points (K, 3), scores (K,), batch (K,); got {tuple(points.shape)}, "
+                         f"{tuple(scores.shape)}, {tuple(batch.shape)}")
+    dev, kk = points.device, points.shape[0]
+    lat_inv = None
+    if lattice is not None:
+        inv, info = torch.linalg.inv_ex(lattice.double())
+        inv = torch.where((info != 0)[:, None, None], torch.full_like(inv, float("nan")), inv)
+        lat_inv = (lattice.to(points.dtype), inv.to(points.dtype))
+    if kk == 0:
+        e = torch.zeros(0, dtype=torch.long, device=dev)
+        return NMSOutput(e, points.new_zeros(0, 3), e, e, e, e.bool())
+
+    # Key order (crystal, score, index): stable sorts, the later one on the major key.
+    o1 = torch.sort(scores, stable=True).indices
+    order = o1[torch.sort(batch[o1], stable=True).indices]
+    sp, sb = points[order], batch[order]
+
+    def run(sel: torch.Tensor | None, tol: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cluster (local id) per sorted particle in `sel` (or all) and per-crystal ambiguity."""
+        idx = torch.arange(kk, device=dev) if sel is None else sel
+        p, b = sp[idx], sb[idx]
+        if tol is None:
+            group = torch.arange(idx.numel(), device=dev)
+            rep_of = group
+            rho = torch.zeros(idx.numel(), dtype=points.dtype, device=dev)
+        else:
+            keys = torch.cat([b[:, None], torch.floor(p / tol).long()], 1)
+            _, inv = torch.unique(keys, dim=0, return_inverse=True)
+            ng = int(inv.max()) + 1
+            pos = torch.arange(idx.numel(), device=dev)
+            first = torch.full((ng,), idx.numel(), dtype=torch.long, device=dev)
+            first = first.scatter_reduce(0, inv, pos, "amin")
+            # renumber groups in key order of their rep, so groups are sorted like particles
+            rank = torch.empty_like(first)
+            rank[torch.argsort(first)] = torch.arange(ng, device=dev)
+            group = rank[inv]
+            rep_of = torch.sort(first).values  # rep (position in `idx`) of each renumbered group
+            d = p - p[rep_of[group]]
+            if lat_inv is not None:
+                d = _min_image(d, lat_inv[0][b], lat_inv[1][b])
+            rho = torch.zeros(ng, dtype=points.dtype, device=dev).scatter_reduce(
+                0, group, torch.sqrt(_sqnorm(d)), "amax"
+            )
+        rb = b[rep_of]
+        row, col, width = _pad_by_crystal(rb, num_crystals)
+        reps = points.new_zeros(num_crystals, width, 3)
+        reps[row, col] = p[rep_of]
+        rpad = points.new_zeros(num_crystals, width)
+        rpad[row, col] = rho
+        valid = torch.zeros(num_crystals, width, dtype=torch.bool, device=dev)
+        valid[row, col] = True
+        local, amb = _greedy_rounds(reps, rpad, valid, radius, lat_inv)
+        return local[row, col][group], amb
+
+    local = torch.empty(kk, dtype=torch.long, device=dev)
+    if collapse_tolerance is None:
+        local, _ = run(None, None)
+    else:
+        local, amb = run(None, float(collapse_tolerance))
+        if lat_inv is not None:
+            # Minimum image by rounding keeps the group argument only when every cell height
+            # exceeds the sphere's diameter (a displacement with a fractional part near 1/2 is
+            # then longer than the radius whichever image rounding picks).
+            heights = 1.0 / torch.linalg.norm(lat_inv[1].transpose(1, 2), dim=2).min(1).values
+            amb |= ~(heights > 2 * (radius + 4 * float(collapse_tolerance)) + 1e-3)
+        if bool(amb.any()):
+            redo = torch.nonzero(amb[sb]).squeeze(1)
+            log.debug("nms: %d crystal(s) rerun particle by particle", int(amb.sum()))
+            local[redo], _ = run(redo, None)
+
+    # Global cluster ids: crystal-major, then local (seed) order.
+    ncl = torch.zeros(num_crystals, dtype=torch.long, device=dev).scatter_reduce(
+        0, sb, local + 1, "amax"
+    )
+    offsets = torch.cumsum(ncl, 0) - ncl
+    cl_sorted = offsets[sb] + local
+    c = int(ncl.sum())
+    pos = torch.arange(kk, device=dev)
+    seed_sorted = torch.full((c,), kk, dtype=torch.long, device=dev).scatter_reduce(0, cl_sorted, pos, "amin")
+    cluster = torch.empty_like(cl_sorted)
+    cluster[order] = cl_sorted
+    seeds = order[seed_sorted]
+    counts = torch.bincount(cluster, minlength=c)
+    centres = _centres(points, scores, cluster, seeds, c, lat_inv, batch)
+    return NMSOutput(cluster, centres, counts, seeds, batch[seeds], counts >= min_particles)
+
+
+# ----------------------------------------------------------------------------- result
+
+
+@dataclass(frozen=True, eq=False)
+class DecodeResult:
+    """Decoded crystals (numpy, float64 positions in the project frame).
+
+    positions_angstrom[i]: (A_i, 3); species[i]: (A_i,) class indices; atomic_numbers[i]:
+    (A_i,); particles_per_atom[i]: (A_i,) NMS group sizes; lengths_angstrom (B, 3);
+    angles_deg (B, 3); n_particles (B,) particles moved; timing_s: seconds per stage.
+    """
+
+    ids: tuple[str, ...]
+    positions_angstrom: tuple[np.ndarray, ...]
+    species: tuple[np.ndarray, ...]
+    atomic_numbers: tuple[np.ndarray, ...]
+    particles_per_atom: tuple[np.ndarray, ...]
+    lengths_angstrom: np.ndarray
+    angles_deg: np.ndarray
+    n_particles: np.ndarray
+    timing_s: dict[str, float]
+    config: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_atoms(self) -> np.ndarray:
+        """(B,) detected atoms per crystal."""
+        return np.array([len(p) for p in self.positions_angstrom], dtype=np.int64)
+
+    @property
+    def n_no_atoms(self) -> int:
+        """Crystals where no atom survived (their result is empty, not an error)."""
+        return int((self.num_atoms == 0).sum())
+
+    @property
+    def structures_per_second(self) -> float:
+        t = self.timing_s.get("total", 0.0)
+        return len(self) / t if t > 0 else float("inf")
+
+    def to_crystals(self) -> list[Crystal]:
+        return [
+            Crystal(
+                self.positions_angstrom[i].copy(),
+                self.atomic_numbers[i].copy(),
+                tuple(float(x) for x in self.lengths_angstrom[i]),
+                tuple(float(x) for x in self.angles_deg[i]),
+                id=self.ids[i],
+            )
+            for i in range(len(self))
+        ]
+
+    def to_structures(self, strict: bool = True) -> list:
+        """pymatgen Structures, lattice from `nesf_viz.data.lattice_matrix` (frame 'a along x,
+        b in the xy plane'). strict=False gives None for a crystal whose predicted lattice has
+        no volume instead of raising."""
+        out = []
+        for c in self.to_crystals():
+            try:
+                out.append(c.to_structure())
+            except (CrystalInputError, np.linalg.LinAlgError, ValueError) as exc:
+                if strict:
+                    raise CrystalInputError(f"decoded crystal {c.id!r}: {exc}") from exc
+                out.append(None)
+        return out
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write `material_id,cif` (pymatgen CifWriter). A crystal whose predicted lattice is
+        impossible gets an empty cif and a warning."""
+        from pymatgen.io.cif import CifWriter
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        bad = []
+        with path.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["material_id", "cif"])
+            for cid, s in zip(self.ids, self.to_structures(strict=False)):
+                if s is None:
+                    bad.append(cid)
+                    w.writerow([cid, ""])
+                else:
+                    w.writerow([cid, str(CifWriter(s))])
+        if bad:
+            warnings.warn(f"{len(bad)} decoded crystal(s) have an impossible lattice and an empty "
+                          f"cif in {path}: {bad[:5]}", stacklevel=2)
+        return path
+
+
+# ----------------------------------------------------------------------------- decode
+
+
+def _emit(hooks: Sequence, name: str, *args, **kwargs) -> None:
+    for h in hooks:
+        getattr(h, name)(*args, **kwargs)
+
+
+def _chunked_field(fn, z, points, index, chunk: int) -> torch.Tensor:
+    if points.shape[0] <= chunk:
+        return fn(z, points, index)
+    return torch.cat([fn(z, points[s : s + chunk], index[s : s + chunk])
+                      for s in range(0, points.shape[0], chunk)])
+
+
+def decode(
+    fields,
+    crystals: CrystalBatch | None = None,
+    *,
+    latents: torch.Tensor | None = None,
+    box: BoundingBox,
+    vocab: SpeciesVocab,
+    config: DecodeConfig = DecodeConfig(),
+    hooks: Sequence = (),
+    progress: bool = False,
+    ids: Sequence[str] | None = None,
+) -> DecodeResult:
+    """Decode crystals from any `StructureFields` (a NeSF model or `ExactFields`).
+
+    Give `crystals` (latents = fields.latents(crystals)) or `latents` (B, D). An nn.Module runs
+    in eval mode under no_grad and gets its previous mode back. Everything runs on the device
+    of the latents; hooks see copies and cannot change the result.
+    """
+    if (crystals is None) == (latents is None):
+        raise ValueError("decode: give exactly one of crystals or latents")
+    module = fields if isinstance(fields, nn.Module) else None
+    was_training = module.training if module is not None else False
+    try:
+        if module is not None:
+            module.eval()
+        with torch.no_grad():
+            return _decode(fields, crystals, latents, box, vocab, config, tuple(hooks), progress, ids)
+    finally:
+        if module is not None:
+            module.train(was_training)
+
+
+def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress, ids) -> DecodeResult:
+    t_start = time.perf_counter()
+    timing: dict[str, float] = {}
+
+    def lap(name: str, t0: float) -> float:
+        t1 = time.perf_counter()
+        timing[name] = timing.get(name, 0.0) + (t1 - t0)
+        return t1
+
+    t = t_start
+    if z is None:
+        z = fields.latents(crystals)
+        ids = list(crystals.ids) if ids is None else list(ids)
+    if z.ndim != 2:
+        raise ShapeError(f"latents must be (B, D); got {tuple(z.shape)}")
+    nb, dev = z.shape[0], z.device
+    ids = [str(i) for i in range(nb)] if ids is None else [str(i) for i in ids]
+    if len(ids) != nb:
+        raise ShapeError(f"{len(ids)} ids for {nb} latents")
+    dt = z.dtype if z.is_floating_point() else torch.float32
+
+    # 1. lattice
+    lengths, angles = fields.lattice(z)
+    lengths, angles = lengths.to(dt), angles.to(dt)
+    lat_inv = _lattice_and_inverse(lengths, angles) if (cfg.periodic or cfg.particles_in_cell) else None
+    _emit(hooks, "on_start", list(ids), cfg, lengths.detach().cpu().clone(),
+          torch.rad2deg(angles).detach().cpu().clone())
+    t = lap("lattice", t)
+
+    # 2. particles
+    grid = box_particles(box, cfg.grid_step_angstrom, cfg.box_margin_angstrom).to(dev, dt)
+    g = grid.shape[0]
+    pos = grid.expand(nb, g, 3).reshape(-1, 3).clone()
+    index = torch.arange(nb, device=dev).repeat_interleave(g)
+    if cfg.particles_in_cell:
+        f = _vecmat(pos, lat_inv[1][index])
+        if cfg.periodic:
+            lo, hi = torch.zeros_like(f), torch.ones_like(f)
+            inside = ((f >= lo) & (f < hi)).all(1)
+        else:
+            # heights of the cell along each face normal: V / |a_j x a_k| = 1 / |row i of inv^T|
+            heights = 1.0 / torch.linalg.norm(lat_inv[1].transpose(1, 2), dim=2)  # (B, 3)
+            delta = (cfg.box_margin_angstrom / heights)[index]
+            inside = ((f >= -delta) & (f <= 1 + delta)).all(1)
+        pos, index = pos[inside], index[inside]
+    n_particles = torch.bincount(index, minlength=nb)
+    _emit(hooks, "on_particles_init", pos.clone(), index.clone())
+    t = lap("init", t)
+
+    # 3. moves
+    m = pos.shape[0]
+    last = torch.zeros_like(pos)
+    early = cfg.early_stop_tolerance_angstrom
+    active = torch.ones(m, dtype=torch.bool, device=dev) if early is not None else None
+    steps = range(1, cfg.num_moves + 1)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="decode: moves", leave=False)
+    for step in steps:
+        if active is None:
+            for s in range(0, m, cfg.chunk_particles):
+                p = pos[s : s + cfg.chunk_particles]
+                v = fields.position_field(z, p, index[s : s + cfg.chunk_particles]).to(dt)
+                p += v
+                last[s : s + cfg.chunk_particles] = v
+            if lat_inv is not None and cfg.periodic:
+                pos = _wrap(pos, lat_inv[0][index], lat_inv[1][index])
+            if hooks:
+                _emit(hooks, "on_move", step, pos.clone(), last.clone(), torch.linalg.norm(last, dim=1))
+        else:
+            sel = torch.nonzero(active).squeeze(1)
+            if sel.numel() == 0:
+                break
+            v = _chunked_field(fields.position_field, z, pos[sel], index[sel], cfg.chunk_particles).to(dt)
+            newp = pos[sel] + v
+            if lat_inv is not None and cfg.periodic:
+                newp = _wrap(newp, lat_inv[0][index[sel]], lat_inv[1][index[sel]])
+            pos[sel] = newp
+            last[sel] = v
+            norm = torch.linalg.norm(v, dim=1)
+            active[sel[~(norm >= early)]] = False  # NaN moves stop too
+            if hooks:
+                vec = torch.zeros_like(pos)
+                vec[sel] = v
+                _emit(hooks, "on_move", step, pos.clone(), vec, torch.linalg.norm(vec, dim=1))
+    t = lap("move", t)
+
+    # 4a. score: squared norm of the last field vector (the reference's sqrd_last_distance)
+    score = _sqnorm(last)
+    kept = (score <= cfg.score_threshold_angstrom**2) & torch.isfinite(pos).all(1)
+    _emit(hooks, "on_score", score.clone(), kept.clone())
+    t = lap("score", t)
+
+    # 4b. NMS
+    kidx = torch.nonzero(kept).squeeze(1)
+    res = nms(
+        pos[kidx], score[kidx], index[kidx], nb, cfg.nms_radius_angstrom, cfg.nms_min_particles,
+        lattice=lat_inv[0] if (lat_inv is not None and cfg.periodic) else None,
+        collapse_tolerance=cfg.nms_collapse_tolerance_angstrom,
+    )
+    _emit(hooks, "on_cluster", res.cluster.clone(), res.centres.clone(), res.counts.clone(),
+          res.cluster_batch.clone(), res.is_atom.clone())
+    centres = res.centres[res.is_atom]
+    atom_batch = res.cluster_batch[res.is_atom]
+    atom_counts = res.counts[res.is_atom]
+    t = lap("nms", t)
+
+    # 5. species: majority vote of argmax f_s on a small grid around each atom
+    na = centres.shape[0]
+    offs = species_offsets(cfg.species_grid_step_angstrom, cfg.species_grid_points_per_axis).to(dev, dt)
+    if na:
+        q = (centres[:, None, :] + offs[None]).reshape(-1, 3)
+        qi = atom_batch.repeat_interleave(offs.shape[0])
+        per_chunk = max(1, cfg.chunk_particles // offs.shape[0]) * offs.shape[0]
+        votes_pt = torch.cat([
+            fields.species_field(z, q[s : s + per_chunk], qi[s : s + per_chunk]).argmax(-1)
+            for s in range(0, q.shape[0], per_chunk)
+        ]).reshape(na, offs.shape[0])
+        num_species = int(getattr(fields, "num_species", len(vocab)))
+        votes = torch.zeros(na, num_species, dtype=torch.long, device=dev)
+        votes.scatter_add_(1, votes_pt, torch.ones_like(votes_pt))
+        species = votes.argmax(1)  # first maximum = smallest class among the most frequent
+    else:
+        votes = torch.zeros(0, len(vocab), dtype=torch.long, device=dev)
+        species = torch.zeros(0, dtype=torch.long, device=dev)
+    _emit(hooks, "on_species", votes.clone(), species.clone(), atom_batch.clone())
+    t = lap("species", t)
+
+    # result (numpy, per crystal)
+    per = torch.bincount(atom_batch, minlength=nb).cpu().tolist()
+    cpos = centres.detach().double().cpu().numpy()
+    cspec = species.cpu().numpy()
+    ccnt = atom_counts.cpu().numpy()
+    splits = np.cumsum([0] + per)
+    if cspec.size and int(cspec.max()) >= len(vocab):
+        raise ShapeError(f"species field has class {int(cspec.max())} but the vocabulary only "
+                         f"{len(vocab)}; decode with the model's own vocabulary")
+    atomic = vocab.decode(cspec)
+    result = DecodeResult(
+        ids=tuple(ids),
+        positions_angstrom=tuple(cpos[splits[i] : splits[i + 1]] for i in range(nb)),
+        species=tuple(cspec[splits[i] : splits[i + 1]] for i in range(nb)),
+        atomic_numbers=tuple(atomic[splits[i] : splits[i + 1]] for i in range(nb)),
+        particles_per_atom=tuple(ccnt[splits[i] : splits[i + 1]] for i in range(nb)),
+        lengths_angstrom=lengths.detach().double().cpu().numpy(),
+        angles_deg=np.degrees(angles.detach().double().cpu().numpy()),
+        n_particles=n_particles.cpu().numpy(),
+        timing_s=timing,
+        config=cfg,
+    )
+    timing["total"] = time.perf_counter() - t_start
+    _emit(hooks, "on_end", result)
+    return result
+

@@ -1,0 +1,41 @@
+"""Plotly figures for NeSF (pure: arrays or pymatgen Structures in, ``go.Figure`` out).
+
+Importing this package imports plotly only; crystal-toolkit (which patches pymatgen's notebook
+display) is imported lazily, the first time a Structure is drawn.
+"""
+
+from .figures import (
+    cluster_figure,
+    compare_figure,
+    crystal_figure,
+    field_slice_figure,
+    interpolation_figure,
+    interpolation_path_figure,
+    latent_pca_figure,
+    particle_animation,
+    save_html,
+    save_png,
+    species_slice_figure,
+    training_curves_figure,
+    update_training_curves,
+)
+from .scene import element_color, scene_to_traces, structure_traces
+
+__all__ = [
+    "cluster_figure",
+    "compare_figure",
+    "crystal_figure",
+    "element_color",
+    "field_slice_figure",
+    "interpolation_figure",
+    "interpolation_path_figure",
+    "latent_pca_figure",
+    "particle_animation",
+    "save_html",
+    "save_png",
+    "scene_to_traces",
+    "species_slice_figure",
+    "structure_traces",
+    "training_curves_figure",
+    "update_training_curves",
+]

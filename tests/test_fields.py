@@ -1,0 +1,77 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from nesf_viz.data import CrystalBatch, SpeciesVocab, lattice_matrix
+from nesf_viz.fields import ExactFields, StructureFields, ground_truth_targets, nearest_atoms
+from nesf_viz.model import NeSF
+
+from .conftest import random_crystals
+
+
+def _plain_nearest(crystal, point, periodic):
+    """Obviously-correct reference: loop over atoms (and the 27 images when periodic)."""
+    lat = lattice_matrix(crystal.lengths_angstrom, crystal.angles_deg)
+    shifts = list(itertools.product((-1, 0, 1), repeat=3)) if periodic else [(0, 0, 0)]
+    best = (np.inf, None, None)
+    for a, pos in enumerate(crystal.positions_angstrom):
+        for s in shifts:
+            img = pos + np.array(s) @ lat
+            d = np.sum((img - point) ** 2)
+            if d < best[0]:
+                best = (d, a, img - point)
+    return best[1], best[2]
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_nearest_atoms_matches_plain_loop_on_random_crystals(periodic):
+    rng = np.random.default_rng(7)
+    crystals = random_crystals(rng, 6)
+    vocab = SpeciesVocab.from_crystals(crystals)
+    batch = CrystalBatch.from_crystals(crystals, vocab, dtype=torch.float64)
+    q = 400
+    idx = torch.as_tensor(rng.integers(0, len(crystals), q))
+    pts = torch.as_tensor(rng.uniform(-2, 9, (q, 3)))
+    atom, vec = nearest_atoms(batch, pts, idx, periodic=periodic)
+    starts = np.cumsum([0] + [c.num_atoms for c in crystals])
+    for k in range(q):
+        c = int(idx[k])
+        a, v = _plain_nearest(crystals[c], pts[k].numpy(), periodic)
+        assert int(atom[k]) == starts[c] + a
+        np.testing.assert_allclose(vec[k].numpy(), v, atol=1e-12)
+
+
+def test_nearest_atoms_chunking_gives_same_answer(monkeypatch):
+    import nesf_viz.fields as f
+
+    rng = np.random.default_rng(1)
+    crystals = random_crystals(rng, 4)
+    batch = CrystalBatch.from_crystals(crystals, SpeciesVocab.from_crystals(crystals), dtype=torch.float64)
+    pts = torch.as_tensor(rng.uniform(0, 6, (333, 3)))
+    idx = torch.as_tensor(rng.integers(0, 4, 333))
+    full = nearest_atoms(batch, pts, idx)
+    monkeypatch.setattr(f, "_CHUNK_PAIRS", 17)
+    small = nearest_atoms(batch, pts, idx)
+    assert torch.equal(full[0], small[0]) and torch.equal(full[1], small[1])
+
+
+def test_exact_fields_follow_the_protocol_and_point_at_atoms():
+    rng = np.random.default_rng(4)
+    crystals = random_crystals(rng, 3)
+    vocab = SpeciesVocab.from_crystals(crystals)
+    batch = CrystalBatch.from_crystals(crystals, vocab, dtype=torch.float64)
+    ex = ExactFields(batch, len(vocab))
+    assert isinstance(ex, StructureFields) and isinstance(NeSF(num_species=3), StructureFields)
+    z = ex.latents()
+    pts = torch.as_tensor(rng.uniform(0, 6, (50, 3)))
+    idx = torch.as_tensor(rng.integers(0, 3, 50))
+    moved = pts + ex.position_field(z, pts, idx)
+    # one move along the exact field lands on an atom: the field there is zero
+    assert ex.position_field(z, moved, idx).abs().max() < 1e-12
+    vec, spec = ground_truth_targets(batch, pts, idx)
+    onehot = ex.species_field(z, pts, idx)
+    assert torch.equal(onehot.argmax(1), spec) and torch.allclose(onehot.sum(1), torch.ones(50, dtype=torch.float64))
+    lengths, angles = ex.lattice(z)
+    assert torch.equal(lengths, batch.lengths) and torch.equal(angles, batch.angles)

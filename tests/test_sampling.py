@@ -1,0 +1,65 @@
+import numpy as np
+import torch
+
+from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab
+from nesf_viz.sampling import QuerySampler, SamplingConfig, box_grid, cube_offsets
+
+from .conftest import random_crystals
+
+
+def test_cube_offsets_match_reference_arange_points():
+    local = cube_offsets(0.3, 1.2)
+    assert local.shape == (64, 3)
+    np.testing.assert_allclose(np.unique(local[:, 0]), [-0.6, -0.3, 0.0, 0.3], atol=1e-12)
+    species = cube_offsets(0.1, 0.6)
+    assert species.shape == (216, 3)
+    np.testing.assert_allclose(np.unique(species[:, 2]), [-0.3, -0.2, -0.1, 0.0, 0.1, 0.2], atol=1e-12)
+
+
+def test_global_grid_covers_box_grown_by_one_step():
+    box = BoundingBox((0.0, -1.0, 0.5), (3.0, 2.5, 4.0))
+    g = box_grid(box, 1.0, 1.0)
+    ref = [torch.arange(lo - 1.0, hi + 1.0, 1.0, dtype=torch.float64) for lo, hi in zip(box.min_angstrom, box.max_angstrom)]
+    assert g.shape[0] == np.prod([len(r) for r in ref])
+    np.testing.assert_allclose(g.min(0).values, [-1.0, -2.0, -0.5])
+
+
+def test_queries_are_vectorized_equivalent_of_per_crystal_loop():
+    rng = np.random.default_rng(0)
+    crystals = random_crystals(rng, 5)
+    vocab = SpeciesVocab.from_crystals(crystals)
+    batch = CrystalBatch.from_crystals(crystals, vocab, dtype=torch.float64)
+    box = BoundingBox.from_crystals(crystals)
+    cfg = SamplingConfig(global_sigma_angstrom=0, local_sigma_angstrom=0, species_sigma_angstrom=0)
+    s = QuerySampler(box, cfg)
+    q = s(batch)
+    g = s.global_grid
+    for i, c in enumerate(crystals):
+        pts = q.position_points[q.position_index == i].numpy()
+        local = (c.positions_angstrom[:, None, :] + s.local_offsets.numpy()[None]).reshape(-1, 3)
+        np.testing.assert_allclose(np.sort(pts, axis=0), np.sort(np.concatenate([g.numpy(), local]), axis=0))
+        sp = q.species_points[q.species_index == i].numpy()
+        ref = (c.positions_angstrom[:, None, :] + s.species_offsets.numpy()[None]).reshape(-1, 3)
+        np.testing.assert_allclose(sp, ref)
+    n_pos, n_spec = s.queries_per_crystal(batch.positions.shape[0] / 5)
+    assert q.position_points.shape[0] == round(5 * n_pos) and q.species_points.shape[0] == round(5 * n_spec)
+
+
+def test_jitter_has_the_configured_sigma_and_is_seeded():
+    rng = np.random.default_rng(0)
+    crystals = random_crystals(rng, 20)
+    batch = CrystalBatch.from_crystals(crystals, SpeciesVocab.from_crystals(crystals), dtype=torch.float64)
+    box = BoundingBox.from_crystals(crystals)
+    s0 = QuerySampler(box, SamplingConfig(global_sigma_angstrom=0, local_sigma_angstrom=0, species_sigma_angstrom=0))(batch)
+    cfg = SamplingConfig()
+    a = QuerySampler(box, cfg)(batch, torch.Generator().manual_seed(5))
+    b = QuerySampler(box, cfg)(batch, torch.Generator().manual_seed(5))
+    assert torch.equal(a.position_points, b.position_points)
+    n_global = QuerySampler(box, cfg).global_grid.shape[0] * 20
+    dg = (a.position_points - s0.position_points)[:n_global]
+    dl = (a.position_points - s0.position_points)[n_global:]
+    ds = a.species_points - s0.species_points
+    assert abs(dg.std().item() - 0.5) < 0.02
+    assert abs(dl.std().item() - 0.15) < 0.01
+    assert abs(ds.std().item() - 0.05) < 0.003
+    assert SamplingConfig.paper().local_sigma_angstrom == 0.5

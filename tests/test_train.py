@@ -1,0 +1,145 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nesf_viz.errors import CheckpointError, DatasetError
+from nesf_viz.train import LOSS_PARTS, TrainConfig, load_checkpoint, save_checkpoint, train
+
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # multithreaded CPU reductions are not bit-reproducible
+    yield
+    torch.set_num_threads(n)
+
+
+def _small(synthetic_small, n_train=24):
+    return synthetic_small["train"][:n_train], synthetic_small["val"][:8]
+
+
+def test_short_training_lowers_every_loss_part(synthetic_small, tmp_path):
+    tr, va = _small(synthetic_small, 48)
+    res = train(tr, va, tmp_path, TrainConfig(epochs=12, batch_size=16, device="cpu"), progress=False)
+    h = res.history
+    for part in LOSS_PARTS:
+        first, last = h[part][0], min(h[part][-3:])
+        assert last < 0.8 * first, (part, h[part])
+    assert h["val_loss"][-1] < h["val_loss"][0]
+    assert h["epoch"] == list(range(1, 13))
+
+
+def test_checkpoint_loads_weights_only_and_rebuilds_model(synthetic_small, tmp_path):
+    tr, va = _small(synthetic_small)
+    res = train(tr, va, tmp_path, TrainConfig(epochs=2, batch_size=8, device="cpu"), progress=False)
+    raw = torch.load(tmp_path / "last.pt", weights_only=True)  # no pickled classes
+    assert raw["epoch"] == 2 and set(raw["history"]) >= {"loss", "val_loss", *LOSS_PARTS}
+    ck = load_checkpoint(tmp_path)
+    assert ck.vocab == res.vocab and ck.box == res.box and ck.epoch in (1, 2)
+    last = load_checkpoint(tmp_path / "last.pt")
+    for k, v in res.model.state_dict().items():
+        assert torch.equal(v, last.model.state_dict()[k])
+    assert not last.model.training
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_resume_after_kill_is_exact(synthetic_small, tmp_path, one_thread):
+    tr, va = _small(synthetic_small)
+    cfg = TrainConfig(epochs=4, batch_size=8, device="cpu")
+    full = train(tr, va, tmp_path / "full", cfg, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_epoch_2(report):
+        if report.epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(tr, va, tmp_path / "part", cfg, callbacks=[kill_after_epoch_2], progress=False)
+    assert torch.load(tmp_path / "part" / "last.pt", weights_only=True)["epoch"] == 2
+    resumed = train(tr, va, tmp_path / "part", cfg, resume=True, progress=False)
+    assert resumed.history["loss"] == full.history["loss"]
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_resume_without_checkpoint_is_a_clear_error(synthetic_small, tmp_path):
+    tr, va = _small(synthetic_small)
+    with pytest.raises(CheckpointError, match="no checkpoint to resume"):
+        train(tr, va, tmp_path, TrainConfig(epochs=1), resume=True, progress=False)
+
+
+def test_callbacks_get_history_and_time_budget_stops(synthetic_small, tmp_path):
+    tr, va = _small(synthetic_small)
+    seen = []
+    res = train(tr, va, None, TrainConfig(epochs=50, batch_size=8, device="cpu", max_minutes=0.02),
+                callbacks=[lambda r: seen.append((r.epoch, len(r.history["loss"])))], progress=False)
+    assert seen and all(e == n for e, n in seen)
+    assert len(seen) < 50 and "time budget" in res.stopped_because
+
+
+def test_early_stopping(synthetic_small):
+    tr, va = _small(synthetic_small, 12)
+    res = train(tr, va, None, TrainConfig(epochs=40, batch_size=6, device="cpu", learning_rate=0.0,
+                                          early_stopping_patience_epochs=2), progress=False)
+    val = res.history["val_loss"]
+    best = val.index(min(val))
+    assert "early stopping" in res.stopped_because
+    assert len(val) == best + 1 + 2  # exactly `patience` epochs without improvement
+
+
+def test_empty_sets_and_bad_checkpoints_are_named_errors(synthetic_small, tmp_path):
+    tr, va = _small(synthetic_small)
+    with pytest.raises(DatasetError, match="training set is empty"):
+        train([], va, None, progress=False)
+    with pytest.raises(DatasetError, match="validation set is empty"):
+        train(tr, [], None, progress=False)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="truncated or not a nesf_viz checkpoint"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_atomic_save_keeps_old_file_when_write_fails(tmp_path, monkeypatch):
+    target = tmp_path / "last.pt"
+    save_checkpoint(target, {"format": 1, "x": torch.ones(2)})
+
+    def broken_save(obj, f):
+        Path(f).write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        save_checkpoint(target, {"format": 1, "x": torch.zeros(2)})
+    assert torch.equal(torch.load(target, weights_only=True)["x"], torch.ones(2))
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_cuda_device_without_gpu_is_a_clear_error(synthetic_small):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    tr, va = _small(synthetic_small)
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        train(tr, va, None, TrainConfig(epochs=1, device="cuda"), progress=False)
+
+
+def test_ddp_two_cpu_ranks(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1]))
+    cmd = [str(torchrun), "--nproc_per_node=2", "--master_port=29533", str(Path(__file__).with_name("ddp_worker.py")), str(tmp_path)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+    assert ranks[0]["checksum"] == ranks[1]["checksum"]  # identical weights (checked every step too)
+    assert ranks[0]["loss"] == ranks[1]["loss"]  # the logged loss is all-reduced
+    assert ranks[0]["loss"][-1] < 0.8 * ranks[0]["loss"][0]
+    assert (tmp_path / "last.pt").is_file()
