@@ -493,6 +493,29 @@ class DecodeResult:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @classmethod
+    def concat(cls, results: Sequence["DecodeResult"]) -> "DecodeResult":
+        """One result from several batches (timings summed; the first batch's config)."""
+        if not results:
+            raise ValueError("concat needs at least one DecodeResult")
+        timing: dict[str, float] = {}
+        for r in results:
+            for k, v in r.timing_s.items():
+                timing[k] = timing.get(k, 0.0) + v
+        cat = lambda name: tuple(x for r in results for x in getattr(r, name))  # noqa: E731
+        return cls(
+            ids=cat("ids"),
+            positions_angstrom=cat("positions_angstrom"),
+            species=cat("species"),
+            atomic_numbers=cat("atomic_numbers"),
+            particles_per_atom=cat("particles_per_atom"),
+            lengths_angstrom=np.concatenate([r.lengths_angstrom for r in results]),
+            angles_deg=np.concatenate([r.angles_deg for r in results]),
+            n_particles=np.concatenate([r.n_particles for r in results]),
+            timing_s=timing,
+            config=results[0].config,
+        )
+
     @property
     def num_atoms(self) -> np.ndarray:
         """(B,) detected atoms per crystal."""
@@ -629,8 +652,7 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
     lengths, angles = fields.lattice(z)
     lengths, angles = lengths.to(dt), angles.to(dt)
     lat_inv = _lattice_and_inverse(lengths, angles) if (cfg.periodic or cfg.particles_in_cell) else None
-    _emit(hooks, "on_start", list(ids), cfg, lengths.detach().cpu().clone(),
-          torch.rad2deg(angles).detach().cpu().clone())
+    _emit(hooks, "on_start", list(ids), cfg, lengths.detach().cpu().clone(), angles.detach().cpu().clone())
     t = lap("lattice", t)
 
     # 2. particles

@@ -24,8 +24,9 @@ class DecodeHook:
     """Base class: override what you need; every method is a no-op."""
 
     def on_start(self, ids: list[str], config: "DecodeConfig", lengths_angstrom: torch.Tensor,
-                 angles_deg: torch.Tensor) -> None:
-        """Predicted lattice (B, 3) of every crystal, before any particle exists."""
+                 angles_rad: torch.Tensor) -> None:
+        """Predicted lattice (B, 3) of every crystal (angles in radians, as the fields give
+        them), before any particle exists."""
 
     def on_particles_init(self, positions: torch.Tensor, index: torch.Tensor) -> None:
         """Initial particles (M, 3) and their crystal (M,)."""
@@ -102,12 +103,15 @@ class TrajectoryRecorder(DecodeHook):
         self._clusters: list[ClusterView] = []
 
     # ---- hook events
-    def on_start(self, ids, config, lengths_angstrom, angles_deg) -> None:
+    def on_start(self, ids, config, lengths_angstrom, angles_rad) -> None:
         self._reset()
         self.ids = list(ids)
         self.config = config
-        self.lengths_angstrom = lengths_angstrom.double().numpy()
-        self.angles_deg = angles_deg.double().numpy()
+        # kept in the decoder's dtype so that recluster rebuilds exactly the same cell
+        self._lengths = lengths_angstrom.detach().cpu().clone()
+        self._angles = angles_rad.detach().cpu().clone()
+        self.lengths_angstrom = self._lengths.double().numpy()
+        self.angles_deg = np.degrees(self._angles.double().numpy())
 
     def on_particles_init(self, positions, index) -> None:
         idx = index.cpu().numpy()
@@ -123,7 +127,6 @@ class TrajectoryRecorder(DecodeHook):
             self._local.append(local)
             self._select.append(s + local)
         self._record(0, positions, None)
-        self._final_pos = self._take(positions)
 
     def on_move(self, step, positions, vectors, norms) -> None:
         if step % self.every == 0:
@@ -131,7 +134,6 @@ class TrajectoryRecorder(DecodeHook):
             self._pending = None
         else:  # kept aside in case it turns out to be the last move
             self._pending = (step, self._take(positions), self._take(norms))
-        self._final_pos = None
 
     def on_score(self, scores, kept_mask) -> None:
         if self._pending is not None:
@@ -238,9 +240,7 @@ class TrajectoryRecorder(DecodeHook):
         kept = (sc <= thr**2) & torch.isfinite(pos).all(1)
         lattice = None
         if cfg.periodic:
-            lengths = torch.tensor(self.lengths_angstrom[c : c + 1], dtype=pos.dtype)
-            angles = torch.deg2rad(torch.tensor(self.angles_deg[c : c + 1], dtype=torch.float64)).to(pos.dtype)
-            lattice = _lattice_and_inverse(lengths, angles)[0]
+            lattice = _lattice_and_inverse(self._lengths, self._angles)[0][c : c + 1].to(pos.dtype)
         kidx = torch.nonzero(kept).squeeze(1)
         out = nms(pos[kidx], sc[kidx], torch.zeros(kidx.numel(), dtype=torch.long), 1, rad, mnp,
                   lattice=lattice, collapse_tolerance=cfg.nms_collapse_tolerance_angstrom)

@@ -910,22 +910,18 @@ def update_training_curves(fig: go.Figure, history: Mapping[str, Sequence[float]
     history later are added. Works on ``go.FigureWidget`` (one batched front-end update, so
     a live notebook figure redraws once per call) and on ``go.Figure``. Returns ``fig``.
     """
-    by_key = {(t.meta or {}).get("key"): t for t in fig.data if isinstance(t.meta, dict)}
-    batch = fig.batch_update() if hasattr(fig, "batch_update") else None
-    if batch is not None:
-        batch.__enter__()
-    try:
-        for key, part, is_val in _curve_keys(history):
-            x, y = _curve_xy(history, key)
+    by_key = {t.meta.get("key"): t for t in fig.data if isinstance(t.meta, dict)}
+    curves = _curve_keys(history)
+    with fig.batch_update():  # a FigureWidget sends one message for all changes
+        for key, _, _ in curves:
             tr = by_key.get(key)
-            if tr is None:
-                fig.add_trace(_curve_trace(history, key, part, is_val))
-            else:
+            if tr is not None:
+                x, y = _curve_xy(history, key)
                 tr.x, tr.y = x, y
                 tr.mode = "lines+markers" if len(y) < 30 else "lines"
-    finally:
-        if batch is not None:
-            batch.__exit__(None, None, None)
+    new = [_curve_trace(history, k, p, v) for k, p, v in curves if k not in by_key]
+    if new:
+        fig.add_traces(new)
     return fig
 
 

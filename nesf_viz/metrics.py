@@ -1,0 +1,221 @@
+"""Reconstruction metrics: the paper's (as the reference evaluate.py computes them), periodic
+variants, and pymatgen StructureMatcher match rate / RMSE (CDVAE convention).
+
+Pairs are (true crystal, decoded crystal) in the same order. All distances in Angstrom,
+computed in float64 in the project frame; angles in degrees.
+
+Reference semantics kept here:
+- atom-count error: share of crystals whose detected atom count differs from the truth;
+- position error *actual*: every true atom -> nearest detected atom, mean over all true atoms
+  of the split (not a mean of per-crystal means); *detected*: every detected atom -> nearest
+  true atom, mean over all detected atoms;
+- species error *actual*: share of true atoms whose nearest detected atom has another species;
+  *detected*: share of detected atoms whose nearest true atom has another species;
+- lattice: mean absolute error over all crystals and the three lengths (A) / angles (deg).
+Where they differ: a crystal with no detected atom makes the reference's actual position
+error infinite. Here it is left out of the position means and counted in ``n_no_atoms``; its
+true atoms still count as species errors (the reference compares them with species -1).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .data import Crystal
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CrystalErrors",
+    "PaperMetrics",
+    "MatchMetrics",
+    "crystal_errors",
+    "paper_metrics",
+    "match_metrics",
+]
+
+_IMAGES = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=np.float64)  # (27, 3)
+
+
+@dataclass(frozen=True)
+class CrystalErrors:
+    """Per-atom errors of one (true, decoded) pair (numpy)."""
+
+    distance_actual: np.ndarray  # (N_true,) to the nearest detected atom (inf if none)
+    distance_detected: np.ndarray  # (N_det,) to the nearest true atom
+    species_wrong_actual: np.ndarray  # (N_true,) bool
+    species_wrong_detected: np.ndarray  # (N_det,) bool
+    length_abs_error: np.ndarray  # (3,) A
+    angle_abs_error: np.ndarray  # (3,) degrees
+
+    @property
+    def atom_count_correct(self) -> bool:
+        return self.distance_actual.shape[0] == self.distance_detected.shape[0]
+
+
+def _images(c: Crystal, periodic: bool) -> np.ndarray:
+    """(N * 27, 3) atoms and their neighbouring images, or (N, 3) atoms."""
+    pos = np.asarray(c.positions_angstrom, dtype=np.float64).reshape(-1, 3)
+    if not periodic:
+        return pos
+    shifts = _IMAGES @ c.lattice  # (27, 3)
+    return (pos[:, None, :] + shifts[None]).reshape(-1, 3)
+
+
+def _nearest(queries: np.ndarray, targets: np.ndarray, per: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distance to and index (atom, not image) of the nearest target; first on ties."""
+    d = np.sqrt(((queries[:, None, :] - targets[None, :, :]) ** 2).sum(-1))
+    j = d.argmin(1)
+    return d[np.arange(len(queries)), j], j // per
+
+
+def crystal_errors(true: Crystal, pred: Crystal, periodic: bool = False) -> CrystalErrors:
+    """Errors of one pair. periodic=True: nearest over the other crystal's atoms and their
+    26 neighbouring images under its own lattice (the predicted one for detected atoms)."""
+    tp = np.asarray(true.positions_angstrom, dtype=np.float64).reshape(-1, 3)
+    pp = np.asarray(pred.positions_angstrom, dtype=np.float64).reshape(-1, 3)
+    tz = np.asarray(true.atomic_numbers)
+    pz = np.asarray(pred.atomic_numbers)
+    per = 27 if periodic else 1
+    if len(pp):
+        da, ja = _nearest(tp, _images(pred, periodic), per)
+        wrong_a = pz[ja] != tz
+    else:
+        da = np.full(len(tp), np.inf)
+        wrong_a = np.ones(len(tp), dtype=bool)
+    if len(tp) and len(pp):
+        dd, jd = _nearest(pp, _images(true, periodic), per)
+        wrong_d = tz[jd] != pz
+    else:
+        dd = np.full(len(pp), np.inf)
+        wrong_d = np.ones(len(pp), dtype=bool)
+    return CrystalErrors(
+        distance_actual=da,
+        distance_detected=dd,
+        species_wrong_actual=wrong_a,
+        species_wrong_detected=wrong_d,
+        length_abs_error=np.abs(np.subtract(true.lengths_angstrom, pred.lengths_angstrom, dtype=np.float64)),
+        angle_abs_error=np.abs(np.subtract(true.angles_deg, pred.angles_deg, dtype=np.float64)),
+    )
+
+
+@dataclass(frozen=True)
+class PaperMetrics:
+    """The paper's table for one split (lower is better). NaN where nothing was measurable."""
+
+    n_structures: int
+    atom_count_error_pct: float
+    position_error_actual_A: float
+    position_error_detected_A: float
+    species_error_actual_pct: float
+    species_error_detected_pct: float
+    length_mae_A: float
+    angle_mae_deg: float
+    n_no_atoms: int
+    periodic: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _as_crystals(pred) -> list[Crystal]:
+    return pred.to_crystals() if hasattr(pred, "to_crystals") else list(pred)
+
+
+def _pairs(true: Sequence[Crystal], pred) -> list[tuple[Crystal, Crystal]]:
+    pred = _as_crystals(pred)
+    if len(true) != len(pred):
+        raise ValueError(f"{len(true)} true crystals but {len(pred)} decoded ones")
+    for t, p in zip(true, pred):
+        if t.id and p.id and t.id != p.id:
+            raise ValueError(f"pairs out of order: true {t.id!r} next to decoded {p.id!r}")
+    return list(zip(true, pred))
+
+
+def _mean(parts: list[np.ndarray]) -> float:
+    x = np.concatenate(parts) if parts else np.zeros(0)
+    return float(x.mean()) if x.size else float("nan")
+
+
+def paper_metrics(true: Sequence[Crystal], pred, periodic: bool = False) -> PaperMetrics:
+    """The paper's metrics over a split; `pred` is a DecodeResult or a list of Crystals.
+
+    Crystals with no detected atom are left out of the position means (the reference code
+    would report infinity) and counted in n_no_atoms; see the module docstring."""
+    pairs = _pairs(true, pred)
+    errs = [crystal_errors(t, p, periodic) for t, p in pairs]
+    no_atoms = [len(p.positions_angstrom) == 0 for _, p in pairs]
+    n = len(errs)
+    if n == 0:
+        nan = float("nan")
+        return PaperMetrics(0, nan, nan, nan, nan, nan, nan, nan, 0, periodic)
+    return PaperMetrics(
+        n_structures=n,
+        atom_count_error_pct=100.0 * float(np.mean([not e.atom_count_correct for e in errs])),
+        position_error_actual_A=_mean([e.distance_actual for e, na in zip(errs, no_atoms) if not na]),
+        position_error_detected_A=_mean([e.distance_detected for e in errs]),
+        species_error_actual_pct=100.0 * _mean([e.species_wrong_actual.astype(float) for e in errs]),
+        species_error_detected_pct=100.0 * _mean([e.species_wrong_detected.astype(float) for e in errs]),
+        length_mae_A=_mean([e.length_abs_error for e in errs]),
+        angle_mae_deg=_mean([e.angle_abs_error for e in errs]),
+        n_no_atoms=int(sum(no_atoms)),
+        periodic=periodic,
+    )
+
+
+@dataclass(frozen=True)
+class MatchMetrics:
+    """StructureMatcher reconstruction benchmark (CDVAE convention)."""
+
+    n_structures: int
+    n_matched: int
+    match_rate_pct: float
+    rmse: float  # mean of get_rms_dist(pred, true)[0] over matched pairs (NaN if none)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def match_metrics(
+    true: Sequence[Crystal], pred, stol: float = 0.5, angle_tol: float = 10.0, ltol: float = 0.3,
+    progress: bool = False,
+) -> MatchMetrics:
+    """Match rate (%) and mean RMS distance over matched pairs, as CDVAE computes them:
+    ``StructureMatcher(stol, angle_tol, ltol).get_rms_dist(pred, true)``; a pair counts as
+    matched when that is not None. A decoded crystal with no atom or an impossible lattice
+    is unmatched. The RMS is pymatgen's (normalised by (volume / atoms)^(1/3))."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    pairs = _pairs(true, pred)
+    matcher = StructureMatcher(stol=stol, angle_tol=angle_tol, ltol=ltol)
+    it = pairs
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(pairs, desc="StructureMatcher", leave=False)
+    rms: list[float] = []
+    for t, p in it:
+        if len(p.positions_angstrom) == 0:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                d = matcher.get_rms_dist(p.to_structure(), t.to_structure())
+        except Exception as exc:  # impossible predicted cells, matcher failures: unmatched
+            log.debug("StructureMatcher failed on %s: %s", t.id, exc)
+            continue
+        if d is not None:
+            rms.append(float(d[0]))
+    n = len(pairs)
+    return MatchMetrics(
+        n_structures=n,
+        n_matched=len(rms),
+        match_rate_pct=100.0 * len(rms) / n if n else float("nan"),
+        rmse=float(np.mean(rms)) if rms else float("nan"),
+    )
