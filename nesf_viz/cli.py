@@ -103,7 +103,7 @@ def _add_demo(sub) -> None:
 
 
 def _cmd_demo(a) -> int:
-    from .demo import run_demo
+    from .report import run_demo
 
     run_demo(a.out, minutes=a.minutes, n_total=a.n, device=a.device)
     return 0

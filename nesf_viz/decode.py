@@ -344,6 +344,28 @@ def _greedy_rounds(
     return local, ambiguous
 
 
+def _row_groups(keys: torch.Tensor) -> torch.Tensor:
+    """Group id of every row of an integer (n, k) tensor (equal rows, equal id): k stable
+    sorts (one when the columns pack into one int64), much faster than torch.unique(dim=0)."""
+    lo = keys.min(0).values
+    span = (keys.max(0).values - lo + 1).tolist()
+    if math.prod(span) < 2**62:
+        packed = torch.zeros(keys.shape[0], dtype=torch.long, device=keys.device)
+        for col, width in enumerate(span):
+            packed = packed * width + (keys[:, col] - lo[col])
+        perm = torch.sort(packed).indices
+    else:
+        perm = torch.arange(keys.shape[0], device=keys.device)
+        for col in reversed(range(keys.shape[1])):
+            perm = perm[torch.sort(keys[perm, col], stable=True).indices]
+    ks = keys[perm]
+    new = torch.ones(keys.shape[0], dtype=torch.long, device=keys.device)
+    new[1:] = (ks[1:] != ks[:-1]).any(1).long()
+    inv = torch.empty_like(perm)
+    inv[perm] = torch.cumsum(new, 0) - 1
+    return inv
+
+
 def _pad_by_crystal(batch: torch.Tensor, nb: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Slot (row, column) of items sorted by crystal, and the padded width."""
     counts = torch.bincount(batch, minlength=nb)
@@ -406,8 +428,7 @@ def nms(
             rep_of = group
             rho = torch.zeros(idx.numel(), dtype=points.dtype, device=dev)
         else:
-            keys = torch.cat([b[:, None], torch.floor(p / tol).long()], 1)
-            _, inv = torch.unique(keys, dim=0, return_inverse=True)
+            inv = _row_groups(torch.cat([b[:, None], torch.floor(p / tol).long()], 1))
             ng = int(inv.max()) + 1
             pos = torch.arange(idx.numel(), device=dev)
             first = torch.full((ng,), idx.numel(), dtype=torch.long, device=dev)
@@ -583,9 +604,11 @@ class DecodeResult:
 # ----------------------------------------------------------------------------- decode
 
 
-def _emit(hooks: Sequence, name: str, *args, **kwargs) -> None:
+def _emit(hooks: Sequence, name: str, *args) -> None:
+    """Call `name` on every hook, each with its own copies of the tensors, so that no hook can
+    change the decoder's state or what the next hook sees."""
     for h in hooks:
-        getattr(h, name)(*args, **kwargs)
+        getattr(h, name)(*[a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args])
 
 
 def _chunked_field(fn, z, points, index, chunk: int) -> torch.Tensor:
@@ -652,7 +675,7 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
     lengths, angles = fields.lattice(z)
     lengths, angles = lengths.to(dt), angles.to(dt)
     lat_inv = _lattice_and_inverse(lengths, angles) if (cfg.periodic or cfg.particles_in_cell) else None
-    _emit(hooks, "on_start", list(ids), cfg, lengths.detach().cpu().clone(), angles.detach().cpu().clone())
+    _emit(hooks, "on_start", list(ids), cfg, lengths.cpu(), angles.cpu())
     t = lap("lattice", t)
 
     # 2. particles
@@ -672,7 +695,7 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
             inside = ((f >= -delta) & (f <= 1 + delta)).all(1)
         pos, index = pos[inside], index[inside]
     n_particles = torch.bincount(index, minlength=nb)
-    _emit(hooks, "on_particles_init", pos.clone(), index.clone())
+    _emit(hooks, "on_particles_init", pos, index)
     t = lap("init", t)
 
     # 3. moves
@@ -695,7 +718,7 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
             if lat_inv is not None and cfg.periodic:
                 pos = _wrap(pos, lat_inv[0][index], lat_inv[1][index])
             if hooks:
-                _emit(hooks, "on_move", step, pos.clone(), last.clone(), torch.linalg.norm(last, dim=1))
+                _emit(hooks, "on_move", step, pos, last, torch.linalg.norm(last, dim=1))
         else:
             sel = torch.nonzero(active).squeeze(1)
             if sel.numel() == 0:
@@ -711,13 +734,13 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
             if hooks:
                 vec = torch.zeros_like(pos)
                 vec[sel] = v
-                _emit(hooks, "on_move", step, pos.clone(), vec, torch.linalg.norm(vec, dim=1))
+                _emit(hooks, "on_move", step, pos, vec, torch.linalg.norm(vec, dim=1))
     t = lap("move", t)
 
     # 4a. score: squared norm of the last field vector (the reference's sqrd_last_distance)
     score = _sqnorm(last)
     kept = (score <= cfg.score_threshold_angstrom**2) & torch.isfinite(pos).all(1)
-    _emit(hooks, "on_score", score.clone(), kept.clone())
+    _emit(hooks, "on_score", score, kept)
     t = lap("score", t)
 
     # 4b. NMS
@@ -727,8 +750,7 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
         lattice=lat_inv[0] if (lat_inv is not None and cfg.periodic) else None,
         collapse_tolerance=cfg.nms_collapse_tolerance_angstrom,
     )
-    _emit(hooks, "on_cluster", res.cluster.clone(), res.centres.clone(), res.counts.clone(),
-          res.cluster_batch.clone(), res.is_atom.clone())
+    _emit(hooks, "on_cluster", res.cluster, res.centres, res.counts, res.cluster_batch, res.is_atom)
     centres = res.centres[res.is_atom]
     atom_batch = res.cluster_batch[res.is_atom]
     atom_counts = res.counts[res.is_atom]
@@ -752,7 +774,7 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
     else:
         votes = torch.zeros(0, len(vocab), dtype=torch.long, device=dev)
         species = torch.zeros(0, dtype=torch.long, device=dev)
-    _emit(hooks, "on_species", votes.clone(), species.clone(), atom_batch.clone())
+    _emit(hooks, "on_species", votes, species, atom_batch)
     t = lap("species", t)
 
     # result (numpy, per crystal)

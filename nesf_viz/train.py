@@ -246,11 +246,13 @@ def train(
     resume: bool = False,
     progress: bool = True,
     check_replicas: bool = False,
+    vocab: SpeciesVocab | None = None,
 ) -> TrainResult:
     """Train NeSF; writes `last.pt` every epoch and `best.pt` on validation improvement.
 
     `resume=True` continues from `out_dir/last.pt` exactly. Under `torchrun` (WORLD_SIZE > 1)
     this trains data-parallel; only rank 0 writes files and shows progress.
+    `vocab` defaults to the elements of train + val; give one to reserve classes for more.
     `check_replicas` (for tests) asserts after every step that all ranks hold identical weights.
     """
     if not train_crystals:
@@ -276,7 +278,7 @@ def train(
         config = dataclasses.replace(saved, epochs=config.epochs, max_minutes=config.max_minutes,
                                      device=config.device)
     else:
-        vocab = SpeciesVocab.from_crystals([*train_crystals, *val_crystals])
+        vocab = vocab or SpeciesVocab.from_crystals([*train_crystals, *val_crystals])
         box = BoundingBox.from_crystals(train_crystals)
         model_config = model_config or NeSFConfig(num_species=len(vocab))
         if model_config.num_species != len(vocab):

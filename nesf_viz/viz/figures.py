@@ -22,7 +22,6 @@ from plotly.subplots import make_subplots
 
 from ..errors import ShapeError
 from .scene import (
-    ATOM_OUTLINE,
     element_color,
     image_sites,
     sphere_surfaces,
@@ -581,7 +580,7 @@ def species_slice_figure(
         name="species",
     ), row=1, col=1)
     fig.add_trace(go.Heatmap(
-        x=gu, y=gv, z=conf.T, zmin=0.0, zmax=1.0, colorscale="Greys", reversescale=False,
+        x=gu, y=gv, z=conf.T, zmin=0.0, zmax=1.0, colorscale="Blues",
         colorbar=dict(title=dict(text="confidence"), x=1.0, xanchor="left", thickness=16,
                       len=0.9),
         hovertemplate=f"{axis_labels[0]} %{{x:.2f}}<br>{axis_labels[1]} %{{y:.2f}}"
@@ -601,7 +600,9 @@ def species_slice_figure(
             ), row=1, col=col)
     if title is None:
         title = "Species field slice"
-    _layout(fig, title, height=480, width=1050)
+    _layout(fig, title, height=500, width=1050)
+    fig.update_annotations(yshift=16)               # subplot titles clear of atom labels
+    fig.update_layout(margin=dict(t=110))
     for col, ax in ((1, ""), (2, "2")):
         fig.update_xaxes(title_text=axis_labels[0], range=[gu.min(), gu.max()],
                          constrain="domain", showgrid=False, zeroline=False, ticks="outside",
@@ -781,14 +782,14 @@ def interpolation_figure(
     owner_a = np.asarray(owner)
     titles = [
         (title or "Latent interpolation")
-        + f" · step {steps[t]:g}: {_formula(structures[t])}, {int(atom_counts[t])} atoms"
+        + f" · step {steps[t]:.3g}: {_formula(structures[t])}, {int(atom_counts[t])} atoms"
         + f"<br><sup>{_lattice_text(ln[t], an[t])}</sup>"
         for t in range(T)
     ]
     slider = dict(
         active=0, x=0.05, len=0.9, y=0.0, yanchor="top", pad=dict(t=10, b=10),
         currentvalue=dict(prefix="step ", visible=True, xanchor="left"),
-        steps=[dict(label=f"{steps[t]:g}", method="update",
+        steps=[dict(label=f"{steps[t]:.3g}", method="update",
                     args=[{"visible": list(owner_a == t)},
                           {"title.text": titles[t]}]) for t in range(T)],
     )

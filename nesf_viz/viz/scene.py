@@ -33,6 +33,7 @@ __all__ = [
     "structure_traces",
     "image_sites",
     "cell_edge_segments",
+    "sphere_surfaces",
 ]
 
 #: Colour of cell edges and of primitives that carry no colour.
@@ -132,7 +133,7 @@ def sphere_surfaces(
     centres: np.ndarray, radius: float, colors: Sequence[str] | str, *, opacity: float = 0.15,
     name: str = "sphere", resolution: int = 10, **kwargs: Any,
 ) -> go.Mesh3d:
-    """One Mesh3d holding a sphere of ``radius`` Å around each centre (C, 3), coloured per centre."""
+    """One Mesh3d with a sphere of ``radius`` Å around each centre (C, 3), coloured per centre."""
     centres = np.asarray(centres, dtype=float).reshape(-1, 3)
     unit, faces = _sphere_mesh(resolution, 2 * resolution)
     if isinstance(colors, str):
@@ -524,12 +525,12 @@ def structure_traces(
     """Plotly traces for a pymatgen Structure, drawn as crystal-toolkit draws it.
 
     Atoms with periodic images on the cell faces, cell edges, and (``bonds=True``) CrystalNN
-    bonds and (``polyhedra=True``) coordination polyhedra, from ``StructureGraph.get_scene`` converted by
-    :func:`scene_to_traces`. Atom traces are regrouped one per element (legend = element)
-    with hover text computed from the structure: element, site index, fractional coordinates
-    (images on faces read 1.000) and cartesian coordinates; ``site_info`` (N,) appends a line
-    per site. If crystal-toolkit cannot build a scene, falls back to plain traces (Jmol colours,
-    images on faces, cell edges) with a logged warning rather than failing.
+    bonds and (``polyhedra=True``) coordination polyhedra, from ``StructureGraph.get_scene``
+    converted by :func:`scene_to_traces`. Atom traces are regrouped one per element (legend
+    = element) with hover text computed from the structure: element, site index, fractional
+    coordinates (images on faces read 1.000) and cartesian coordinates; ``site_info`` (N,)
+    appends a line per site. If crystal-toolkit cannot build a scene, falls back to plain
+    traces (Jmol colours, images on faces, cell edges) with a logged warning, never failing.
     """
     if site_info is not None and len(site_info) != len(structure):
         raise ValueError(f"site_info has {len(site_info)} entries for {len(structure)} sites")

@@ -1,0 +1,537 @@
+"""The compute half of the pictures: query fields, reshape recordings, interpolate latents.
+
+Figures (:mod:`nesf_viz.viz.figures`) never run a model; these functions do, and return plain
+numpy arrays in dicts whose keys are the figure functions' parameter names, so that
+``draw(field_slice_figure, field_slice(...))`` (see :func:`nesf_viz.viz.widgets.draw`) or
+``latent_pca_figure(**latent_table(...))`` connect them. Every function is pure: fields are
+queried in eval mode under ``torch.no_grad`` and a module gets its previous mode back.
+
+Shapes: B crystals, N atoms, P particles, T steps, S species, D latent size, U x V pixels of
+a slice. Lengths in Angstrom in the project frame ("a along x, b in the xy plane").
+
+Planes: ``"xy"`` has u = x, v = y and its offset is a z coordinate; ``"xz"``: u = x, v = z,
+offset along y; ``"yz"``: u = y, v = z, offset along x.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab, crystal_from_structure
+from ..decode import DecodeConfig, decode
+from ..errors import ShapeError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "PLANES",
+    "field_slice",
+    "species_slice",
+    "slice_grid",
+    "trajectory_view",
+    "residuals",
+    "cluster_view",
+    "move_segments",
+    "trajectory_ranges",
+    "interpolate_latents",
+    "decode_interpolation",
+    "latent_table",
+    "element_symbols",
+]
+
+#: plane -> (u axis, v axis, normal axis), axes as 0 = x, 1 = y, 2 = z.
+PLANES: dict[str, tuple[int, int, int]] = {"xy": (0, 1, 2), "xz": (0, 2, 1), "yz": (1, 2, 0)}
+_AXIS = "xyz"
+_CHUNK = 1 << 16
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@contextmanager
+def _inference(fields: Any) -> Iterator[None]:
+    """Eval mode (BatchNorm running statistics) and no_grad; restores a module's mode."""
+    module = fields if isinstance(fields, torch.nn.Module) else None
+    was_training = module.training if module is not None else False
+    try:
+        if module is not None:
+            module.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        if module is not None:
+            module.train(was_training)
+
+
+def element_symbols(atomic_numbers: Sequence[int]) -> list[str]:
+    """Element symbols of atomic numbers (pymatgen's table)."""
+    from pymatgen.core import Element
+
+    return [Element.from_Z(int(z)).symbol for z in atomic_numbers]
+
+
+def _as_crystal(obj: Any) -> Crystal:
+    """A `Crystal` from a Crystal or a pymatgen Structure (cell kept as given)."""
+    if isinstance(obj, Crystal):
+        return obj
+    if hasattr(obj, "lattice") and hasattr(obj, "frac_coords"):
+        return crystal_from_structure(obj, conventional=False)
+    raise TypeError(f"expected a nesf_viz Crystal or a pymatgen Structure, got {type(obj).__name__}")
+
+
+def _row(z: torch.Tensor, crystal_index: int) -> torch.Tensor:
+    """(1, D) latent row of one crystal; z may be (B, D) or (D,)."""
+    if z.ndim == 1:
+        z = z[None]
+    if z.ndim != 2:
+        raise ShapeError(f"latents must be (B, D) or (D,); got {tuple(z.shape)}")
+    if not 0 <= crystal_index < z.shape[0]:
+        raise IndexError(f"crystal_index {crystal_index} out of range for {z.shape[0]} latents")
+    return z[crystal_index : crystal_index + 1]
+
+
+def _cell_corners(fields: Any, z_row: torch.Tensor) -> np.ndarray:
+    """(8, 3) corners of the (predicted) cell of one latent row."""
+    from ..data import lattice_matrix
+
+    with _inference(fields):
+        lengths, angles = fields.lattice(z_row)
+    ln = lengths[0].double().cpu().numpy()
+    an = np.degrees(angles[0].double().cpu().numpy())
+    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
+    try:
+        return corners @ lattice_matrix(ln, an)
+    except Exception:  # noqa: BLE001 - a learned lattice head can predict an impossible cell
+        log.warning("predicted lattice %s / %s deg has no volume; slicing a cube of side a", ln, an)
+        return corners * float(abs(ln[0]) or 1.0)
+
+
+def _axis(n0: float, n1: float, step: float) -> np.ndarray:
+    """n0, n0 + step, ... up to n1 (inclusive within a float tolerance)."""
+    if not step > 0:
+        raise ValueError(f"step_angstrom must be > 0, got {step}")
+    n = int(np.floor((n1 - n0) / step + 1e-6)) + 1
+    return n0 + step * np.arange(max(n, 1), dtype=np.float64)
+
+
+def slice_grid(
+    fields: Any,
+    z: torch.Tensor,
+    crystal_index: int = 0,
+    plane: str = "xy",
+    offset_angstrom: float = 0.0,
+    extent: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    step_angstrom: float = 0.1,
+) -> dict[str, Any]:
+    """The pixel grid of a slice: grid_u (U,), grid_v (V,), points (U, V, 3) and axis labels.
+
+    extent ((u_min, u_max), (v_min, v_max)) in Angstrom; None spans the crystal's (predicted)
+    cell projected on the plane.
+    """
+    if plane not in PLANES:
+        raise ValueError(f"plane must be one of {sorted(PLANES)}, got {plane!r}")
+    iu, iv, inorm = PLANES[plane]
+    if extent is None:
+        c = _cell_corners(fields, _row(z, crystal_index))
+        extent = ((c[:, iu].min(), c[:, iu].max()), (c[:, iv].min(), c[:, iv].max()))
+    (u0, u1), (v0, v1) = extent
+    gu, gv = _axis(float(u0), float(u1), step_angstrom), _axis(float(v0), float(v1), step_angstrom)
+    pts = np.zeros((len(gu), len(gv), 3))
+    pts[..., iu] = gu[:, None]
+    pts[..., iv] = gv[None, :]
+    pts[..., inorm] = float(offset_angstrom)
+    return {
+        "grid_u": gu,
+        "grid_v": gv,
+        "points": pts,
+        "axis_labels": (f"{_AXIS[iu]} (Å)", f"{_AXIS[iv]} (Å)"),
+        "plane": plane,
+        "offset_angstrom": float(offset_angstrom),
+    }
+
+
+def _evaluate(fn, z_row: torch.Tensor, points: np.ndarray, fields: Any) -> np.ndarray:
+    """fn(z_row, points, index 0) over (..., 3) points, chunked; numpy float64 (..., K)."""
+    flat = torch.as_tensor(points.reshape(-1, 3), dtype=z_row.dtype if z_row.is_floating_point()
+                           else torch.float32, device=z_row.device)
+    index = torch.zeros(flat.shape[0], dtype=torch.long, device=z_row.device)
+    with _inference(fields):
+        out = torch.cat([fn(z_row, flat[s : s + _CHUNK], index[s : s + _CHUNK])
+                         for s in range(0, flat.shape[0], _CHUNK)])
+    return out.double().cpu().numpy().reshape(*points.shape[:-1], -1)
+
+
+def _atoms_near(
+    fields: Any,
+    crystal_index: int,
+    atoms: Any,
+    atom_labels: Sequence[str] | None,
+    vocab: SpeciesVocab | None,
+    plane: str,
+    offset: float,
+    tol: float,
+) -> tuple[np.ndarray, list[str]]:
+    """Atoms within `tol` of the plane, as (M, 2) in-plane coordinates and labels."""
+    iu, iv, inorm = PLANES[plane]
+    if atoms is None and isinstance(getattr(fields, "crystals", None), CrystalBatch):
+        cb: CrystalBatch = fields.crystals
+        m = (cb.batch == crystal_index).cpu().numpy()
+        pos = cb.positions.detach().double().cpu().numpy()[m]
+        spec = cb.species.cpu().numpy()[m]
+        labels = (element_symbols(vocab.decode(spec)) if vocab is not None
+                  else [f"class {int(s)}" for s in spec])
+    elif atoms is None:
+        return np.zeros((0, 2)), []
+    elif isinstance(atoms, np.ndarray) or (isinstance(atoms, (list, tuple)) and atoms
+                                           and np.ndim(atoms[0]) == 1):
+        pos = np.asarray(atoms, dtype=np.float64).reshape(-1, 3)
+        labels = list(atom_labels) if atom_labels is not None else ["atom"] * len(pos)
+    else:
+        c = _as_crystal(atoms)
+        pos = c.positions_angstrom
+        labels = element_symbols(c.atomic_numbers)
+    if atom_labels is not None:
+        labels = list(atom_labels)
+    if len(labels) != len(pos):
+        raise ShapeError(f"{len(labels)} atom labels for {len(pos)} atoms")
+    near = np.abs(pos[:, inorm] - offset) <= tol
+    return pos[near][:, [iu, iv]], [lab for lab, k in zip(labels, near) if k]
+
+
+# ----------------------------------------------------------------------------- slices
+
+
+def field_slice(
+    fields: Any,
+    z: torch.Tensor,
+    crystal_index: int = 0,
+    plane: str = "xy",
+    offset_angstrom: float = 0.0,
+    extent: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    step_angstrom: float = 0.1,
+    *,
+    atoms: Any = None,
+    atom_labels: Sequence[str] | None = None,
+    vocab: SpeciesVocab | None = None,
+    atom_tolerance_angstrom: float = 0.5,
+) -> dict[str, Any]:
+    """The position field f_p on a plane of one crystal (learned or exact fields).
+
+    z: latents (B, D) (``fields.latents(batch)``) and the row ``crystal_index``; plane "xy",
+    "xz" or "yz" at ``offset_angstrom`` along the normal axis; extent and step as in
+    :func:`slice_grid`. atoms: a Crystal / pymatgen Structure / (N, 3) array whose atoms
+    within ``atom_tolerance_angstrom`` of the plane are returned (default for `ExactFields`:
+    its own atoms, labelled with `vocab`'s element symbols when given).
+
+    Returns grid_u (U,), grid_v (V,), vectors_uv (U, V, 2) in-plane components of f_p,
+    magnitude (U, V) full |f_p| (Angstrom), vectors (U, V, 3), points (U, V, 3), atoms_uv
+    (M, 2), atom_labels (M,), axis_labels, plane, offset_angstrom.
+    """
+    z_row = _row(z, crystal_index)
+    out = slice_grid(fields, z, crystal_index, plane, offset_angstrom, extent, step_angstrom)
+    vec = _evaluate(fields.position_field, z_row, out["points"], fields)  # (U, V, 3)
+    iu, iv, _ = PLANES[plane]
+    out["vectors"] = vec
+    out["vectors_uv"] = vec[..., [iu, iv]]
+    out["magnitude"] = np.linalg.norm(vec, axis=-1)
+    out["atoms_uv"], out["atom_labels"] = _atoms_near(
+        fields, crystal_index, atoms, atom_labels, vocab, plane, float(offset_angstrom),
+        atom_tolerance_angstrom)
+    return out
+
+
+def species_slice(
+    fields: Any,
+    z: torch.Tensor,
+    crystal_index: int = 0,
+    plane: str = "xy",
+    offset_angstrom: float = 0.0,
+    extent: tuple[tuple[float, float], tuple[float, float]] | None = None,
+    step_angstrom: float = 0.1,
+    *,
+    vocab: SpeciesVocab | None = None,
+    atoms: Any = None,
+    atom_labels: Sequence[str] | None = None,
+    atom_tolerance_angstrom: float = 0.5,
+) -> dict[str, Any]:
+    """The species field f_s on a plane: argmax class and its softmax probability.
+
+    Exact fields (one-hot) have confidence 1 everywhere. Returns grid_u, grid_v, labels
+    (U, V) int class index, confidence (U, V) in [0, 1], class_names (S,) (element symbols
+    with a `vocab`, else "class k"), atoms_uv, atom_labels, axis_labels, points, plane,
+    offset_angstrom.
+    """
+    from ..fields import ExactFields
+
+    z_row = _row(z, crystal_index)
+    out = slice_grid(fields, z, crystal_index, plane, offset_angstrom, extent, step_angstrom)
+    scores = _evaluate(fields.species_field, z_row, out["points"], fields)  # (U, V, S)
+    out["labels"] = scores.argmax(-1).astype(np.int64)
+    if isinstance(fields, ExactFields):
+        out["confidence"] = np.ones(scores.shape[:-1])
+    else:
+        s = scores - scores.max(-1, keepdims=True)
+        p = np.exp(s)
+        out["confidence"] = p.max(-1) / p.sum(-1)
+    n = scores.shape[-1]
+    out["class_names"] = (element_symbols(vocab.atomic_numbers[:n]) if vocab is not None
+                          else [f"class {k}" for k in range(n)])
+    out["atoms_uv"], out["atom_labels"] = _atoms_near(
+        fields, crystal_index, atoms, atom_labels, vocab, plane, float(offset_angstrom),
+        atom_tolerance_angstrom)
+    return out
+
+
+# ----------------------------------------------------------------------------- recordings
+
+
+def _atoms_of(originals: Any, crystal: int) -> tuple[np.ndarray | None, list[str] | None]:
+    if originals is None:
+        return None, None
+    c = _as_crystal(originals[crystal])
+    return c.positions_angstrom, element_symbols(c.atomic_numbers)
+
+
+def residuals(recorder: Any, crystal: int) -> np.ndarray:
+    """(T, P) |f_p| at each recorded position: the length of the move made from there.
+
+    Row t is the length of the next recorded move (exactly |f_p(p_t)| when the recorder kept
+    every move, ``every=1``); the last row is sqrt(score), the residual the decoder
+    thresholds.
+    """
+    norms = np.asarray(recorder.norms(crystal), dtype=np.float64)  # (T, P), NaN at row 0
+    out = np.empty_like(norms)
+    out[:-1] = norms[1:]
+    out[-1] = np.sqrt(np.asarray(recorder.scores(crystal), dtype=np.float64))
+    return out
+
+
+def trajectory_view(recorder: Any, crystal: int = 0, originals: Any = None) -> dict[str, Any]:
+    """Arrays for :func:`~nesf_viz.viz.figures.particle_animation` from a TrajectoryRecorder.
+
+    originals: the true crystals (Crystals or pymatgen Structures, indexed like the
+    recorder's) whose atoms are drawn; None draws none. Returns positions (T, P, 3), scores
+    (T, P) residual |f_p|, kept (P,), atoms, atom_labels, step_labels, score_threshold.
+    """
+    atoms, labels = _atoms_of(originals, crystal)
+    return {
+        "positions": np.asarray(recorder.positions(crystal), dtype=np.float64),
+        "scores": residuals(recorder, crystal),
+        "kept": np.asarray(recorder.kept(crystal), dtype=bool),
+        "atoms": atoms,
+        "atom_labels": labels,
+        "step_labels": [f"move {s}" for s in recorder.steps],
+        "score_threshold": float(recorder.config.score_threshold_angstrom),
+    }
+
+
+def cluster_view(
+    recorder: Any,
+    crystal: int = 0,
+    step: int = -1,
+    originals: Any = None,
+    *,
+    clusters: Any = None,
+    score_threshold_angstrom: float | None = None,
+    nms_radius_angstrom: float | None = None,
+    nms_min_particles: int | None = None,
+) -> dict[str, Any]:
+    """Arrays for :func:`~nesf_viz.viz.figures.cluster_figure`, re-clustered without the model.
+
+    Clusters come from ``recorder.recluster(crystal, threshold, radius, min_particles)``
+    (None = the decoder's setting) unless a ClusterView `clusters` is given. Particles are
+    drawn where they were at recorded row `step` (-1 = final) and coloured by the cluster
+    they end in, so an early step shows each atom's basin of attraction.
+    Returns positions, cluster_id, centres, counts, kept, nms_radius, atoms, and is_atom,
+    clusters (the ClusterView) for the caller.
+    """
+    cfg = recorder.config
+    thr = cfg.score_threshold_angstrom if score_threshold_angstrom is None else score_threshold_angstrom
+    rad = cfg.nms_radius_angstrom if nms_radius_angstrom is None else nms_radius_angstrom
+    if clusters is None:
+        clusters = recorder.recluster(crystal, thr, rad, nms_min_particles)
+    pos = np.asarray(recorder.positions(crystal)[step], dtype=np.float64)
+    scores = np.asarray(recorder.scores(crystal), dtype=np.float64)
+    kept = (scores <= float(thr) ** 2) & np.isfinite(recorder.positions(crystal)[-1]).all(1)
+    atoms, _ = _atoms_of(originals, crystal)
+    return {
+        "positions": pos,
+        "cluster_id": np.asarray(clusters.cluster_id, dtype=np.int64),
+        "centres": np.asarray(clusters.centres, dtype=np.float64).reshape(-1, 3),
+        "counts": np.asarray(clusters.counts, dtype=np.int64),
+        "kept": kept,
+        "nms_radius": float(rad),
+        "atoms": atoms,
+        "is_atom": np.asarray(clusters.is_atom, dtype=bool),
+        "clusters": clusters,
+    }
+
+
+def move_segments(recorder: Any, crystal: int, step: int, max_arrows: int | None = 600,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (K, 3) of the move each particle makes from recorded row `step`.
+
+    The move from row t to row t + 1 is the position field at p_t (times the number of
+    moves between the rows when ``every > 1``). The last row has no move: K = 0. At most
+    `max_arrows` particles, a fixed random subset.
+    """
+    pos = recorder.positions(crystal)
+    t = step % len(pos)
+    if t >= len(pos) - 1:
+        return np.zeros((0, 3)), np.zeros((0, 3))
+    a, b = pos[t].astype(np.float64), pos[t + 1].astype(np.float64)
+    ok = np.isfinite(a).all(1) & np.isfinite(b).all(1) & (np.linalg.norm(b - a, axis=1) > 1e-6)
+    idx = np.nonzero(ok)[0]
+    if max_arrows is not None and len(idx) > max_arrows:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, max_arrows, replace=False))
+    return a[idx], b[idx]
+
+
+def trajectory_ranges(recorder: Any, crystal: int, originals: Any = None,
+                      pad_angstrom: float = 0.8) -> np.ndarray:
+    """(3, 2) axis ranges covering every recorded position (and true atom) of a crystal, so
+    that a view updated step by step does not rescale."""
+    pos = np.asarray(recorder.positions(crystal), dtype=np.float64).reshape(-1, 3)
+    atoms, _ = _atoms_of(originals, crystal)
+    if atoms is not None and len(atoms):
+        pos = np.concatenate([pos, atoms])
+    pos = pos[np.isfinite(pos).all(1)]
+    if not len(pos):
+        return np.array([[-1.0, 1.0]] * 3)
+    return np.stack([pos.min(0) - pad_angstrom, pos.max(0) + pad_angstrom], 1)
+
+
+# ----------------------------------------------------------------------------- latents
+
+
+def _batch(crystals: Any, vocab: SpeciesVocab | None, device: torch.device | None,
+           dtype: torch.dtype = torch.float32) -> CrystalBatch:
+    if isinstance(crystals, CrystalBatch):
+        return crystals if device is None or crystals.device == device else crystals.to(device)
+    if vocab is None:
+        raise ValueError("a list of crystals needs the model's vocab to build a batch")
+    cs = [_as_crystal(c) for c in crystals]
+    return CrystalBatch.from_crystals(cs, vocab, dtype=dtype, device=device or "cpu")
+
+
+def _dtype_of(fields: Any) -> torch.dtype:
+    if isinstance(fields, torch.nn.Module):
+        p = next(fields.parameters(), None)
+        return p.dtype if p is not None else torch.float32
+    cb = getattr(fields, "crystals", None)
+    return cb.positions.dtype if isinstance(cb, CrystalBatch) else torch.float32
+
+
+def _device_of(fields: Any) -> torch.device | None:
+    if isinstance(fields, torch.nn.Module):
+        p = next(fields.parameters(), None)
+        return p.device if p is not None else None
+    cb = getattr(fields, "crystals", None)
+    return cb.device if isinstance(cb, CrystalBatch) else None
+
+
+def interpolate_latents(fields: Any, crystals_a_b: Any, steps: int = 9, *,
+                        vocab: SpeciesVocab | None = None) -> torch.Tensor:
+    """Latents (T, D) on the straight line from crystal a's latent (t = 0) to b's (t = 1).
+
+    crystals_a_b: a CrystalBatch of two crystals, or two Crystals / Structures with `vocab`.
+    z_t = (1 - t) z_a + t z_b for T = `steps` evenly spaced t (both ends included).
+    """
+    if steps < 2:
+        raise ValueError(f"steps must be >= 2 (both ends), got {steps}")
+    batch = _batch(crystals_a_b, vocab, _device_of(fields), _dtype_of(fields))
+    if batch.num_crystals != 2:
+        raise ShapeError(f"interpolation needs exactly two crystals, got {batch.num_crystals}")
+    with _inference(fields):
+        z = fields.latents(batch)
+    t = torch.linspace(0.0, 1.0, steps, dtype=z.dtype, device=z.device)[:, None]
+    return (1 - t) * z[0:1] + t * z[1:2]
+
+
+def decode_interpolation(
+    fields: Any,
+    crystals_a_b: Any,
+    steps: int = 9,
+    *,
+    box: BoundingBox,
+    vocab: SpeciesVocab,
+    config: DecodeConfig = DecodeConfig(),
+    hooks: Sequence = (),
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Decode every latent of :func:`interpolate_latents` (one batched `decode` call).
+
+    Returns steps (T,) t values, atom_counts (T,), lengths (T, 3), angles_deg (T, 3),
+    structures (T,) pymatgen Structures (an impossible predicted cell becomes an empty 1 A
+    cube, logged), latents (T, D) and result (the DecodeResult): the keys of
+    `interpolation_figure` and `interpolation_path_figure`.
+    """
+    from pymatgen.core import Lattice, Structure
+
+    batch = _batch(crystals_a_b, vocab, _device_of(fields), _dtype_of(fields))
+    z = interpolate_latents(fields, batch, steps)
+    ids = [f"{batch.ids[0]}->{batch.ids[1]} t={t:.3g}" for t in np.linspace(0, 1, steps)]
+    result = decode(fields, latents=z, box=box, vocab=vocab, config=config, hooks=hooks,
+                    progress=progress, ids=ids)
+    structures = []
+    for i, s in enumerate(result.to_structures(strict=False)):
+        if s is None:
+            log.warning("interpolation step %d: impossible predicted lattice; drawn empty", i)
+            s = Structure(Lattice.cubic(1.0), [], [])
+        structures.append(s)
+    return {
+        "steps": np.linspace(0.0, 1.0, steps),
+        "atom_counts": result.num_atoms,
+        "lengths": np.asarray(result.lengths_angstrom, dtype=np.float64),
+        "angles_deg": np.asarray(result.angles_deg, dtype=np.float64),
+        "structures": structures,
+        "latents": z.detach().double().cpu().numpy(),
+        "result": result,
+    }
+
+
+def latent_table(
+    model: Any,
+    crystals: Any,
+    labels: str | Sequence[Any] | None = "prototype",
+    *,
+    vocab: SpeciesVocab | None = None,
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """Latents of many crystals with a label each, for :func:`latent_pca_figure`.
+
+    crystals: a CrystalBatch or Crystals (then `vocab`, the model's, is needed). labels: a
+    sequence (B,), or the name of a ``crystal.properties`` entry (synthetic crystals have
+    "prototype" and "formula"; missing entries read "?"), or None (all "crystal").
+    Returns latents (B, D) numpy, labels (B,), names (B,) (crystal ids).
+    """
+    dev = _device_of(model)
+    if isinstance(crystals, CrystalBatch):
+        batches = [crystals.select(torch.arange(s, min(s + batch_size, crystals.num_crystals),
+                                                device=crystals.device)).to(dev or crystals.device)
+                   for s in range(0, crystals.num_crystals, batch_size)]
+        names = list(crystals.ids)
+        items: list = []
+    else:
+        items = [_as_crystal(c) for c in crystals]
+        batches = [_batch(items[s : s + batch_size], vocab, dev, _dtype_of(model))
+                   for s in range(0, len(items), batch_size)]
+        names = [c.id or f"#{i}" for i, c in enumerate(items)]
+    with _inference(model):
+        z = torch.cat([model.latents(b) for b in batches]) if batches else torch.zeros(0, 1)
+    if isinstance(labels, str):
+        if not items:
+            raise ValueError("labels by property name need Crystals (a CrystalBatch has no properties)")
+        lab = [str(c.properties.get(labels, "?")) for c in items]
+    elif labels is None:
+        lab = ["crystal"] * len(names)
+    else:
+        lab = [str(x) for x in labels]
+    if len(lab) != len(names):
+        raise ShapeError(f"{len(lab)} labels for {len(names)} crystals")
+    return {"latents": z.detach().double().cpu().numpy(), "labels": lab, "names": names}

@@ -1,0 +1,456 @@
+"""ipywidgets explorers: controls wired to compute-then-draw, one ``go.FigureWidget`` each.
+
+Every explorer computes with :mod:`nesf_viz.viz.compute`, draws with the pure figure functions
+of :mod:`nesf_viz.viz.figures`, and copies the new figure's traces into its FigureWidget in
+place (one batched message), so the camera and zoom the user chose survive a slider move.
+Each exposes ``.widget`` (the ipywidgets container), ``.figure`` (the FigureWidget) and
+``.last_update_s`` (Python-side seconds of the last redraw), and displays itself in a
+notebook.
+
+    DecodeExplorer(recorder, originals, result)   trajectory, live re-clustering (no model)
+    FieldExplorer(fields, z, crystals, vocab)      position / species field slices
+    LatentInterpolator(model, crystals, box, vocab, steps)
+    live_training_figure()                         -> (FigureWidget, epoch callback)
+    draw(figure_function, data)                    a compute dict -> a figure
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from ..decode import DecodeConfig
+from . import compute
+from .figures import (
+    cluster_figure,
+    crystal_figure,
+    field_slice_figure,
+    interpolation_path_figure,
+    species_slice_figure,
+    training_curves_figure,
+    update_training_curves,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DecodeExplorer",
+    "FieldExplorer",
+    "LatentInterpolator",
+    "live_training_figure",
+    "draw",
+]
+
+
+def _ipw():
+    """ipywidgets, imported when a widget is made (keeps `import nesf_viz.viz.widgets` light)."""
+    import ipywidgets
+
+    return ipywidgets
+
+
+def draw(figure_function: Callable[..., go.Figure], data: dict, **overrides: Any) -> go.Figure:
+    """Call a figure function with the entries of a compute dict that it accepts.
+
+    ``draw(field_slice_figure, field_slice(fields, z))``; `overrides` (e.g. title=...) win.
+    """
+    params = inspect.signature(figure_function).parameters
+    kwargs = {k: v for k, v in data.items() if k in params}
+    kwargs.update(overrides)
+    return figure_function(**kwargs)
+
+
+def _signature(data: Sequence) -> list[tuple[str, frozenset]]:
+    """Trace types and the properties they set: equal signatures can be updated in place
+    (every property the old trace set is overwritten by the new one)."""
+    return [(t.type, frozenset(k for k in t.to_plotly_json() if k != "uid")) for t in data]
+
+
+def _sync(fw: go.FigureWidget, fig: go.Figure, layout_paths: Sequence[str] = ("title",)) -> None:
+    """Make `fw` show `fig`'s traces (in place when the trace list has the same shape) and
+    copy the named layout properties; the rest of fw's layout (camera, ranges) stays."""
+    new = list(fig.data)
+    if _signature(fw.data) != _signature(new):
+        fw.data = ()
+        if new:
+            fw.add_traces(new)
+        with fw.batch_update():
+            for path in layout_paths:
+                fw.layout[path] = fig.layout[path]
+        return
+    with fw.batch_update():
+        for old, nt in zip(fw.data, new):
+            js = nt.to_plotly_json()
+            js.pop("type", None)
+            old.update(js, overwrite=True)
+        for path in layout_paths:
+            fw.layout[path] = fig.layout[path]
+
+
+def _fix_scene(fig: go.Figure | go.FigureWidget, ranges: np.ndarray, scene: str = "scene") -> None:
+    """Fixed axis ranges (3, 2) and the matching aspect ratio for a 3-D scene."""
+    span = np.maximum(ranges[:, 1] - ranges[:, 0], 1e-9)
+    ratio = span / span.max()
+    fig.layout[scene].update(
+        xaxis=dict(range=list(ranges[0]), autorange=False),
+        yaxis=dict(range=list(ranges[1]), autorange=False),
+        zaxis=dict(range=list(ranges[2]), autorange=False),
+        aspectmode="manual", aspectratio=dict(x=ratio[0], y=ratio[1], z=ratio[2]),
+    )
+
+
+class _Displayable:
+    widget: Any
+    figure: go.FigureWidget
+    last_update_s: float = 0.0
+
+    def _repr_mimebundle_(self, **kwargs: Any):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _timed(self, fn: Callable[[], None]) -> None:
+        t0 = time.perf_counter()
+        fn()
+        self.last_update_s = time.perf_counter() - t0
+
+
+# ============================================================================ DecodeExplorer
+
+
+class DecodeExplorer(_Displayable):
+    """Watch decoding: particles along their trajectories, re-clustered live without the model.
+
+    recorder: a `TrajectoryRecorder` passed to ``decode(..., hooks=[recorder])``.
+    originals: the true crystals (Crystals or pymatgen Structures, in the decoder's order),
+    drawn as open circles; result: the DecodeResult (ids and atom counts in the dropdown).
+
+    Controls: crystal, recorded move (with a play button), score threshold, NMS radius and
+    minimum particles per atom (each re-runs ``recorder.recluster`` only: the score filter and
+    NMS on the recorded final positions), field-vector and true-atom toggles. Particles are
+    drawn where they are at the chosen move and coloured by the cluster they end in, so move 0
+    shows each atom's basin of attraction on the initial grid.
+    """
+
+    def __init__(self, recorder: Any, originals: Any = None, result: Any = None, *,
+                 crystal: int = 0, max_arrows: int = 600, height: int = 640):
+        w = _ipw()
+        if not getattr(recorder, "ids", None):
+            raise ValueError("the recorder is empty: decode with hooks=[recorder] first")
+        self.recorder = recorder
+        self.originals = originals
+        self.result = result
+        self.max_arrows = max_arrows
+        cfg = recorder.config
+        n = len(recorder.ids)
+        if originals is not None and len(originals) != n:
+            raise ValueError(f"{len(originals)} originals for {n} recorded crystals")
+        options = []
+        for i, cid in enumerate(recorder.ids):
+            extra = f" ({int(result.num_atoms[i])} atoms decoded)" if result is not None else ""
+            options.append((f"{i}: {cid}{extra}", i))
+        steps = [int(s) for s in recorder.steps]
+        self.crystal = w.Dropdown(options=options, value=crystal, description="crystal",
+                                  layout=w.Layout(width="360px"))
+        self.step = w.SelectionSlider(options=[(str(s), i) for i, s in enumerate(steps)],
+                                      value=len(steps) - 1, description="move",
+                                      continuous_update=True, layout=w.Layout(width="420px"))
+        self.play = w.Play(min=0, max=len(steps) - 1, value=len(steps) - 1, interval=150,
+                           description="play the moves")
+        w.jslink((self.play, "value"), (self.step, "index"))
+        style = {"description_width": "initial"}
+        self.threshold = w.FloatSlider(value=float(cfg.score_threshold_angstrom), min=0.05,
+                                       max=2.0, step=0.05, description="score threshold (Å)",
+                                       style=style, continuous_update=True, readout_format=".2f")
+        self.radius = w.FloatSlider(value=float(cfg.nms_radius_angstrom), min=0.1, max=1.5,
+                                    step=0.05, description="NMS radius (Å)", style=style,
+                                    continuous_update=True, readout_format=".2f")
+        self.min_particles = w.IntSlider(value=int(cfg.nms_min_particles), min=1,
+                                         max=max(50, int(cfg.nms_min_particles)),
+                                         description="min particles / atom", style=style,
+                                         continuous_update=True)
+        self.show_vectors = w.Checkbox(value=False, description="field vectors (next move)",
+                                       indent=False)
+        self.show_atoms = w.Checkbox(value=originals is not None, description="true atoms",
+                                     indent=False, disabled=originals is None)
+        self.status = w.HTML()
+        self.clusters = None
+        self._ranges = None
+        self.figure = go.FigureWidget()
+        self.figure.layout.update(height=height, uirevision="keep")
+        self._recluster()
+        self._new_crystal_view()
+        self.crystal.observe(lambda ch: self._timed(self._on_crystal), "value")
+        self.step.observe(lambda ch: self._timed(self._redraw), "value")
+        for s in (self.threshold, self.radius, self.min_particles):
+            s.observe(lambda ch: self._timed(self._on_cluster_settings), "value")
+        for b in (self.show_vectors, self.show_atoms):
+            b.observe(lambda ch: self._timed(self._redraw), "value")
+        self.widget = w.VBox([
+            w.HBox([self.crystal, self.play, self.step]),
+            w.HBox([self.threshold, self.radius, self.min_particles]),
+            w.HBox([self.show_vectors, self.show_atoms]),
+            self.status,
+            self.figure,
+        ])
+
+    # ---- state changes
+    def _recluster(self) -> None:
+        self.clusters = self.recorder.recluster(
+            self.crystal.value, float(self.threshold.value), float(self.radius.value),
+            int(self.min_particles.value))
+
+    def _on_cluster_settings(self) -> None:
+        self._recluster()
+        self._redraw()
+
+    def _on_crystal(self) -> None:
+        self._recluster()
+        self._new_crystal_view()
+
+    def _new_crystal_view(self) -> None:
+        c = self.crystal.value
+        self._ranges = compute.trajectory_ranges(self.recorder, c, self.originals)
+        fig = self._figure()
+        self.figure.data = ()
+        self.figure.add_traces(list(fig.data))
+        with self.figure.batch_update():
+            self.figure.layout.title = fig.layout.title
+            self.figure.layout.template = fig.layout.template
+            self.figure.layout.legend = fig.layout.legend
+            self.figure.layout.margin = fig.layout.margin
+            self.figure.layout.font = fig.layout.font
+            self.figure.layout.scene = fig.layout.scene
+            _fix_scene(self.figure, self._ranges)
+        self._update_status()
+
+    def _redraw(self) -> None:
+        _sync(self.figure, self._figure())
+        self._update_status()
+
+    # ---- compute + draw
+    def _figure(self) -> go.Figure:
+        c, t = self.crystal.value, self.step.value
+        data = compute.cluster_view(
+            self.recorder, c, t, self.originals if self.show_atoms.value else None,
+            clusters=self.clusters, score_threshold_angstrom=float(self.threshold.value),
+            nms_radius_angstrom=float(self.radius.value))
+        move = int(self.recorder.steps[t])
+        n_atoms = int(data["is_atom"].sum())
+        title = (f"{self.recorder.ids[c]} · move {move} of {int(self.recorder.steps[-1])} · "
+                 f"{n_atoms} atoms ({len(data['centres'])} clusters) from "
+                 f"{int(data['kept'].sum())}/{len(data['kept'])} kept particles"
+                 "<br><sup>particles coloured by the cluster they end in; grey: rejected by "
+                 "the score threshold; diamonds: cluster centres</sup>")
+        fig = draw(cluster_figure, data, title=title)
+        if self.show_vectors.value:
+            a, b = compute.move_segments(self.recorder, c, t, self.max_arrows)
+            xs, ys, zs = (np.column_stack([a[:, k], b[:, k], np.full(len(a), np.nan)]).ravel()
+                          for k in range(3))
+            fig.add_trace(go.Scatter3d(
+                x=xs, y=ys, z=zs, mode="lines", name="field vector (next move)",
+                line=dict(color="#444444", width=2), hoverinfo="skip", connectgaps=False))
+        return fig
+
+    def _update_status(self) -> None:
+        cv = self.clusters
+        n_atoms = int(np.asarray(cv.is_atom).sum())
+        small = int(len(cv.counts) - n_atoms)
+        decoded = ""
+        if self.result is not None:
+            decoded = f"; the decoder found {int(self.result.num_atoms[self.crystal.value])}"
+        self.status.value = (
+            f"<b>{n_atoms} atoms</b> from re-clustering the {len(cv.cluster_id)} recorded "
+            f"particles ({small} clusters below {self.min_particles.value} particles "
+            f"dropped){decoded}. Python redraw {1000 * self.last_update_s:.0f} ms.")
+
+
+# ============================================================================ FieldExplorer
+
+
+class FieldExplorer(_Displayable):
+    """Slices of the position field (|f_p| and in-plane arrows) or the species field.
+
+    fields: a NeSF model or `ExactFields`; z: latents (B, D) (``fields.latents(batch)``);
+    crystals: the true crystals behind z (a CrystalBatch, or Crystals / Structures) whose atoms
+    near the plane are marked; vocab: the species vocabulary (class names).
+    Controls: crystal, plane (xy / xz / yz), offset along the plane's normal, which field.
+    Every change evaluates the field on the slice (the model runs) and redraws.
+    """
+
+    def __init__(self, fields: Any, z: Any, crystals: Any, vocab: Any, *,
+                 step_angstrom: float = 0.1, crystal: int = 0, plane: str = "xy"):
+        w = _ipw()
+        self.fields, self.z, self.vocab = fields, z, vocab
+        self.step_angstrom = float(step_angstrom)
+        if hasattr(crystals, "to_crystals") and hasattr(crystals, "batch"):
+            crystals = crystals.to_crystals(vocab)
+        self.crystals = list(crystals)
+        n = int(z.shape[0])
+        if len(self.crystals) != n:
+            raise ValueError(f"{len(self.crystals)} crystals for {n} latents")
+        self.crystal = w.Dropdown(options=[(f"{i}: {c.id or i}", i) for i, c in
+                                           enumerate(self.crystals)], value=crystal,
+                                  description="crystal")
+        self.plane = w.ToggleButtons(options=["xy", "xz", "yz"], value=plane,
+                                     description="plane", style={"button_width": "50px"})
+        self.offset = w.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05,
+                                    description="offset (Å)", continuous_update=True,
+                                    readout_format=".2f")
+        self.kind = w.ToggleButtons(options=["position field", "species field"],
+                                    value="position field", description="show")
+        self.figure = go.FigureWidget()
+        self.figure.layout.uirevision = "keep"
+        self.species_figure = go.FigureWidget()
+        self.species_figure.layout.uirevision = "keep"
+        self._shown_kind = None
+        self._set_offset_range()
+        self._redraw(full=True)
+        self.crystal.observe(lambda ch: self._timed(self._on_geometry), "value")
+        self.plane.observe(lambda ch: self._timed(self._on_geometry), "value")
+        self.offset.observe(lambda ch: self._timed(self._redraw), "value")
+        self.kind.observe(lambda ch: self._timed(lambda: self._redraw(full=True)), "value")
+        self.box = w.Box([self.figure])
+        self.widget = w.VBox([w.HBox([self.crystal, self.plane]),
+                              w.HBox([self.offset, self.kind]), self.box])
+
+    def _set_offset_range(self) -> None:
+        _, _, inorm = compute.PLANES[self.plane.value]
+        corners = compute._cell_corners(self.fields, compute._row(self.z, self.crystal.value))
+        lo, hi = float(corners[:, inorm].min()), float(corners[:, inorm].max())
+        with self.offset.hold_trait_notifications():
+            self.offset.min, self.offset.max = -1e9, 1e9  # avoid min > max in between
+            self.offset.min, self.offset.max = round(lo, 2), round(hi, 2)
+            self.offset.value = min(max(self.offset.value, self.offset.min), self.offset.max)
+
+    def _on_geometry(self) -> None:
+        self._set_offset_range()
+        self._redraw(full=True)
+
+    def _figure(self) -> go.Figure:
+        c = self.crystal.value
+        args = (self.fields, self.z, c, self.plane.value, float(self.offset.value), None,
+                self.step_angstrom)
+        kw = dict(atoms=self.crystals[c], vocab=self.vocab)
+        where = f"{self.crystals[c].id or c}: {self.plane.value} plane at " \
+                f"{'xyz'[compute.PLANES[self.plane.value][2]]} = {self.offset.value:.2f} Å"
+        if self.kind.value == "position field":
+            return draw(field_slice_figure, compute.field_slice(*args, **kw),
+                        title=f"Position field · {where}<br><sup>colour: |f_p|; arrows: "
+                              "in-plane direction to the nearest atom</sup>")
+        return draw(species_slice_figure, compute.species_slice(*args, **kw),
+                    title=f"Species field · {where}")
+
+    def _redraw(self, full: bool = False) -> None:
+        fig = self._figure()
+        fw = self.figure if self.kind.value == "position field" else self.species_figure
+        if full or self._shown_kind != self.kind.value:
+            fw.data = ()
+            fw.add_traces(list(fig.data))
+            with fw.batch_update():
+                fw.layout = fig.layout
+                fw.layout.uirevision = "keep"
+            if hasattr(self, "box"):
+                self.box.children = [fw]
+            self._shown_kind = self.kind.value
+        else:
+            _sync(fw, fig, ("title", "xaxis.range", "yaxis.range"))
+
+    @property
+    def current_figure(self) -> go.FigureWidget:
+        """The FigureWidget on show (position or species field)."""
+        return self.figure if self.kind.value == "position field" else self.species_figure
+
+
+# ============================================================================ LatentInterpolator
+
+
+class LatentInterpolator(_Displayable):
+    """Decoded crystals along the straight line between two latents, one slider step each.
+
+    All `steps` latents are decoded once, in one batch, when the widget is made (the model
+    runs then, not on slider moves); the slider only switches precomputed figures. Below the
+    crystal, atom count and lattice along the path with a marker at the current step.
+    crystals: two Crystals / Structures (or a CrystalBatch of two); box, vocab: the model's.
+    """
+
+    def __init__(self, model: Any, crystals: Any, box: Any, vocab: Any, steps: int = 9, *,
+                 config: DecodeConfig = DecodeConfig(), bonds: bool = False,
+                 progress: bool = False):
+        w = _ipw()
+        self.data = compute.decode_interpolation(model, crystals, steps, box=box, vocab=vocab,
+                                                 config=config, progress=progress)
+        d = self.data
+        self.figures = []
+        for t, s in enumerate(d["structures"]):
+            title = (f"t = {d['steps'][t]:.2f}: {s.composition.reduced_formula if len(s) else '-'}"
+                     f", {int(d['atom_counts'][t])} atoms")
+            self.figures.append(crystal_figure(s, title=title, bonds=bonds))
+        lows = np.min([_scene_ranges(f)[:, 0] for f in self.figures], 0)
+        highs = np.max([_scene_ranges(f)[:, 1] for f in self.figures], 0)
+        self._ranges = np.stack([lows, highs], 1)
+        self.step = w.SelectionSlider(options=[(f"{t:.2f}", i) for i, t in enumerate(d["steps"])],
+                                      value=0, description="t", continuous_update=True,
+                                      layout=w.Layout(width="520px"))
+        self.play = w.Play(min=0, max=steps - 1, value=0, interval=400)
+        w.jslink((self.play, "value"), (self.step, "index"))
+        first = self.figures[0]
+        self.figure = go.FigureWidget(first)
+        self.figure.layout.uirevision = "keep"
+        self.figure.layout.width = None
+        _fix_scene(self.figure, self._ranges)
+        path = draw(interpolation_path_figure, d)
+        path.add_shape(type="line", x0=0.0, x1=0.0, xref="x", yref="paper", y0=0, y1=1,
+                       line=dict(color="#d62728", width=2, dash="dot"))
+        path.layout.height = 520
+        path.layout.width = None
+        self.path_figure = go.FigureWidget(path)
+        self.step.observe(lambda ch: self._timed(self._redraw), "value")
+        self.widget = w.VBox([w.HBox([self.play, self.step]), self.figure, self.path_figure])
+
+    def _redraw(self) -> None:
+        t = self.step.value
+        _sync(self.figure, self.figures[t])
+        x = float(self.data["steps"][t])
+        with self.path_figure.batch_update():
+            self.path_figure.layout.shapes[0].update(x0=x, x1=x)
+
+
+def _scene_ranges(fig: go.Figure) -> np.ndarray:
+    """(3, 2) axis ranges of a figure's 3-D scene (from its traces when not set)."""
+    sc = fig.layout.scene
+    rng = [getattr(sc, f"{a}axis").range for a in "xyz"]
+    if all(r is not None for r in rng):
+        return np.array(rng, dtype=float)
+    pts = []
+    for tr in fig.data:
+        if all(getattr(tr, a, None) is not None for a in "xyz"):
+            a = np.array([[np.nan if v is None else v for v in getattr(tr, c)] for c in "xyz"],
+                         float).T
+            pts.append(a[np.isfinite(a).all(1)])
+    allp = np.concatenate(pts) if pts else np.zeros((1, 3))
+    return np.stack([allp.min(0) - 0.5, allp.max(0) + 0.5], 1)
+
+
+# ============================================================================ training
+
+
+def live_training_figure(title: str | None = None) -> tuple[go.FigureWidget, Callable[[Any], None]]:
+    """A FigureWidget of loss curves and the epoch callback that updates it in place.
+
+    ``fig, cb = live_training_figure(); display(fig); train(..., callbacks=[cb])``.
+    """
+    fig = go.FigureWidget(training_curves_figure({}, title=title or "Training (live)"))
+    fig.layout.width = None
+
+    def on_epoch(report: Any) -> None:
+        update_training_curves(fig, report.history)
+        best = min(report.history.get("val_loss", [float("nan")]) or [float("nan")])
+        fig.layout.title.text = (f"{title or 'Training (live)'} · epoch {report.epoch} · "
+                                 f"val loss {report.val.get('loss', float('nan')):.4g} "
+                                 f"(best {best:.4g})")
+
+    return fig, on_epoch

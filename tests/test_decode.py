@@ -1,0 +1,376 @@
+"""Decoder: the exact-field oracle, fast NMS == plain NMS, options, empty results, round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from nesf_viz.data import (
+    BoundingBox,
+    Crystal,
+    CrystalBatch,
+    SpeciesVocab,
+    crystal_from_structure,
+    lattice_matrix,
+    read_csv,
+)
+from nesf_viz.decode import (
+    DecodeConfig,
+    DecodeResult,
+    _cell_matrices,
+    box_particles,
+    decode,
+    nms,
+    nms_reference,
+    species_offsets,
+)
+from nesf_viz.fields import ExactFields
+
+
+# ----------------------------------------------------------------------------- crystals
+
+
+def _structures():
+    from pymatgen.core import Lattice, Structure
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    cscl = Structure(Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    perov = Structure(
+        Lattice.cubic(3.905), ["Sr", "Ti", "O", "O", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+    )
+    return [nacl, cscl, perov]
+
+
+def _triclinic(seed: int = 3, n_atoms: int = 5, min_sep: float = 1.6) -> Crystal:
+    """Random triclinic cell with atoms at least `min_sep` apart (periodic images included)."""
+    rng = np.random.default_rng(seed)
+    lengths = (4.3, 5.1, 5.8)
+    angles = (82.0, 97.0, 106.0)
+    lat = lattice_matrix(lengths, angles)
+    frac: list[np.ndarray] = []
+    shifts = np.array(np.meshgrid(*[[-1, 0, 1]] * 3, indexing="ij")).reshape(3, -1).T
+    while len(frac) < n_atoms:
+        f = rng.random(3)
+        if all(np.linalg.norm(((f - g) + shifts) @ lat, axis=1).min() >= min_sep for g in frac):
+            frac.append(f)
+    z = rng.choice([8, 14, 26, 12], size=n_atoms)
+    return Crystal(np.array(frac) @ lat, z.astype(np.int64), lengths, angles, id="tric")
+
+
+@pytest.fixture(scope="module")
+def oracle_set():
+    crystals = [crystal_from_structure(s, n) for s, n in zip(_structures(), ["nacl", "cscl", "perov"])]
+    crystals.append(_triclinic())
+    vocab = SpeciesVocab.from_crystals(crystals)
+    box = BoundingBox.from_crystals(crystals)
+    return crystals, vocab, box
+
+
+def _batch_and_fields(crystals, vocab, periodic=False):
+    batch = CrystalBatch.from_crystals(crystals, vocab)
+    return batch, ExactFields(batch, len(vocab), periodic=periodic)
+
+
+def _assert_recovered(result: DecodeResult, crystals, tol=1e-3, periodic=False):
+    assert result.n_no_atoms == 0
+    for i, c in enumerate(crystals):
+        got, want = result.positions_angstrom[i], c.positions_angstrom
+        assert len(got) == c.num_atoms, f"{c.id}: {len(got)} atoms decoded, {c.num_atoms} true"
+        d = got[None, :, :] - want[:, None, :]  # (true, decoded, 3)
+        if periodic:
+            inv = np.linalg.inv(c.lattice)
+            f = d @ inv
+            d = (f - np.round(f)) @ c.lattice
+        dist = np.linalg.norm(d, axis=-1)
+        j = dist.argmin(1)
+        assert sorted(j.tolist()) == list(range(c.num_atoms)), f"{c.id}: not a one-to-one match"
+        assert dist.min(1).max() < tol, f"{c.id}: position error {dist.min(1).max():.2e} A"
+        assert np.array_equal(result.atomic_numbers[i][j], c.atomic_numbers), f"{c.id}: species"
+        np.testing.assert_allclose(result.lengths_angstrom[i], c.lengths_angstrom, atol=1e-5)
+        np.testing.assert_allclose(result.angles_deg[i], c.angles_deg, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- oracle
+
+
+def test_exact_fields_recover_every_atom(oracle_set):
+    crystals, vocab, box = oracle_set
+    batch, fields = _batch_and_fields(crystals, vocab)
+    result = decode(fields, batch, box=box, vocab=vocab)
+    _assert_recovered(result, crystals)
+    assert result.ids == tuple(c.id for c in crystals)
+    assert set(result.timing_s) >= {"lattice", "init", "move", "score", "nms", "species", "total"}
+    assert np.all(result.n_particles == box_particles(box, 0.5, 0.5).shape[0])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(early_stop_tolerance_angstrom=1e-4),
+        dict(particles_in_cell=True),
+        dict(nms_collapse_tolerance_angstrom=None),
+        dict(periodic=True),
+        dict(periodic=True, particles_in_cell=True, early_stop_tolerance_angstrom=1e-4),
+        "fast",
+    ],
+    ids=["early_stop", "in_cell", "no_collapse", "periodic", "periodic_in_cell_early", "fast"],
+)
+def test_options_keep_exact_recovery(oracle_set, options):
+    crystals, vocab, box = oracle_set
+    # exact fields converge in two moves: 8 keeps the test fast without changing the outcome
+    cfg = DecodeConfig.fast() if options == "fast" else DecodeConfig(num_moves=8, **options)
+    batch, fields = _batch_and_fields(crystals, vocab, periodic=cfg.periodic)
+    result = decode(fields, batch, box=box, vocab=vocab, config=cfg)
+    _assert_recovered(result, crystals, periodic=cfg.periodic)
+    if cfg.particles_in_cell:
+        assert np.all(result.n_particles < box_particles(box, 0.5, 0.5).shape[0])
+
+
+def test_latents_entry_point_and_ids(oracle_set):
+    crystals, vocab, box = oracle_set
+    batch, fields = _batch_and_fields(crystals[:2], vocab)
+    z = fields.latents(batch)
+    r = decode(fields, latents=z, box=box, vocab=vocab, config=DecodeConfig(num_moves=4))
+    assert r.ids == ("0", "1")
+    _assert_recovered(r, crystals[:2])
+    with pytest.raises(ValueError):
+        decode(fields, batch, latents=z, box=box, vocab=vocab)
+
+
+# ----------------------------------------------------------------------------- reference details
+
+
+def test_particle_grid_matches_reference_count():
+    # LCS6A training box (as read by nesf_viz); the reference decodes 7,280 particles there.
+    box = BoundingBox((-0.007665661939112458, -0.005529275319112208, 0.0),
+                      (11.649674387139884, 8.495752722514835, 5.9674329321420005))
+    g = box_particles(box, 0.5, 0.5)
+    assert g.shape == (7280, 3)
+    assert torch.allclose(g[0], torch.tensor([-0.507665662, -0.505529275, -0.5], dtype=torch.float64))
+    off = species_offsets(0.1, 6)
+    assert off.shape == (216, 3)
+    np.testing.assert_allclose(off[:6, 2].numpy(), [-0.3, -0.2, -0.1, 0.0, 0.1, 0.2], atol=1e-12)
+
+
+class _Contracting:
+    """f(p) = c * (a - p) towards one atom a: p_k - a = (1 - c)^k (p_0 - a)."""
+
+    num_species = 2
+
+    def __init__(self, atom, c=0.5, species_fn=None):
+        self.atom = torch.tensor(atom, dtype=torch.float32)
+        self.c = c
+        self.species_fn = species_fn
+
+    def latents(self, crystals):
+        return torch.zeros(crystals.num_crystals, 1)
+
+    def lattice(self, z):
+        n = z.shape[0]
+        return torch.full((n, 3), 4.0), torch.full((n, 3), float(np.pi / 2))
+
+    def position_field(self, z, points, index):
+        return self.c * (self.atom - points)
+
+    def species_field(self, z, points, index):
+        if self.species_fn is None:
+            return torch.nn.functional.one_hot(torch.zeros(len(points), dtype=torch.long), 2).float()
+        return self.species_fn(points - self.atom)
+
+
+class _Recorder:
+    def __init__(self):
+        self.events = {}
+
+    def __getattr__(self, name):
+        if name.startswith("on_"):
+            return lambda *a: self.events.__setitem__(name, a)
+        raise AttributeError(name)
+
+
+def test_score_is_the_last_field_vector():
+    box = BoundingBox((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    fields = _Contracting([0.5, 0.5, 0.5], c=0.5)
+    rec = _Recorder()
+    grid = box_particles(box, 0.5, 0.5).float()
+    t = 3
+    cfg = DecodeConfig(num_moves=t, score_threshold_angstrom=10.0, nms_radius_angstrom=5.0, nms_min_particles=1)
+    r = decode(fields, latents=torch.zeros(1, 1), box=box, vocab=SpeciesVocab((1, 2)), config=cfg, hooks=[rec])
+    scores, kept = rec.events["on_score"]
+    # last vector = c * (a - p_{T-1}) = c (1-c)^(T-1) (a - p_0): the position BEFORE the last move
+    want = ((0.5 * 0.5 ** (t - 1) * (fields.atom - grid)) ** 2).sum(1)
+    torch.testing.assert_close(scores, want)
+    assert kept.all()
+    assert len(r.positions_angstrom[0]) == 1  # one NMS group holding every particle
+    assert r.particles_per_atom[0][0] == grid.shape[0]
+
+
+def test_species_vote_ties_go_to_smallest_class():
+    # grid offsets -0.3..0.2: 3 of 6 x-values are negative -> class 1 (108 votes), others 0 ... a tie
+    def species(off):
+        cls = torch.where(off[:, 0] < -1e-6, 1, 0)
+        return torch.nn.functional.one_hot(cls, 2).float() * 5
+
+    box = BoundingBox((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    fields = _Contracting([0.5, 0.5, 0.5], c=1.0, species_fn=species)
+    rec = _Recorder()
+    r = decode(fields, latents=torch.zeros(1, 1), box=box, vocab=SpeciesVocab((3, 7)),
+               config=DecodeConfig(nms_min_particles=1), hooks=[rec])
+    votes, spec, _ = rec.events["on_species"]
+    assert votes.tolist() == [[108, 108]]
+    # torch.mode picks the smallest of the most frequent values; so does the decoder
+    assert int(spec[0]) == 0 == int(torch.mode(torch.tensor([1, 0, 1, 0]))[0])
+    assert r.atomic_numbers[0].tolist() == [3]
+
+
+# ----------------------------------------------------------------------------- NMS
+
+
+def _random_nms_case(rng: np.random.Generator, n: int):
+    k = int(rng.integers(1, 6))
+    centres = rng.uniform(0, 3.0, (k, 3))
+    pts = centres[rng.integers(0, k, n)] + rng.normal(0, rng.choice([0.0, 1e-5, 1e-3, 0.2]), (n, 3))
+    dup = rng.random(n) < 0.3  # exact duplicates
+    pts[dup] = pts[rng.integers(0, n, n)[dup]]
+    scores = rng.uniform(0, 0.8, n)
+    if rng.random() < 0.5:
+        scores = np.round(scores, 1)  # many ties
+    return torch.tensor(pts, dtype=torch.float32), torch.tensor(scores, dtype=torch.float32)
+
+
+def test_fast_nms_equals_reference_on_random_inputs():
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        nb = int(rng.integers(1, 4))
+        parts = [_random_nms_case(rng, int(rng.integers(0, 40))) for _ in range(nb)]
+        pts = torch.cat([p for p, _ in parts])
+        sc = torch.cat([s for _, s in parts])
+        bt = torch.cat([torch.full((len(p),), i) for i, (p, _) in enumerate(parts)])
+        lat = None
+        if seed % 3 == 0:  # periodic: small skewed cells make minimum images matter
+            lengths = torch.tensor(rng.uniform(1.2, 5.0, (nb, 3)), dtype=torch.float32)
+            angles = torch.deg2rad(torch.tensor(rng.uniform(75, 105, (nb, 3)), dtype=torch.float32))
+            lat = _cell_matrices(lengths, angles)
+        tol = [None, 1e-4, 0.05, 1e-4][seed % 4]
+        out = nms(pts, sc, bt, nb, 0.5, 3, lattice=lat, collapse_tolerance=tol)
+        start = 0
+        for b, (p, s) in enumerate(parts):
+            ref = nms_reference(p, s, 0.5, 3, lattice=None if lat is None else lat[b])
+            m = out.cluster_batch == b
+            first = int(m.nonzero()[0]) if m.any() else 0
+            sel = slice(start, start + len(p))
+            ctx = f"seed {seed} crystal {b} tol {tol} periodic {lat is not None}"
+            assert torch.equal(out.cluster[sel] - first, ref.cluster), ctx
+            assert torch.equal(out.counts[m], ref.counts), ctx
+            assert torch.equal(out.seeds[m] - start, ref.seeds), ctx
+            assert torch.equal(out.is_atom[m], ref.is_atom), ctx
+            torch.testing.assert_close(out.centres[m], ref.centres, atol=1e-5, rtol=0, msg=ctx)
+            start += len(p)
+
+
+def test_collapse_never_changes_nms_even_when_groups_straddle_spheres():
+    # A group of near-coincident points (1e-5 apart) put exactly on the radius of a seed.
+    seed_pt = torch.tensor([[0.0, 0.0, 0.0]])
+    ring = torch.tensor([[0.5, 0.0, 0.0], [0.49999, 0.0, 0.0], [0.500004, 0.0, 0.0]])
+    pts = torch.cat([seed_pt, ring, ring + 0.00001]).float()
+    sc = torch.tensor([0.0, 0.5, 0.3, 0.4, 0.5, 0.3, 0.4])
+    for tol in (None, 1e-4, 1e-3):
+        out = nms(pts, sc, torch.zeros(len(pts), dtype=torch.long), 1, 0.5, 1, collapse_tolerance=tol)
+        ref = nms_reference(pts, sc, 0.5, 1)
+        assert torch.equal(out.cluster, ref.cluster), tol
+
+
+def test_nms_reference_follows_score_then_index():
+    pts = torch.tensor([[0.0, 0, 0], [0.3, 0, 0], [0.6, 0, 0]])
+    sc = torch.tensor([0.2, 0.1, 0.1])  # tie between 1 and 2: index 1 seeds first
+    ref = nms_reference(pts, sc, 0.5, 1)
+    assert ref.cluster.tolist() == [0, 0, 0] and ref.seeds.tolist() == [1]
+    w = torch.softmax(-sc, 0)
+    torch.testing.assert_close(ref.centres[0], w @ pts)
+
+
+# ----------------------------------------------------------------------------- empty and modes
+
+
+class _FarField(_Contracting):
+    """Always a 5 A vector: every particle fails the 0.9 A score threshold."""
+
+    def position_field(self, z, points, index):
+        return torch.full_like(points, 5.0)
+
+
+def test_nothing_survives_gives_an_empty_valid_result(tmp_path):
+    box = BoundingBox((0.0, 0.0, 0.0), (2.0, 2.0, 2.0))
+    r = decode(_FarField([0, 0, 0]), latents=torch.zeros(3, 1), box=box, vocab=SpeciesVocab((1, 2)),
+               config=DecodeConfig(num_moves=3))
+    assert r.n_no_atoms == 3
+    for p, s, z in zip(r.positions_angstrom, r.species, r.atomic_numbers):
+        assert p.shape == (0, 3) and s.shape == (0,) and z.shape == (0,)
+    assert np.isfinite(r.lengths_angstrom).all()
+    assert all(len(s) == 0 for s in r.to_structures())
+    r.to_csv(tmp_path / "empty.csv")
+    assert (tmp_path / "empty.csv").read_text().startswith("material_id,cif")
+
+
+def test_module_mode_restored_and_no_grad():
+    from nesf_viz.model import NeSF
+
+    torch.manual_seed(0)
+    model = NeSF(num_species=2)
+    model.train()
+    box = BoundingBox((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    seen = {}
+
+    class Spy:
+        def on_start(self, *a):
+            seen["training"] = model.training
+            seen["grad"] = torch.is_grad_enabled()
+
+        def __getattr__(self, name):
+            return lambda *a: None
+
+    z = torch.randn(2, model.config.latent_dim)
+    r = decode(model, latents=z, box=box, vocab=SpeciesVocab((1, 2)), config=DecodeConfig(num_moves=2),
+               hooks=[Spy()])
+    assert seen == {"training": False, "grad": False}
+    assert model.training
+    assert len(r) == 2
+
+
+# ----------------------------------------------------------------------------- round trips
+
+
+def test_to_structures_and_csv_round_trip(oracle_set, tmp_path):
+    crystals, vocab, box = oracle_set
+    batch, fields = _batch_and_fields(crystals, vocab)
+    r = decode(fields, batch, box=box, vocab=vocab, config=DecodeConfig.fast())
+    structures = r.to_structures()
+    back = [crystal_from_structure(s, c.id, conventional=False) for s, c in zip(structures, crystals)]
+    from_csv = read_csv(r.to_csv(tmp_path / "dec.csv"), conventional=False)
+    for i, c in enumerate(r.to_crystals()):
+        for other in (back[i], from_csv[i]):
+            assert other.id == c.id
+            np.testing.assert_allclose(other.lengths_angstrom, c.lengths_angstrom, atol=1e-5)
+            np.testing.assert_allclose(other.angles_deg, c.angles_deg, atol=1e-4)
+            # positions come back wrapped into [0, 1): compare modulo the lattice
+            d = other.positions_angstrom[:, None] - c.positions_angstrom[None]
+            f = d @ np.linalg.inv(c.lattice)
+            dist = np.linalg.norm((f - np.round(f)) @ c.lattice, axis=-1)
+            assert dist.min(1).max() < 1e-4
+            assert sorted(other.atomic_numbers.tolist()) == sorted(c.atomic_numbers.tolist())
+    cat = DecodeResult.concat([r, r])
+    assert len(cat) == 2 * len(r) and cat.timing_s["total"] == pytest.approx(2 * r.timing_s["total"])
+
+
+def test_config_is_frozen_and_validated():
+    cfg = DecodeConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.num_moves = 3  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        DecodeConfig(num_moves=0)
+    assert dataclasses.replace(cfg, periodic=True).periodic
+    assert DecodeConfig.fast().early_stop_tolerance_angstrom is not None

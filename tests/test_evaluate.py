@@ -1,0 +1,85 @@
+"""Evaluation drivers: exact fields on a tiny CSV give zero errors and the exact JSON keys."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from nesf_viz.decode import DecodeConfig
+from nesf_viz.evaluate import METRIC_KEYS, run_decode, run_evaluate
+
+EXPECTED_KEYS = {
+    "n_structures", "atom_count_error_pct", "position_error_actual_A", "position_error_detected_A",
+    "species_error_actual_pct", "species_error_detected_pct", "length_mae_A", "angle_mae_deg",
+    "match_rate_pct", "match_rmse", "n_no_atoms", "decode_structures_per_s",
+}
+
+
+@pytest.fixture
+def tiny_csv(tmp_path):
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+
+    structures = {
+        "nacl": Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        "cscl": Structure(Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        "srtio3": Structure(Lattice.cubic(3.905), ["Sr", "Ti", "O", "O", "O"],
+                            [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]),
+    }
+    path = tmp_path / "tiny.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["material_id", "formula", "n_atoms", "cif"])
+        for k, s in structures.items():
+            w.writerow([k, s.composition.reduced_formula, len(s), str(CifWriter(s))])
+    return path
+
+
+def test_exact_fields_give_zero_errors_and_the_exact_keys(tiny_csv, tmp_path, capsys):
+    out_json = tmp_path / "m.json"
+    m = run_evaluate(tiny_csv, fields="exact", json_out=out_json, device="cpu", progress=False)
+    assert set(m) == EXPECTED_KEYS == set(METRIC_KEYS)
+    assert m["n_structures"] == 3 and m["n_no_atoms"] == 0
+    assert m["atom_count_error_pct"] == 0
+    assert m["position_error_actual_A"] < 1e-3 and m["position_error_detected_A"] < 1e-3
+    assert m["species_error_actual_pct"] == 0 and m["species_error_detected_pct"] == 0
+    assert m["length_mae_A"] < 1e-5 and m["angle_mae_deg"] < 1e-4
+    assert m["match_rate_pct"] == 100 and m["match_rmse"] < 1e-3
+    assert m["decode_structures_per_s"] > 0
+    on_disk = json.loads(out_json.read_text())
+    assert set(on_disk) == EXPECTED_KEYS
+    assert "atom_count_error_pct" in capsys.readouterr().out  # the table was printed
+
+
+def test_exact_fields_with_options_and_limit(tiny_csv):
+    m = run_evaluate(tiny_csv, fields="exact", limit=2, device="cpu", progress=False, match=False,
+                     decode_config=DecodeConfig.fast())
+    assert m["n_structures"] == 2 and m["atom_count_error_pct"] == 0
+    assert m["match_rate_pct"] != m["match_rate_pct"]  # NaN when matching is skipped
+
+
+def test_learned_needs_a_checkpoint(tiny_csv):
+    with pytest.raises(ValueError, match="checkpoint"):
+        run_evaluate(tiny_csv, fields="learned", progress=False)
+    with pytest.raises(ValueError):
+        run_evaluate(tiny_csv, fields="magic", progress=False)
+
+
+def test_learned_path_with_a_tiny_checkpoint(tiny_csv, tmp_path):
+    from nesf_viz.data import load_crystals
+    from nesf_viz.train import TrainConfig, train
+
+    crystals = load_crystals(tiny_csv)
+    train(crystals, crystals, tmp_path / "ck", TrainConfig(epochs=1, batch_size=4, device="cpu"),
+          progress=False)
+    cfg = DecodeConfig(num_moves=2)
+    out_csv = tmp_path / "dec.csv"
+    res = run_decode(tmp_path / "ck", tiny_csv, out_csv, device="cpu", decode_config=cfg)
+    assert len(res) == 3
+    rows = list(csv.DictReader(out_csv.open()))
+    assert [r["material_id"] for r in rows] == ["nacl", "cscl", "srtio3"]
+    m = run_evaluate(tiny_csv, checkpoint=tmp_path / "ck", fields="learned", device="cpu",
+                     decode_config=cfg, progress=False, match=False)
+    assert set(m) == EXPECTED_KEYS and m["n_structures"] == 3

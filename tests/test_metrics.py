@@ -1,0 +1,111 @@
+"""Paper metrics, periodic variants and StructureMatcher, on cases computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from nesf_viz.data import Crystal
+from nesf_viz.metrics import crystal_errors, match_metrics, paper_metrics
+
+NA, CL, K = 11, 17, 19
+
+
+def C(pos, z, lengths=(4.0, 4.0, 4.0), angles=(90.0, 90.0, 90.0), id=""):
+    return Crystal(np.array(pos, dtype=float).reshape(-1, 3), np.array(z, dtype=np.int64), lengths, angles, id=id)
+
+
+@pytest.fixture
+def split():
+    # crystal 1: 2 true atoms, 3 detected
+    t1 = C([[0, 0, 0], [1, 0, 0]], [NA, CL], id="a")
+    p1 = C([[0.1, 0, 0], [1, 0, 0.2], [3, 3, 3]], [NA, NA, CL], lengths=(4.1, 3.9, 4.0),
+           angles=(90.0, 91.0, 88.0), id="a")
+    # crystal 2: 1 true atom, nothing detected
+    t2 = C([[2, 2, 2]], [K], lengths=(5.0, 5.0, 5.0), id="b")
+    p2 = C(np.zeros((0, 3)), [], lengths=(5.0, 5.5, 5.0), angles=(90.0, 90.0, 93.0), id="b")
+    # crystal 3: perfect
+    t3 = C([[0.5, 0.5, 0.5]], [NA], id="c")
+    p3 = C([[0.5, 0.5, 0.5]], [NA], id="c")
+    return [t1, t2, t3], [p1, p2, p3]
+
+
+def test_per_crystal_errors_by_hand(split):
+    (t1, *_), (p1, *_) = split
+    e = crystal_errors(t1, p1)
+    np.testing.assert_allclose(e.distance_actual, [0.1, 0.2])
+    np.testing.assert_allclose(e.distance_detected, [0.1, 0.2, math.sqrt(22.0)])
+    # true Na -> Na ok; true Cl -> nearest detected (1,0,0.2) is Na: wrong
+    assert e.species_wrong_actual.tolist() == [False, True]
+    # detected Na -> Na ok; Na at (1,0,.2) -> true Cl wrong; Cl at (3,3,3) -> nearest true Cl ok
+    assert e.species_wrong_detected.tolist() == [False, True, False]
+    np.testing.assert_allclose(e.length_abs_error, [0.1, 0.1, 0.0], atol=1e-12)
+    np.testing.assert_allclose(e.angle_abs_error, [0.0, 1.0, 2.0])
+    assert not e.atom_count_correct
+
+
+def test_paper_metrics_by_hand(split):
+    true, pred = split
+    m = paper_metrics(true, pred)
+    assert m.n_structures == 3
+    assert m.atom_count_error_pct == pytest.approx(100 * 2 / 3)  # a (2 vs 3) and b (1 vs 0)
+    # actual: over true atoms of crystals with detections (a: 0.1, 0.2; c: 0); b left out
+    assert m.position_error_actual_A == pytest.approx((0.1 + 0.2 + 0.0) / 3)
+    assert m.n_no_atoms == 1
+    # detected: every detected atom of the split (a: 3, c: 1)
+    assert m.position_error_detected_A == pytest.approx((0.1 + 0.2 + math.sqrt(22) + 0) / 4)
+    # species actual: a: 1 wrong of 2; b: its true atom counts wrong (reference: vs -1); c: ok
+    assert m.species_error_actual_pct == pytest.approx(100 * 2 / 4)
+    assert m.species_error_detected_pct == pytest.approx(100 * 1 / 4)
+    # lattice: 9 lengths |0.1, 0.1, 0| |0, 0.5, 0| |0, 0, 0|; angles |0,1,2| |0,0,3| |0,0,0|
+    assert m.length_mae_A == pytest.approx(0.7 / 9)
+    assert m.angle_mae_deg == pytest.approx(6.0 / 9)
+
+
+def test_paper_metrics_accept_decode_results_and_check_order(split):
+    true, pred = split
+    with pytest.raises(ValueError, match="out of order"):
+        paper_metrics(true, pred[::-1])
+    with pytest.raises(ValueError):
+        paper_metrics(true, pred[:2])
+    perfect = paper_metrics(true[2:], pred[2:])
+    assert perfect.atom_count_error_pct == 0 and perfect.position_error_actual_A == 0
+    assert perfect.species_error_actual_pct == 0 and perfect.length_mae_A == 0
+
+
+def test_periodic_variant_uses_images():
+    t = C([[0.1, 0, 0]], [NA])
+    p = C([[3.9, 0, 0]], [NA])
+    assert crystal_errors(t, p).distance_actual[0] == pytest.approx(3.8)
+    e = crystal_errors(t, p, periodic=True)
+    assert e.distance_actual[0] == pytest.approx(0.2)
+    assert e.distance_detected[0] == pytest.approx(0.2)
+    m = paper_metrics([t], [p], periodic=True)
+    assert m.position_error_actual_A == pytest.approx(0.2) and m.periodic
+    # species follow the nearest image: Cl near the far face is the nearest to the true Na
+    p2 = C([[3.95, 0, 0], [2.0, 0, 0]], [CL, NA])
+    e2 = crystal_errors(t, p2, periodic=True)
+    assert e2.species_wrong_actual.tolist() == [True]
+    assert crystal_errors(t, p2).species_wrong_actual.tolist() == [False]
+
+
+def test_structure_matcher_rate_and_rmse():
+    rock = C([[0, 0, 0], [2, 2, 2]], [NA, CL], id="r")
+    shifted = C([[1, 1, 1], [3, 3, 3]], [NA, CL], id="r")  # same crystal, shifted origin
+    other = C([[0, 0, 0], [2, 2, 2]], [NA, NA], id="x")  # different composition
+    empty = C(np.zeros((0, 3)), [], id="e")
+    true = [rock, C(other.positions_angstrom, [NA, CL], id="x"), C(rock.positions_angstrom, [NA, CL], id="e")]
+    mm = match_metrics(true, [shifted, other, empty])
+    assert mm.n_structures == 3 and mm.n_matched == 1
+    assert mm.match_rate_pct == pytest.approx(100 / 3)
+    assert mm.rmse == pytest.approx(0.0, abs=1e-8)
+    # one atom moved 0.1 A: the best translation leaves +-0.05 A, pymatgen divides the RMS by
+    # (V / N)^(1/3) = (64 / 2)^(1/3)
+    moved = C([[0, 0, 0], [2.1, 2, 2]], [NA, CL], id="r")
+    mm2 = match_metrics([rock], [moved])
+    assert mm2.match_rate_pct == 100
+    assert mm2.rmse == pytest.approx(0.05 / 32 ** (1 / 3), rel=1e-6)
+    nothing = match_metrics([rock], [C(np.zeros((0, 3)), [], id="r")])
+    assert nothing.match_rate_pct == 0 and math.isnan(nothing.rmse)

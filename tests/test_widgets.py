@@ -1,0 +1,177 @@
+"""Tests for nesf_viz.viz.widgets: moving controls programmatically changes the figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("ipywidgets")
+pytest.importorskip("anywidget", reason="go.FigureWidget needs anywidget (plotly >= 6)")
+
+from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab  # noqa: E402
+from nesf_viz.decode import DecodeConfig, decode  # noqa: E402
+from nesf_viz.fields import ExactFields  # noqa: E402
+from nesf_viz.hooks import TrajectoryRecorder  # noqa: E402
+from nesf_viz.train import EpochReport  # noqa: E402
+from nesf_viz.viz import widgets  # noqa: E402
+from nesf_viz.viz.figures import field_slice_figure  # noqa: E402
+
+from .conftest import random_crystals  # noqa: E402
+from .test_viz_compute import tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    rng = np.random.default_rng(7)
+    crystals = random_crystals(rng, 2, max_atoms=5)
+    vocab = SpeciesVocab.from_crystals(crystals)
+    batch = CrystalBatch.from_crystals(crystals, vocab, dtype=torch.float64)
+    fields = ExactFields(batch, len(vocab))
+    rec = TrajectoryRecorder(max_particles=400)
+    cfg = DecodeConfig(grid_step_angstrom=0.5, num_moves=6)
+    res = decode(fields, batch, box=BoundingBox.from_crystals(crystals), vocab=vocab, config=cfg,
+                 hooks=[rec])
+    return rec, res, crystals, vocab, fields
+
+
+def _trace(fig, name_start):
+    return next(t for t in fig.data if (t.name or "").startswith(name_start))
+
+
+def _xyz(trace):
+    return np.column_stack([np.asarray(trace[c], dtype=float) for c in "xyz"])
+
+
+def test_decode_explorer_step_slider_moves_particles(recorded):
+    rec, res, crystals, _, _ = recorded
+    ex = widgets.DecodeExplorer(rec, crystals, res)
+    assert ex.step.value == len(rec.steps) - 1
+    before = _xyz(_trace(ex.figure, "clustered"))
+    ex.step.value = 0
+    after = _xyz(_trace(ex.figure, "clustered"))
+    assert before.shape == after.shape and not np.allclose(before, after)
+    # move 0 draws the particles on their initial grid, in the same (cluster) order
+    grid0 = rec.positions(0)[0]
+    good = rec.kept(0) & (ex.clusters.cluster_id >= 0)
+    np.testing.assert_allclose(after, grid0[good])
+    assert "move 0" in ex.figure.layout.title.text
+    assert ex.last_update_s > 0
+
+
+def test_decode_explorer_recluster_matches_direct_call(recorded):
+    rec, res, crystals, _, _ = recorded
+    ex = widgets.DecodeExplorer(rec, crystals, res)
+    n0 = len(_trace(ex.figure, "cluster centres").x)
+    ex.radius.value = 1.3
+    ex.threshold.value = 0.4
+    ex.min_particles.value = 3
+    direct = rec.recluster(0, 0.4, 1.3, 3)
+    np.testing.assert_array_equal(ex.clusters.cluster_id, direct.cluster_id)
+    np.testing.assert_allclose(ex.clusters.centres, direct.centres)
+    np.testing.assert_array_equal(ex.clusters.counts, direct.counts)
+    np.testing.assert_array_equal(ex.clusters.is_atom, direct.is_atom)
+    centres = _xyz(_trace(ex.figure, "cluster centres"))
+    np.testing.assert_allclose(centres, direct.centres)
+    assert _trace(ex.figure, "NMS radius").name == "NMS radius 1.3 Å"
+    assert f"{int(direct.is_atom.sum())} atoms" in ex.status.value
+    assert n0 == len(direct.centres)  # exact fields: every particle lands on its atom
+    # a higher minimum drops small clusters from the atoms
+    ex.min_particles.value = 50
+    small = rec.recluster(0, 0.4, 1.3, 50)
+    assert int(small.is_atom.sum()) < int(direct.is_atom.sum())
+    assert f"{int(small.is_atom.sum())} atoms" in ex.status.value
+
+
+def test_decode_explorer_toggles_and_crystal(recorded):
+    rec, res, crystals, _, _ = recorded
+    ex = widgets.DecodeExplorer(rec, crystals, res)
+    names = [t.name for t in ex.figure.data]
+    assert "true atoms" in names
+    ex.show_atoms.value = False
+    assert "true atoms" not in [t.name for t in ex.figure.data]
+    ex.step.value = 0
+    ex.show_vectors.value = True
+    vec = _trace(ex.figure, "field vector")
+    assert len(vec.x) > 0
+    ex.crystal.value = 1
+    np.testing.assert_array_equal(ex.clusters.cluster_id, rec.recluster(1, 0.9, 0.5, 10).cluster_id)
+    assert rec.ids[1] in ex.figure.layout.title.text
+    bundle = ex._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.widget.model_id
+
+
+def test_decode_explorer_needs_a_recording():
+    with pytest.raises(ValueError, match="recorder"):
+        widgets.DecodeExplorer(TrajectoryRecorder())
+
+
+def test_field_explorer_offset_plane_and_species(recorded):
+    _, _, crystals, vocab, fields = recorded
+    fe = widgets.FieldExplorer(fields, fields.latents(), crystals, vocab, step_angstrom=0.25)
+    heat = np.array(fe.figure.data[0].z, dtype=float)
+    lo, hi = fe.offset.min, fe.offset.max
+    assert hi > lo
+    fe.offset.value = round((lo + hi) / 2, 2)
+    heat2 = np.array(fe.figure.data[0].z, dtype=float)
+    assert heat.shape == heat2.shape and not np.allclose(heat, heat2)
+    fe.plane.value = "yz"
+    assert fe.figure.layout.xaxis.title.text == "y (Å)"
+    assert fe.figure.layout.yaxis.title.text == "z (Å)"
+    fe.kind.value = "species field"
+    assert fe.current_figure is fe.species_figure and fe.box.children == (fe.species_figure,)
+    assert fe.species_figure.data[0].type == "heatmap"
+    fe.offset.value = fe.offset.min
+    fe.kind.value = "position field"
+    assert fe.box.children == (fe.figure,)
+
+
+def test_field_explorer_on_a_learned_model(recorded):
+    _, _, crystals, vocab, _ = recorded
+    model = tiny_model(len(vocab)).double()
+    batch = CrystalBatch.from_crystals(crystals, vocab, dtype=torch.float64)
+    with torch.no_grad():
+        z = model.eval().latents(batch)
+    fe = widgets.FieldExplorer(model, z, batch, vocab, step_angstrom=0.4)
+    fe.crystal.value = 1
+    assert fe.figure.data[0].type == "heatmap"
+    assert "Position field" in fe.figure.layout.title.text
+
+
+def test_latent_interpolator_slider(recorded):
+    _, _, crystals, vocab, _ = recorded
+    batch = CrystalBatch.from_crystals(crystals, vocab, dtype=torch.float64)
+    fields = ExactFields(batch, len(vocab))
+    li = widgets.LatentInterpolator(fields, batch, BoundingBox.from_crystals(crystals), vocab,
+                                    steps=3, config=DecodeConfig(grid_step_angstrom=0.5,
+                                                                 num_moves=6))
+    first = li.figure.layout.title.text
+    assert first.startswith("t = 0.00")
+    li.step.value = 2
+    assert li.figure.layout.title.text.startswith("t = 1.00")
+    assert li.path_figure.layout.shapes[0].x0 == 1.0
+    n_atoms = sum(len(t.x) for t in li.figure.data if t.type == "scatter3d"
+                  and (t.meta or {}).get("kind") == "atoms") if any(
+        (t.meta or {}).get("kind") == "atoms" for t in li.figure.data) else None
+    assert n_atoms is None or n_atoms >= crystals[1].num_atoms
+
+
+def test_live_training_figure_updates_in_place():
+    fig, cb = widgets.live_training_figure()
+    assert len(fig.data) == 0
+    h = {"epoch": [1], "loss": [2.0], "val_loss": [3.0]}
+    cb(EpochReport(1, {"loss": 2.0}, {"loss": 3.0}, h, 1.0, True))
+    assert [list(t.y) for t in fig.data] == [[2.0], [3.0]]
+    h = {"epoch": [1, 2], "loss": [2.0, 1.0], "val_loss": [3.0, 1.5]}
+    cb(EpochReport(2, {"loss": 1.0}, {"loss": 1.5}, h, 2.0, True))
+    assert list(fig.data[0].y) == [2.0, 1.0] and "epoch 2" in fig.layout.title.text
+
+
+def test_draw_passes_only_accepted_keys(recorded):
+    from nesf_viz.viz import compute
+
+    _, _, _, vocab, fields = recorded
+    s = compute.field_slice(fields, fields.latents(), 0, step_angstrom=0.5, vocab=vocab)
+    fig = widgets.draw(field_slice_figure, s, title="t")
+    assert fig.layout.title.text == "t" and fig.data[0].type == "heatmap"
