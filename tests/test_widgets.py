@@ -175,3 +175,18 @@ def test_draw_passes_only_accepted_keys(recorded):
     s = compute.field_slice(fields, fields.latents(), 0, step_angstrom=0.5, vocab=vocab)
     fig = widgets.draw(field_slice_figure, s, title="t")
     assert fig.layout.title.text == "t" and fig.data[0].type == "heatmap"
+
+
+def test_decode_explorer_fast_step_update_equals_a_full_redraw(recorded):
+    rec, res, crystals, _, _ = recorded
+    ex = widgets.DecodeExplorer(rec, crystals, res)
+    ex.show_vectors.value = True
+    ex.threshold.value = 0.5
+    for t in (3, 0, len(rec.steps) - 1):
+        ex.step.value = t
+        full = ex._figure()
+        assert [tr.name for tr in ex.figure.data] == [tr.name for tr in full.data]
+        for a, b in zip(ex.figure.data, full.data):
+            if a.type == "scatter3d":
+                np.testing.assert_array_equal(_xyz(a), _xyz(b))
+        assert ex.figure.layout.title.text == full.layout.title.text

@@ -68,7 +68,12 @@ def draw(figure_function: Callable[..., go.Figure], data: dict, **overrides: Any
 def _signature(data: Sequence) -> list[tuple[str, frozenset]]:
     """Trace types and the properties they set: equal signatures can be updated in place
     (every property the old trace set is overwritten by the new one)."""
-    return [(t.type, frozenset(k for k in t.to_plotly_json() if k != "uid")) for t in data]
+    out = []
+    for t in data:
+        props = getattr(t, "_props", None)  # plotly's own dict: no deep copy
+        keys = props.keys() if isinstance(props, dict) else t.to_plotly_json().keys()
+        out.append((t.type, frozenset(k for k in keys if k != "uid")))
+    return out
 
 
 def _sync(fw: go.FigureWidget, fig: go.Figure, layout_paths: Sequence[str] = ("title",)) -> None:
@@ -119,6 +124,8 @@ class _Displayable:
 
 
 # ============================================================================ DecodeExplorer
+
+_VECTORS = "field vector (next move)"
 
 
 class DecodeExplorer(_Displayable):
@@ -179,12 +186,13 @@ class DecodeExplorer(_Displayable):
         self.status = w.HTML()
         self.clusters = None
         self._ranges = None
+        self._good = None
         self.figure = go.FigureWidget()
         self.figure.layout.update(height=height, uirevision="keep")
         self._recluster()
         self._new_crystal_view()
         self.crystal.observe(lambda ch: self._timed(self._on_crystal), "value")
-        self.step.observe(lambda ch: self._timed(self._redraw), "value")
+        self.step.observe(lambda ch: self._timed(self._on_step), "value")
         for s in (self.threshold, self.radius, self.min_particles):
             s.observe(lambda ch: self._timed(self._on_cluster_settings), "value")
         for b in (self.show_vectors, self.show_atoms):
@@ -231,27 +239,58 @@ class DecodeExplorer(_Displayable):
         _sync(self.figure, self._figure())
         self._update_status()
 
+    def _on_step(self) -> None:
+        """Only the particles move: new x/y/z for the particle (and vector) traces, the
+        clusters and everything else stay. Falls back to a full redraw if the figure's
+        traces are not the ones `cluster_figure` makes."""
+        traces = {t.name: t for t in self.figure.data}
+        rej, good_tr = traces.get("rejected particles"), traces.get("clustered particles")
+        if rej is None or good_tr is None or self._good is None:
+            self._redraw()
+            return
+        c, t = self.crystal.value, self.step.value
+        pos = np.asarray(self.recorder.positions(c)[t], dtype=np.float64)
+        vec = traces.get(_VECTORS)
+        with self.figure.batch_update():
+            for tr, sel in ((rej, ~self._good), (good_tr, self._good)):
+                p = pos[sel]
+                tr.x, tr.y, tr.z = p[:, 0], p[:, 1], p[:, 2]
+            if vec is not None:
+                xs, ys, zs = self._segments(c, t)
+                vec.x, vec.y, vec.z = xs, ys, zs
+            self.figure.layout.title.text = self._title(self._n_atoms, self._n_clusters,
+                                                        self._n_kept, len(pos))
+
     # ---- compute + draw
+    def _title(self, n_atoms: int, n_clusters: int, n_kept: int, n_particles: int) -> str:
+        c, t = self.crystal.value, self.step.value
+        return (f"{self.recorder.ids[c]} · move {int(self.recorder.steps[t])} of "
+                f"{int(self.recorder.steps[-1])} · {n_atoms} atoms ({n_clusters} clusters) "
+                f"from {n_kept}/{n_particles} kept particles"
+                "<br><sup>particles coloured by the cluster they end in; grey: rejected by "
+                "the score threshold; diamonds: cluster centres</sup>")
+
+    def _segments(self, c: int, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a, b = compute.move_segments(self.recorder, c, t, self.max_arrows)
+        return tuple(np.column_stack([a[:, k], b[:, k], np.full(len(a), np.nan)]).ravel()
+                     for k in range(3))
+
     def _figure(self) -> go.Figure:
         c, t = self.crystal.value, self.step.value
         data = compute.cluster_view(
             self.recorder, c, t, self.originals if self.show_atoms.value else None,
             clusters=self.clusters, score_threshold_angstrom=float(self.threshold.value),
             nms_radius_angstrom=float(self.radius.value))
-        move = int(self.recorder.steps[t])
-        n_atoms = int(data["is_atom"].sum())
-        title = (f"{self.recorder.ids[c]} · move {move} of {int(self.recorder.steps[-1])} · "
-                 f"{n_atoms} atoms ({len(data['centres'])} clusters) from "
-                 f"{int(data['kept'].sum())}/{len(data['kept'])} kept particles"
-                 "<br><sup>particles coloured by the cluster they end in; grey: rejected by "
-                 "the score threshold; diamonds: cluster centres</sup>")
+        # what a step change needs to move the particles without redrawing the rest
+        self._good = data["kept"] & (data["cluster_id"] >= 0)
+        self._n_atoms, self._n_clusters = int(data["is_atom"].sum()), len(data["centres"])
+        self._n_kept = int(data["kept"].sum())
+        title = self._title(self._n_atoms, self._n_clusters, self._n_kept, len(data["kept"]))
         fig = draw(cluster_figure, data, title=title)
         if self.show_vectors.value:
-            a, b = compute.move_segments(self.recorder, c, t, self.max_arrows)
-            xs, ys, zs = (np.column_stack([a[:, k], b[:, k], np.full(len(a), np.nan)]).ravel()
-                          for k in range(3))
+            xs, ys, zs = self._segments(c, t)
             fig.add_trace(go.Scatter3d(
-                x=xs, y=ys, z=zs, mode="lines", name="field vector (next move)",
+                x=xs, y=ys, z=zs, mode="lines", name=_VECTORS,
                 line=dict(color="#444444", width=2), hoverinfo="skip", connectgaps=False))
         return fig
 
@@ -408,7 +447,7 @@ class LatentInterpolator(_Displayable):
         path.layout.height = 520
         path.layout.width = None
         self.path_figure = go.FigureWidget(path)
-        self.step.observe(lambda ch: self._timed(self._redraw), "value")
+        self.step.observe(lambda ch: self._timed(self._on_step), "value")
         self.widget = w.VBox([w.HBox([self.play, self.step]), self.figure, self.path_figure])
 
     def _redraw(self) -> None:
