@@ -8,7 +8,7 @@ PIP_EXTRA ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast demo lab clean
+.PHONY: venv test test-slow demo lab checkpoint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,14 +20,26 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The whole suite (CI runs exactly this). Notebooks run their small variant (NESF_VIZ_SIZE=small);
+# tests marked `slow` (long end-to-end checks) run with `make test-slow`.
 test: $(STAMP)
-	$(PY) -m pytest -q --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg
+	NESF_VIZ_SIZE=small $(PY) -m pytest -q -m "not slow" --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow tests/
 
 demo: $(STAMP)
 	$(VENV)/bin/nesf-viz demo
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
+
+# Regenerates the shipped checkpoint nesf_viz/assets/synthetic_small.pt with this project's CLI.
+CKPT_EPOCHS ?= 6
+checkpoint: $(STAMP)
+	$(VENV)/bin/nesf-viz train --train synthetic --val synthetic --out runs/ship --batch-size 32 \
+		--epochs $(CKPT_EPOCHS) --patience 0 --seed 0
+	$(VENV)/bin/nesf-viz export --checkpoint runs/ship/best.pt --out nesf_viz/assets/synthetic_small.pt
 
 clean:
 	rm -rf $(VENV)

@@ -109,14 +109,27 @@ def _cmd_demo(a) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "decode": _cmd_decode, "evaluate": _cmd_evaluate, "demo": _cmd_demo}
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="slim copy of a checkpoint for shipping (drops the optimizer state)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True)
+
+
+def _cmd_export(a) -> int:
+    from .train import export_checkpoint
+
+    print(f"wrote {export_checkpoint(a.checkpoint, a.out)}")
+    return 0
+
+
+COMMANDS = {"export": _cmd_export, "train": _cmd_train, "decode": _cmd_decode, "evaluate": _cmd_evaluate, "demo": _cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nesf-viz", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_decode, _add_evaluate, _add_demo):
+    for add in (_add_train, _add_decode, _add_evaluate, _add_demo, _add_export):
         add(sub)
     a = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

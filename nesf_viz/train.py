@@ -161,6 +161,14 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     )
 
 
+def export_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """A slim copy for shipping: everything but the optimizer state (not resumable)."""
+    ck = load_checkpoint(src)
+    slim = {k: v for k, v in ck.raw.items() if k != "optimizer_state"}
+    save_checkpoint(dst, slim)
+    return Path(dst)
+
+
 # ----------------------------------------------------------------------------- losses
 
 
@@ -270,6 +278,8 @@ def train(
         if last_path is None or not last_path.is_file():
             raise CheckpointError(f"--resume: no checkpoint to resume at {last_path}")
         state = torch.load(last_path, map_location=device, weights_only=True)
+        if "optimizer_state" not in state:
+            raise CheckpointError(f"{last_path} has no optimizer state (an exported checkpoint); cannot resume")
         vocab = SpeciesVocab(tuple(state["vocab"]))
         box = BoundingBox(tuple(state["box_min_angstrom"]), tuple(state["box_max_angstrom"]))
         model_config = NeSFConfig.from_dict(state["model_config"])

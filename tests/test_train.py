@@ -143,3 +143,14 @@ def test_ddp_two_cpu_ranks(tmp_path):
     assert ranks[0]["loss"] == ranks[1]["loss"]  # the logged loss is all-reduced
     assert ranks[0]["loss"][-1] < 0.8 * ranks[0]["loss"][0]
     assert (tmp_path / "last.pt").is_file()
+
+
+@pytest.mark.slow
+def test_two_minute_cpu_training_lowers_every_loss_part(tmp_path):
+    from nesf_viz.data import load_crystals
+
+    tr, va = load_crystals("synthetic", "train"), load_crystals("synthetic", "val")[:64]
+    res = train(tr, va, tmp_path, TrainConfig(batch_size=32, max_minutes=2, device="cpu"), progress=False)
+    h = res.history
+    for part in LOSS_PARTS:
+        assert min(h[part][-2:]) < 0.7 * h[part][0], (part, h[part])

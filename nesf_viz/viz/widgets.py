@@ -447,7 +447,7 @@ class LatentInterpolator(_Displayable):
         path.layout.height = 520
         path.layout.width = None
         self.path_figure = go.FigureWidget(path)
-        self.step.observe(lambda ch: self._timed(self._on_step), "value")
+        self.step.observe(lambda ch: self._timed(self._redraw), "value")
         self.widget = w.VBox([w.HBox([self.play, self.step]), self.figure, self.path_figure])
 
     def _redraw(self) -> None:
