@@ -30,6 +30,7 @@ def _add_train(sub) -> None:
     p.add_argument("--pe-freqs", type=int, default=0, help="positional encoding frequencies (0 = off, paper)")
     p.add_argument("--periodic", action="store_true", help="minimum-image ground-truth fields (option)")
     p.add_argument("--paper-sampling", action="store_true", help="the paper's 0.5 A sigmas instead of the reference code's")
+    p.add_argument("--mixed-precision", action="store_true", help="bfloat16 autocast (option; ~1.6x faster on this CPU)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures (counted) instead of stopping")
 
 
@@ -45,7 +46,7 @@ def _cmd_train(a) -> int:
     cfg = TrainConfig(
         epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr,
         early_stopping_patience_epochs=a.patience or None, seed=a.seed, device=a.device,
-        max_minutes=a.max_minutes, periodic_targets=a.periodic,
+        max_minutes=a.max_minutes, periodic_targets=a.periodic, mixed_precision=a.mixed_precision,
         sampling=SamplingConfig.paper() if a.paper_sampling else SamplingConfig(),
     )
     mcfg = NeSFConfig(num_species=1, vae=a.vae, positional_encoding_freqs=a.pe_freqs)

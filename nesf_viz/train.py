@@ -57,6 +57,9 @@ class TrainConfig:
     """Wall-clock budget; training stops at the last epoch that fits."""
     periodic_targets: bool = False
     """Minimum-image ground truth (named option; the paper's fields are not periodic)."""
+    mixed_precision: bool = False
+    """Option: bfloat16 autocast for the forward pass (CPU with AVX512-BF16, or CUDA).
+    Measured 1.6x faster per step on this CPU; off by default (the paper trains in float32)."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def to_dict(self) -> dict:
@@ -411,7 +414,9 @@ def _run_epoch(runner, model, optimizer, batch, sampler, config, epoch, rank, wo
         rows = rows[rank::world]
         crystals = batch.select(rows.to(batch.device))
         q = sampler(crystals, jitter)
-        parts = runner(crystals, q)
+        with torch.autocast(crystals.device.type, dtype=torch.bfloat16, enabled=config.mixed_precision):
+            parts = runner(crystals, q)
+        parts = {k: v.float() for k, v in parts.items()}
         optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         optimizer.step()

@@ -154,3 +154,11 @@ def test_two_minute_cpu_training_lowers_every_loss_part(tmp_path):
     h = res.history
     for part in LOSS_PARTS:
         assert min(h[part][-2:]) < 0.7 * h[part][0], (part, h[part])
+
+
+def test_mixed_precision_option_trains(synthetic_small):
+    tr, va = _small(synthetic_small, 32)
+    res = train(tr, va, None, TrainConfig(epochs=6, batch_size=16, device="cpu", mixed_precision=True),
+                progress=False)
+    assert res.history["loss"][-1] < 0.8 * res.history["loss"][0]
+    assert all(v == v for v in res.history["loss"])  # no NaN
