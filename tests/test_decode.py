@@ -130,6 +130,17 @@ def test_options_keep_exact_recovery(oracle_set, options):
         assert np.all(result.n_particles < box_particles(box, 0.5, 0.5).shape[0])
 
 
+def test_early_stop_at_zero_is_exactly_the_default(oracle_set):
+    crystals, vocab, box = oracle_set
+    batch, fields = _batch_and_fields(crystals, vocab)
+    a = decode(fields, batch, box=box, vocab=vocab)
+    b = decode(fields, batch, box=box, vocab=vocab, config=DecodeConfig(early_stop_tolerance_angstrom=0.0))
+    for x, y in zip(a.positions_angstrom, b.positions_angstrom):
+        assert np.array_equal(x, y)
+    for x, y in zip(a.particles_per_atom, b.particles_per_atom):
+        assert np.array_equal(x, y)
+
+
 def test_latents_entry_point_and_ids(oracle_set):
     crystals, vocab, box = oracle_set
     batch, fields = _batch_and_fields(crystals[:2], vocab)

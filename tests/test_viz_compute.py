@@ -56,7 +56,8 @@ def test_exact_field_slice_points_to_nearest_atom(plane):
     np.testing.assert_allclose(s["vectors_uv"].reshape(-1, 2), want[:, [iu, iv]], atol=1e-9)
     np.testing.assert_allclose(s["magnitude"].ravel(), np.linalg.norm(want, axis=1), atol=1e-9)
     # the default extent spans the cell projected on the plane
-    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) @ crystals[1].lattice
+    unit = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    corners = unit @ crystals[1].lattice
     assert s["grid_u"][0] == pytest.approx(corners[:, iu].min())
     assert s["grid_u"][-1] <= corners[:, iu].max() + 1e-9
     assert s["axis_labels"] == (f"{'xyz'[iu]} (Å)", f"{'xyz'[iv]} (Å)")

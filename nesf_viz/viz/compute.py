@@ -48,6 +48,7 @@ __all__ = [
 PLANES: dict[str, tuple[int, int, int]] = {"xy": (0, 1, 2), "xz": (0, 2, 1), "yz": (1, 2, 0)}
 _AXIS = "xyz"
 _CHUNK = 1 << 16
+_UNIT_CORNERS = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -81,7 +82,15 @@ def _as_crystal(obj: Any) -> Crystal:
         return obj
     if hasattr(obj, "lattice") and hasattr(obj, "frac_coords"):
         return crystal_from_structure(obj, conventional=False)
-    raise TypeError(f"expected a nesf_viz Crystal or a pymatgen Structure, got {type(obj).__name__}")
+    raise TypeError("expected a nesf_viz Crystal or a pymatgen Structure, "
+                    f"got {type(obj).__name__}")
+
+
+def _cell_of(atoms: Any) -> np.ndarray | None:
+    """The (3, 3) lattice of a Crystal / Structure given as `atoms`, else None."""
+    if isinstance(atoms, Crystal) or (hasattr(atoms, "lattice") and hasattr(atoms, "frac_coords")):
+        return _as_crystal(atoms).lattice
+    return None
 
 
 def _row(z: torch.Tensor, crystal_index: int) -> torch.Tensor:
@@ -99,16 +108,17 @@ def _cell_corners(fields: Any, z_row: torch.Tensor) -> np.ndarray:
     """(8, 3) corners of the (predicted) cell of one latent row."""
     from ..data import lattice_matrix
 
+    corners = _UNIT_CORNERS
     with _inference(fields):
         lengths, angles = fields.lattice(z_row)
     ln = lengths[0].double().cpu().numpy()
     an = np.degrees(angles[0].double().cpu().numpy())
-    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
     try:
         return corners @ lattice_matrix(ln, an)
     except Exception:  # noqa: BLE001 - a learned lattice head can predict an impossible cell
-        log.warning("predicted lattice %s / %s deg has no volume; slicing a cube of side a", ln, an)
-        return corners * float(abs(ln[0]) or 1.0)
+        log.warning("predicted lattice %s A / %s deg has no volume; slicing a 5 A cube "
+                    "(pass extent=... or the true crystal as atoms=...)", ln.round(2), an.round(1))
+        return corners * 5.0
 
 
 def _axis(n0: float, n1: float, step: float) -> np.ndarray:
@@ -127,17 +137,20 @@ def slice_grid(
     offset_angstrom: float = 0.0,
     extent: tuple[tuple[float, float], tuple[float, float]] | None = None,
     step_angstrom: float = 0.1,
+    cell: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The pixel grid of a slice: grid_u (U,), grid_v (V,), points (U, V, 3) and axis labels.
 
-    extent ((u_min, u_max), (v_min, v_max)) in Angstrom; None spans the crystal's (predicted)
-    cell projected on the plane.
+    extent ((u_min, u_max), (v_min, v_max)) in Angstrom; None spans `cell` ((3, 3) row
+    lattice, e.g. the true crystal's) projected on the plane, or without it the cell the
+    fields predict for the crystal.
     """
     if plane not in PLANES:
         raise ValueError(f"plane must be one of {sorted(PLANES)}, got {plane!r}")
     iu, iv, inorm = PLANES[plane]
     if extent is None:
-        c = _cell_corners(fields, _row(z, crystal_index))
+        c = (_UNIT_CORNERS @ np.asarray(cell, float) if cell is not None
+             else _cell_corners(fields, _row(z, crystal_index)))
         extent = ((c[:, iu].min(), c[:, iu].max()), (c[:, iv].min(), c[:, iv].max()))
     (u0, u1), (v0, v1) = extent
     gu, gv = _axis(float(u0), float(u1), step_angstrom), _axis(float(v0), float(v1), step_angstrom)
@@ -226,14 +239,16 @@ def field_slice(
     "xz" or "yz" at ``offset_angstrom`` along the normal axis; extent and step as in
     :func:`slice_grid`. atoms: a Crystal / pymatgen Structure / (N, 3) array whose atoms
     within ``atom_tolerance_angstrom`` of the plane are returned (default for `ExactFields`:
-    its own atoms, labelled with `vocab`'s element symbols when given).
+    its own atoms, labelled with `vocab`'s element symbols when given); a Crystal or
+    Structure also sets the default extent (its cell) instead of the predicted cell.
 
     Returns grid_u (U,), grid_v (V,), vectors_uv (U, V, 2) in-plane components of f_p,
     magnitude (U, V) full |f_p| (Angstrom), vectors (U, V, 3), points (U, V, 3), atoms_uv
     (M, 2), atom_labels (M,), axis_labels, plane, offset_angstrom.
     """
     z_row = _row(z, crystal_index)
-    out = slice_grid(fields, z, crystal_index, plane, offset_angstrom, extent, step_angstrom)
+    out = slice_grid(fields, z, crystal_index, plane, offset_angstrom, extent, step_angstrom,
+                     _cell_of(atoms))
     vec = _evaluate(fields.position_field, z_row, out["points"], fields)  # (U, V, 3)
     iu, iv, _ = PLANES[plane]
     out["vectors"] = vec
@@ -269,7 +284,8 @@ def species_slice(
     from ..fields import ExactFields
 
     z_row = _row(z, crystal_index)
-    out = slice_grid(fields, z, crystal_index, plane, offset_angstrom, extent, step_angstrom)
+    out = slice_grid(fields, z, crystal_index, plane, offset_angstrom, extent, step_angstrom,
+                     _cell_of(atoms))
     scores = _evaluate(fields.species_field, z_row, out["points"], fields)  # (U, V, S)
     out["labels"] = scores.argmax(-1).astype(np.int64)
     if isinstance(fields, ExactFields):
@@ -351,7 +367,8 @@ def cluster_view(
     clusters (the ClusterView) for the caller.
     """
     cfg = recorder.config
-    thr = cfg.score_threshold_angstrom if score_threshold_angstrom is None else score_threshold_angstrom
+    thr = (cfg.score_threshold_angstrom if score_threshold_angstrom is None
+           else score_threshold_angstrom)
     rad = cfg.nms_radius_angstrom if nms_radius_angstrom is None else nms_radius_angstrom
     if clusters is None:
         clusters = recorder.recluster(crystal, thr, rad, nms_min_particles)
@@ -526,7 +543,8 @@ def latent_table(
         z = torch.cat([model.latents(b) for b in batches]) if batches else torch.zeros(0, 1)
     if isinstance(labels, str):
         if not items:
-            raise ValueError("labels by property name need Crystals (a CrystalBatch has no properties)")
+            raise ValueError("labels by property name need Crystals "
+                             "(a CrystalBatch has no properties)")
         lab = [str(c.properties.get(labels, "?")) for c in items]
     elif labels is None:
         lab = ["crystal"] * len(names)

@@ -126,6 +126,7 @@ class _Displayable:
 # ============================================================================ DecodeExplorer
 
 _VECTORS = "field vector (next move)"
+_CORNERS = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
 
 
 class DecodeExplorer(_Displayable):
@@ -304,7 +305,7 @@ class DecodeExplorer(_Displayable):
         self.status.value = (
             f"<b>{n_atoms} atoms</b> from re-clustering the {len(cv.cluster_id)} recorded "
             f"particles ({small} clusters below {self.min_particles.value} particles "
-            f"dropped){decoded}. Python redraw {1000 * self.last_update_s:.0f} ms.")
+            f"dropped){decoded}.")
 
 
 # ============================================================================ FieldExplorer
@@ -314,8 +315,8 @@ class FieldExplorer(_Displayable):
     """Slices of the position field (|f_p| and in-plane arrows) or the species field.
 
     fields: a NeSF model or `ExactFields`; z: latents (B, D) (``fields.latents(batch)``);
-    crystals: the true crystals behind z (a CrystalBatch, or Crystals / Structures) whose atoms
-    near the plane are marked; vocab: the species vocabulary (class names).
+    crystals: the true crystals behind z (a CrystalBatch, or Crystals / Structures): the slice
+    spans the true cell and marks its atoms near the plane; vocab: the species vocabulary.
     Controls: crystal, plane (xy / xz / yz), offset along the plane's normal, which field.
     Every change evaluates the field on the slice (the model runs) and redraws.
     """
@@ -327,7 +328,7 @@ class FieldExplorer(_Displayable):
         self.step_angstrom = float(step_angstrom)
         if hasattr(crystals, "to_crystals") and hasattr(crystals, "batch"):
             crystals = crystals.to_crystals(vocab)
-        self.crystals = list(crystals)
+        self.crystals = [compute._as_crystal(c) for c in crystals]
         n = int(z.shape[0])
         if len(self.crystals) != n:
             raise ValueError(f"{len(self.crystals)} crystals for {n} latents")
@@ -358,7 +359,7 @@ class FieldExplorer(_Displayable):
 
     def _set_offset_range(self) -> None:
         _, _, inorm = compute.PLANES[self.plane.value]
-        corners = compute._cell_corners(self.fields, compute._row(self.z, self.crystal.value))
+        corners = _CORNERS @ self.crystals[self.crystal.value].lattice  # the true cell
         lo, hi = float(corners[:, inorm].min()), float(corners[:, inorm].max())
         with self.offset.hold_trait_notifications():
             self.offset.min, self.offset.max = -1e9, 1e9  # avoid min > max in between

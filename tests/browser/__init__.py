@@ -1,0 +1,1 @@
+"""Helpers for the browser test: a throw-away JupyterLab server and JupyterLab page actions."""
