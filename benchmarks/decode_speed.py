@@ -260,7 +260,12 @@ def main(argv=None) -> int:
     def run_fast():
         new_out["f"] = decode(fields, latents=z, box=box, vocab=vocab, config=fast)
 
-    times = alternate({"old": run_old, "new": run_new, "fast": run_fast}, a.repeats)
+    zero = DecodeConfig(early_stop_tolerance_angstrom=0.0)
+
+    def run_zero():  # stops only exact fixed points: the same result as the default
+        new_out["z"] = decode(fields, latents=z, box=box, vocab=vocab, config=zero)
+
+    times = alternate({"old": run_old, "new": run_new, "fast": run_fast, "stop0": run_zero}, a.repeats)
     med = {k: statistics.median(v) for k, v in times.items()}
     exact = {
         "n": n,
@@ -274,6 +279,10 @@ def main(argv=None) -> int:
         "new_stage_times_s": new_out["r"].timing_s,
         "fast_stage_times_s": new_out["f"].timing_s,
         "fast_particles_per_crystal_mean": float(new_out["f"].n_particles.mean()),
+        "stop0_structures_per_s": n / med["stop0"],
+        "stop0_identical_to_default": all(
+            np.array_equal(x, y) for x, y in zip(new_out["r"].positions_angstrom, new_out["z"].positions_angstrom)),
+        "fast_same_atom_counts": bool(np.array_equal(new_out["f"].num_atoms, new_out["r"].num_atoms)),
     }
     report["exact"] = exact
     print(f"\nexact fields, {n} LCS6A test crystals, medians of {a.repeats} alternating runs:")
@@ -282,6 +291,8 @@ def main(argv=None) -> int:
           f"  -> {exact['speedup_new_vs_old']:.2f}x")
     print(f"  fast recipe:                   {exact['fast_structures_per_s']:.2f} structures/s"
           f"  -> {exact['speedup_fast_vs_new']:.2f}x over new defaults")
+    print(f"  early stop at 0.0 (identical result: {exact['stop0_identical_to_default']}): "
+          f"{exact['stop0_structures_per_s']:.2f} structures/s")
     print(f"  agreement: {exact['agreement_old_new']}")
     print(f"  new stages: { {k: round(v, 3) for k, v in exact['new_stage_times_s'].items()} }")
 

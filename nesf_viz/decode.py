@@ -472,7 +472,7 @@ def nms(
             # Minimum image by rounding keeps the group argument only when every cell height
             # exceeds the sphere's diameter (a displacement with a fractional part near 1/2 is
             # then longer than the radius whichever image rounding picks).
-            heights = 1.0 / torch.linalg.norm(lat_inv[1].transpose(1, 2), dim=2).min(1).values
+            heights = (1.0 / torch.linalg.norm(lat_inv[1].transpose(1, 2), dim=2)).min(1).values
             amb |= ~(heights > 2 * (radius + 4 * float(collapse_tolerance)) + 1e-3)
         if bool(amb.any()):
             redo = torch.nonzero(amb[sb]).squeeze(1)

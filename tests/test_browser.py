@@ -73,8 +73,15 @@ def test_notebook_1_runs_and_the_slider_redraws(playwright_sync, tmp_path):
             page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
             page.goto(lab.lab_url(NOTEBOOK.name), wait_until="domcontentloaded", timeout=60_000)
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            # a kernel is ready once the status bar says Idle
-            page.wait_for_selector(".jp-Notebook", state="visible", timeout=30_000)
+            # Run All before the kernel is connected runs nothing (or asks for a kernel):
+            # wait for the status bar's "<kernel> | Idle" (accept a kernel dialog if shown)
+            page.wait_for_function(
+                """() => {
+                    const ok = document.querySelector('.jp-Dialog .jp-mod-accept');
+                    if (ok) { ok.click(); return false; }
+                    const bar = document.querySelector('.jp-StatusBar-Widget');
+                    return !!bar && /ipykernel\\) \\| Idle/.test(bar.innerText);
+                }""", timeout=60_000, polling=250)
             page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
             page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
 

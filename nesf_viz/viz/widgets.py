@@ -336,12 +336,16 @@ class FieldExplorer(_Displayable):
                                            enumerate(self.crystals)], value=crystal,
                                   description="crystal")
         self.plane = w.ToggleButtons(options=["xy", "xz", "yz"], value=plane,
-                                     description="plane", style={"button_width": "50px"})
+                                     description="plane",
+                                     style={"button_width": "48px", "description_width": "initial"})
         self.offset = w.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05,
-                                    description="offset (Å)", continuous_update=True,
-                                    readout_format=".2f")
+                                    description="offset along the normal (Å)",
+                                    continuous_update=True, readout_format=".2f",
+                                    style={"description_width": "initial"},
+                                    layout=w.Layout(width="480px"))
         self.kind = w.ToggleButtons(options=["position field", "species field"],
-                                    value="position field", description="show")
+                                    value="position field", description="show",
+                                    style={"button_width": "120px", "description_width": "initial"})
         self.figure = go.FigureWidget()
         self.figure.layout.uirevision = "keep"
         self.species_figure = go.FigureWidget()
