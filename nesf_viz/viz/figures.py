@@ -54,7 +54,7 @@ TEMPLATE = "plotly_white"
 PALETTE: tuple[str, ...] = tuple(qualitative.D3) + tuple(qualitative.Dark24)
 REJECTED_COLOR = "#bdbdbd"
 #: Default 3-D camera: a little above, looking at the cell from the +x+y+z octant.
-CAMERA = dict(eye=dict(x=1.55, y=1.25, z=0.85), up=dict(x=0, y=0, z=1))
+CAMERA = dict(eye=dict(x=1.9, y=1.55, z=1.05), up=dict(x=0, y=0, z=1))  # far enough that tick labels are not cropped
 FONT = dict(family="Helvetica, Arial, sans-serif", size=13)
 
 
@@ -852,8 +852,8 @@ def _curve_keys(history: Mapping[str, Sequence[float]]) -> list[tuple[str, str, 
     """(history key, part, is_val) for every loss curve, total loss first, train before val."""
     parts: list[str] = []
     for k in history:
-        if k == "epoch" or k in ("lr", "time", "step"):
-            continue
+        if not (k.startswith("loss") or k.startswith("val_loss")):
+            continue  # epoch, lr, seconds, ... are not losses
         part = k[4:] if k.startswith("val_") else k
         if part not in parts:
             parts.append(part)
