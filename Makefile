@@ -35,7 +35,7 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 # Regenerates the shipped checkpoint nesf_viz/assets/synthetic_small.pt with this project's CLI.
-CKPT_EPOCHS ?= 6
+CKPT_EPOCHS ?= 20
 checkpoint: $(STAMP)
 	$(VENV)/bin/nesf-viz train --train synthetic --val synthetic --out runs/ship --batch-size 32 \
 		--epochs $(CKPT_EPOCHS) --patience 0 --seed 0

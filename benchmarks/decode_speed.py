@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
-from nesf_viz.decode import DecodeConfig, box_particles, decode, species_offsets  # noqa: E402
+from nesf_viz.decode import DecodeConfig, box_particles, decode, nms, species_offsets  # noqa: E402
+from nesf_viz.hooks import DecodeHook  # noqa: E402
 from nesf_viz.fields import ExactFields  # noqa: E402
 from nesf_viz.model import NeSF  # noqa: E402
 
@@ -92,6 +92,41 @@ def straightforward_decode(fields, z: torch.Tensor, box: BoundingBox, cfg: Decod
 # ----------------------------------------------------------------------------- helpers
 
 
+class Capture(DecodeHook):
+    """Keeps what NMS sees: final positions, crystal index, scores, kept mask."""
+
+    def on_particles_init(self, positions, index):
+        self.positions, self.index = positions, index
+
+    def on_move(self, step, positions, vectors, norms):
+        self.positions = positions
+
+    def on_score(self, scores, kept_mask):
+        self.scores, self.kept = scores, kept_mask
+
+
+def nms_only(cap: Capture, cfg: DecodeConfig, repeats: int) -> dict:
+    """Old (per-crystal Python loop) vs new (batched) NMS on the same particles."""
+    k = cap.kept
+    pts, sc, b = cap.positions[k], cap.scores[k], cap.index[k]
+    nb = int(cap.index.max()) + 1
+    per = [(pts[b == i], sc[b == i]) for i in range(nb)]
+
+    def old():
+        return [straightforward_nms(p, s, cfg.nms_radius_angstrom, cfg.nms_min_particles) for p, s in per]
+
+    def new():
+        return nms(pts, sc, b, nb, cfg.nms_radius_angstrom, cfg.nms_min_particles,
+                   collapse_tolerance=cfg.nms_collapse_tolerance_angstrom)
+
+    t = alternate({"old": old, "new": new}, repeats)
+    o, n_ = old(), new()
+    same = all(len(x) == int(((n_.cluster_batch == i) & n_.is_atom).sum()) for i, x in enumerate(o))
+    med = {key: statistics.median(v) for key, v in t.items()}
+    return {"kept_particles": int(k.sum()), "old_s": med["old"], "new_s": med["new"],
+            "speedup": med["old"] / med["new"], "same_atom_counts": same}
+
+
 def timed(fn, *a, **k):
     t = time.perf_counter()
     r = fn(*a, **k)
@@ -140,22 +175,29 @@ def compare_atoms(old, result) -> dict:
 
 
 def peak_memory_subprocess(kind: str, n: int, moves: int) -> dict:
-    """Max RSS of decoding one n-crystal batch, above the RSS after setup (fresh process)."""
+    """Peak resident memory while decoding one n-crystal batch, above the resident memory just
+    before (fresh process; a thread samples /proc/self/statm every 5 ms, because ru_maxrss
+    would still hold the peak of reading the CIFs)."""
     code = f"""
-import resource, sys, torch, json
+import json, os, sys, threading, time, torch
 sys.path.insert(0, {str(ROOT)!r})
 from benchmarks.decode_speed import setup_learned, setup_exact, LCS6_TRAIN_BOX
 from nesf_viz.decode import decode, DecodeConfig
-torch.manual_seed(0)
+page = os.sysconf('SC_PAGE_SIZE')
+rss = lambda: int(open('/proc/self/statm').read().split()[1]) * page / 2**20
 kind, n = {kind!r}, {n}
-if kind == 'exact':
-    fields, batch, z, vocab = setup_exact(n)
-else:
-    fields, batch, z, vocab = setup_learned(n)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-decode(fields, latents=z, box=LCS6_TRAIN_BOX, vocab=vocab, config=DecodeConfig(num_moves={moves}))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"baseline_MiB": base / 1024, "peak_MiB": peak / 1024, "decode_extra_MiB": (peak - base) / 1024}}))
+fields, batch, z, vocab = (setup_exact if kind == 'exact' else setup_learned)(n)
+peak, done = [0.0], [False]
+def sample():
+    while not done[0]:
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.005)
+before = rss()
+th = threading.Thread(target=sample); th.start()
+r = decode(fields, latents=z, box=LCS6_TRAIN_BOX, vocab=vocab, config=DecodeConfig(num_moves={moves}))
+done[0] = True; th.join()
+print(json.dumps({{"rss_before_MiB": before, "peak_MiB": peak[0], "decode_extra_MiB": peak[0] - before,
+                  "particles": int(r.n_particles.sum()), "seconds": r.timing_s["total"]}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     if out.returncode:
@@ -229,6 +271,7 @@ def main(argv=None) -> int:
     ap.add_argument("--train-csv", default=None, help="recompute the training box from this CSV")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-learned", action="store_true")
+    ap.add_argument("--skip-exact", action="store_true")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     global LCS6_TRAIN_BOX
@@ -245,56 +288,61 @@ def main(argv=None) -> int:
     print("float32 matmul here: " + ", ".join(f"{k}: {v:.0f} GFLOP/s" for k, v in rates.items()))
 
     # --- exact fields
-    fields, batch, z, vocab = setup_exact(a.exact_n)
-    n = batch.num_crystals
-    old_out = {}
+    if not a.skip_exact:
+        fields, batch, z, vocab = setup_exact(a.exact_n)
+        n = batch.num_crystals
+        old_out = {}
 
-    def run_old():
-        old_out["r"] = straightforward_decode(fields, z, box, cfg)[0]
+        def run_old():
+            old_out["r"] = straightforward_decode(fields, z, box, cfg)[0]
 
-    new_out = {}
+        new_out = {}
 
-    def run_new():
-        new_out["r"] = decode(fields, latents=z, box=box, vocab=vocab, config=cfg)
+        def run_new():
+            new_out["r"] = decode(fields, latents=z, box=box, vocab=vocab, config=cfg)
 
-    def run_fast():
-        new_out["f"] = decode(fields, latents=z, box=box, vocab=vocab, config=fast)
+        def run_fast():
+            new_out["f"] = decode(fields, latents=z, box=box, vocab=vocab, config=fast)
 
-    zero = DecodeConfig(early_stop_tolerance_angstrom=0.0)
+        zero = DecodeConfig(early_stop_tolerance_angstrom=0.0)
 
-    def run_zero():  # stops only exact fixed points: the same result as the default
-        new_out["z"] = decode(fields, latents=z, box=box, vocab=vocab, config=zero)
+        def run_zero():  # stops only exact fixed points: the same result as the default
+            new_out["z"] = decode(fields, latents=z, box=box, vocab=vocab, config=zero)
 
-    times = alternate({"old": run_old, "new": run_new, "fast": run_fast, "stop0": run_zero}, a.repeats)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    exact = {
-        "n": n,
-        "old_structures_per_s": n / med["old"],
-        "new_structures_per_s": n / med["new"],
-        "speedup_new_vs_old": med["old"] / med["new"],
-        "fast_structures_per_s": n / med["fast"],
-        "speedup_fast_vs_new": med["new"] / med["fast"],
-        "raw_times_s": times,
-        "agreement_old_new": compare_atoms(old_out["r"], new_out["r"]),
-        "new_stage_times_s": new_out["r"].timing_s,
-        "fast_stage_times_s": new_out["f"].timing_s,
-        "fast_particles_per_crystal_mean": float(new_out["f"].n_particles.mean()),
-        "stop0_structures_per_s": n / med["stop0"],
-        "stop0_identical_to_default": all(
-            np.array_equal(x, y) for x, y in zip(new_out["r"].positions_angstrom, new_out["z"].positions_angstrom)),
-        "fast_same_atom_counts": bool(np.array_equal(new_out["f"].num_atoms, new_out["r"].num_atoms)),
-    }
-    report["exact"] = exact
-    print(f"\nexact fields, {n} LCS6A test crystals, medians of {a.repeats} alternating runs:")
-    print(f"  old (per crystal, Python NMS): {exact['old_structures_per_s']:.2f} structures/s")
-    print(f"  new (batched):                 {exact['new_structures_per_s']:.2f} structures/s"
-          f"  -> {exact['speedup_new_vs_old']:.2f}x")
-    print(f"  fast recipe:                   {exact['fast_structures_per_s']:.2f} structures/s"
-          f"  -> {exact['speedup_fast_vs_new']:.2f}x over new defaults")
-    print(f"  early stop at 0.0 (identical result: {exact['stop0_identical_to_default']}): "
-          f"{exact['stop0_structures_per_s']:.2f} structures/s")
-    print(f"  agreement: {exact['agreement_old_new']}")
-    print(f"  new stages: { {k: round(v, 3) for k, v in exact['new_stage_times_s'].items()} }")
+        times = alternate({"old": run_old, "new": run_new, "fast": run_fast, "stop0": run_zero}, a.repeats)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        exact = {
+            "n": n,
+            "old_structures_per_s": n / med["old"],
+            "new_structures_per_s": n / med["new"],
+            "speedup_new_vs_old": med["old"] / med["new"],
+            "fast_structures_per_s": n / med["fast"],
+            "speedup_fast_vs_new": med["new"] / med["fast"],
+            "raw_times_s": times,
+            "agreement_old_new": compare_atoms(old_out["r"], new_out["r"]),
+            "new_stage_times_s": new_out["r"].timing_s,
+            "fast_stage_times_s": new_out["f"].timing_s,
+            "fast_particles_per_crystal_mean": float(new_out["f"].n_particles.mean()),
+            "stop0_structures_per_s": n / med["stop0"],
+            "stop0_identical_to_default": all(
+                np.array_equal(x, y) for x, y in zip(new_out["r"].positions_angstrom, new_out["z"].positions_angstrom)),
+            "fast_same_atom_counts": bool(np.array_equal(new_out["f"].num_atoms, new_out["r"].num_atoms)),
+        }
+        cap = Capture()
+        decode(fields, latents=z, box=box, vocab=vocab, config=zero, hooks=[cap])
+        exact["nms_only"] = nms_only(cap, cfg, max(a.repeats, 5))
+        report["exact"] = exact
+        print(f"\nexact fields, {n} LCS6A test crystals, medians of {a.repeats} alternating runs:")
+        print(f"  old (per crystal, Python NMS): {exact['old_structures_per_s']:.2f} structures/s")
+        print(f"  new (batched):                 {exact['new_structures_per_s']:.2f} structures/s"
+              f"  -> {exact['speedup_new_vs_old']:.2f}x")
+        print(f"  fast recipe:                   {exact['fast_structures_per_s']:.2f} structures/s"
+              f"  -> {exact['speedup_fast_vs_new']:.2f}x over new defaults")
+        print(f"  early stop at 0.0 (identical result: {exact['stop0_identical_to_default']}): "
+              f"{exact['stop0_structures_per_s']:.2f} structures/s")
+        print(f"  agreement: {exact['agreement_old_new']}")
+        print(f"  NMS alone, same particles: {exact['nms_only']}")
+        print(f"  new stages: { {k: round(v, 3) for k, v in exact['new_stage_times_s'].items()} }")
 
     # --- learned (untrained) fields
     if not a.skip_learned:
@@ -339,6 +387,9 @@ def main(argv=None) -> int:
             "new_stage_times_s": lnew["r"].timing_s,
             "fast_particles_per_crystal_mean": float(lnew["f"].n_particles.mean()),
         }
+        cap = Capture()
+        decode(model, latents=lz, box=box, vocab=lvocab, config=cfg, hooks=[cap])
+        learned["nms_only"] = nms_only(cap, cfg, a.repeats)
         report["learned"] = learned
         print(f"\nuntrained NeSF (80 species), {nl} crystals, medians of {a.repeats} alternating runs:")
         print(f"  position field: {pp:,} multiply-adds per point (+{pc:,} per crystal for the latent);"
@@ -351,6 +402,7 @@ def main(argv=None) -> int:
         print(f"  fast recipe (true lattice): {learned['fast_structures_per_s']:.3f} structures/s -> "
               f"{learned['speedup_fast_vs_new']:.2f}x ({learned['fast_particles_per_crystal_mean']:.0f} particles)")
         print(f"  agreement: {learned['agreement_old_new']}")
+        print(f"  NMS alone, same particles: {learned['nms_only']}")
 
     if not a.skip_memory:
         report["peak_memory_128"] = {

@@ -90,6 +90,8 @@ class TrajectoryRecorder(DecodeHook):
         self.config = None
         self.lengths_angstrom = np.zeros((0, 3))
         self.angles_deg = np.zeros((0, 3))
+        self._lengths = torch.zeros(0, 3)
+        self._angles = torch.zeros(0, 3)
         self._select: list[np.ndarray] = []  # per crystal: global particle rows recorded
         self._local: list[np.ndarray] = []  # per crystal: particle numbers inside the crystal
         self._steps: list[int] = []

@@ -83,3 +83,14 @@ def test_learned_path_with_a_tiny_checkpoint(tiny_csv, tmp_path):
     m = run_evaluate(tiny_csv, checkpoint=tmp_path / "ck", fields="learned", device="cpu",
                      decode_config=cfg, progress=False, match=False)
     assert set(m) == EXPECTED_KEYS and m["n_structures"] == 3
+
+
+@pytest.mark.data
+def test_exact_oracle_on_a_real_split():
+    from .conftest import shared_data
+
+    path = shared_data("nesf_paper/ybco13/fold0_test.csv")
+    m = run_evaluate(path, fields="exact", device="cpu", progress=False, match=False,
+                     decode_config=DecodeConfig(early_stop_tolerance_angstrom=0.0))
+    assert m["n_structures"] == 5 and m["atom_count_error_pct"] == 0 and m["n_no_atoms"] == 0
+    assert m["position_error_actual_A"] < 1e-5 and m["species_error_actual_pct"] == 0
