@@ -104,9 +104,9 @@ class SlotExactFields(ExactFields):
 
 
 def _cell(lengths, angles):
-    from nesf_viz.decode import _cell_matrices
+    from nesf_viz.fields import lattice_matrices
 
-    return _cell_matrices(lengths, angles)
+    return lattice_matrices(lengths, angles)
 
 
 def check_same(crystals, vocab, box: BoundingBox, cfg: DecodeConfig, n: int = 8) -> None:

@@ -37,6 +37,7 @@ from torch import nn
 
 from .data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab
 from .errors import CrystalInputError, ShapeError
+from .fields import lattice_matrices
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,10 @@ class DecodeConfig:
     species_grid_points_per_axis: int = 6
     """Points per axis of the voting grid; offsets step * (k - n//2), i.e. -0.3..0.2 A as the
     reference's arange(-0.3, 0.3, 0.1)."""
-    chunk_particles: int = 1 << 16
-    """Most query points per field evaluation: bounds memory (activations of one chunk)."""
+    chunk_particles: int = 8192
+    """Most query points per field evaluation: bounds memory (activations of one chunk). 8192
+    keeps a chunk's activations in cache: the position field runs at ~130 GFLOP/s on this
+    2-core CPU at 8192 vs ~98 at 65536 (measured); raise it on a GPU."""
     nms_collapse_tolerance_angstrom: float | None = 1e-4
     """Speed only, never changes results: before NMS, particles in the same cube of this size
     are merged into weighted groups; a group that could straddle a seed's NMS sphere sends
@@ -128,29 +131,10 @@ class DecodeConfig:
 # ----------------------------------------------------------------------------- geometry helpers
 
 
-def _cell_matrices(lengths: torch.Tensor, angles_rad: torch.Tensor) -> torch.Tensor:
-    """(B, 3, 3) row-vector lattice matrices, frame 'a along x, b in the xy plane'.
-
-    Same formula as ``nesf_viz.data.lattice_matrix``; NaN for impossible angles."""
-    a, b, c = lengths.unbind(-1)
-    ca, cb, cg = torch.cos(angles_rad).unbind(-1)
-    sg = torch.sin(angles_rad[..., 2])
-    cy = (ca - cb * cg) / sg
-    cz2 = 1 - cb * cb - cy * cy
-    cz = torch.where(cz2 > 0, torch.sqrt(cz2.clamp(min=0)), torch.full_like(cz2, float("nan")))
-    zero = torch.zeros_like(a)
-    rows = [
-        torch.stack([a, zero, zero], -1),
-        torch.stack([b * cg, b * sg, zero], -1),
-        torch.stack([c * cb, c * cy, c * cz], -1),
-    ]
-    return torch.stack(rows, -2)
-
-
 def _lattice_and_inverse(lengths: torch.Tensor, angles_rad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 3, 3) lattices and their inverses in the dtype of `lengths`; rows of an impossible
     (predicted) cell are NaN, so its particles drop out instead of raising."""
-    lat = _cell_matrices(lengths.double(), angles_rad.double())
+    lat = lattice_matrices(lengths.double(), angles_rad.double())
     finite = torch.isfinite(lat).all(-1).all(-1)
     inv, info = torch.linalg.inv_ex(torch.where(finite[:, None, None], lat, torch.eye(3, dtype=lat.dtype, device=lat.device)))
     bad = ~finite | (info != 0)

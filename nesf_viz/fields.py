@@ -40,13 +40,16 @@ class StructureFields(Protocol):
     ) -> torch.Tensor: ...
 
 
-def _lattice_matrices(lengths: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """(B, 3, 3) row-vector lattice matrices, frame 'a along x, b in the xy plane'."""
+def lattice_matrices(lengths: torch.Tensor, angles_rad: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) row-vector lattice matrices, frame 'a along x, b in the xy plane'.
+
+    Same formula as ``nesf_viz.data.lattice_matrix``; NaN rows for impossible (predicted) angles."""
     a, b, c = lengths.unbind(-1)
-    ca, cb, cg = torch.cos(angles).unbind(-1)
-    sg = torch.sin(angles[..., 2])
+    ca, cb, cg = torch.cos(angles_rad).unbind(-1)
+    sg = torch.sin(angles_rad[..., 2])
     cy = (ca - cb * cg) / sg
-    cz = torch.sqrt(torch.clamp(1 - cb * cb - cy * cy, min=0))
+    cz2 = 1 - cb * cb - cy * cy
+    cz = torch.where(cz2 > 0, torch.sqrt(cz2.clamp(min=0)), torch.full_like(cz2, float("nan")))
     zero = torch.zeros_like(a)
     rows = [
         torch.stack([a, zero, zero], -1),
@@ -77,7 +80,7 @@ def nearest_atoms(
     counts = crystals.counts()
     starts = torch.cumsum(counts, 0) - counts
     if periodic:
-        lat = _lattice_matrices(crystals.lengths, crystals.angles).to(padded.dtype)  # (B,3,3)
+        lat = lattice_matrices(crystals.lengths, crystals.angles).to(padded.dtype)  # (B,3,3)
         shifts = torch.stack(
             torch.meshgrid(*([torch.arange(-1, 2, device=points.device)] * 3), indexing="ij"), -1
         ).reshape(27, 3).to(padded.dtype)

@@ -20,14 +20,13 @@ from nesf_viz.data import (
 from nesf_viz.decode import (
     DecodeConfig,
     DecodeResult,
-    _cell_matrices,
     box_particles,
     decode,
     nms,
     nms_reference,
     species_offsets,
 )
-from nesf_viz.fields import ExactFields
+from nesf_viz.fields import ExactFields, lattice_matrices
 
 
 # ----------------------------------------------------------------------------- crystals
@@ -265,7 +264,7 @@ def test_fast_nms_equals_reference_on_random_inputs():
         if seed % 3 == 0:  # periodic: small skewed cells make minimum images matter
             lengths = torch.tensor(rng.uniform(1.2, 8.0, (nb, 3)), dtype=torch.float32)
             angles = torch.deg2rad(torch.tensor(rng.uniform(75, 105, (nb, 3)), dtype=torch.float32))
-            lat = _cell_matrices(lengths, angles)
+            lat = lattice_matrices(lengths, angles)
         tol = [None, 1e-4, 0.05, 1e-4][seed % 4]
         out = nms(pts, sc, bt, nb, 0.5, 3, lattice=lat, collapse_tolerance=tol)
         start = 0
