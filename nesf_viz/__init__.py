@@ -11,8 +11,11 @@ from .data import (
     read_csv,
     read_structures,
 )
+from .decode import DecodeConfig, DecodeResult, decode
 from .errors import NeSFError
+from .hooks import DecodeHook, TrajectoryRecorder
 from .fields import ExactFields, StructureFields, ground_truth_targets, nearest_atoms
+from .metrics import match_metrics, paper_metrics
 from .model import NeSF, NeSFConfig
 from .sampling import QuerySampler, SamplingConfig
 from .train import Checkpoint, EpochReport, TrainConfig, load_checkpoint, train
@@ -23,6 +26,9 @@ __all__ = [
     "BoundingBox",
     "Checkpoint",
     "Crystal",
+    "DecodeConfig",
+    "DecodeHook",
+    "DecodeResult",
     "CrystalBatch",
     "EpochReport",
     "ExactFields",
@@ -34,11 +40,15 @@ __all__ = [
     "SpeciesVocab",
     "StructureFields",
     "TrainConfig",
+    "TrajectoryRecorder",
     "crystal_from_structure",
+    "decode",
     "ground_truth_targets",
     "load_checkpoint",
     "load_crystals",
+    "match_metrics",
     "nearest_atoms",
+    "paper_metrics",
     "read_cif_folder",
     "read_csv",
     "read_structures",
