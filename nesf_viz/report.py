@@ -17,10 +17,9 @@ import numpy as np
 import torch
 
 from .data import Crystal, CrystalBatch, SpeciesVocab, load_crystals
-from .decode import DecodeConfig, decode
-from .evaluate import decode_crystals, format_table
+from .decode import decode
+from .evaluate import format_table, run_evaluate
 from .hooks import TrajectoryRecorder
-from .metrics import match_metrics, paper_metrics
 from .train import Checkpoint, TrainConfig, load_checkpoint, resolve_device, train
 
 
@@ -124,15 +123,11 @@ def run_demo(out: str | Path = "out/demo", minutes: float = 3.0, n_total: int = 
     ckpt = load_checkpoint(out / "checkpoint" / "best.pt", resolve_device(device))
     print(f"trained {ckpt.epoch} epochs in {time.perf_counter() - t0:.0f} s")
     test = splits["test"]
-    result = decode_crystals(test, fields=ckpt.model, box=ckpt.box, vocab=ckpt.vocab,
-                             config=DecodeConfig(), device=resolve_device(device))
-    m = paper_metrics(test, result).to_dict()
-    mm = match_metrics(test, result).to_dict()
-    m.update(match_rate_pct=mm["match_rate_pct"], match_rmse=mm["rmse"],
-             decode_structures_per_s=result.structures_per_second)
-    text = format_table({k: v for k, v in m.items() if k != "periodic"})
-    print(text)
+    # the same decode + metrics as `nesf-viz evaluate` (prints the table)
+    m = run_evaluate("synthetic test split", checkpoint=out / "checkpoint" / "best.pt", fields="learned",
+                     device=device, crystals=test)
+    text = format_table(m)
     report = build_report(ckpt, test, out / "report.html", text, device=device)
     print(f"\nreport: {report.resolve()}\n  open it in a browser (standalone, works offline)")
     print("notebooks: `make lab` starts JupyterLab on notebooks/ (01_concept ... 05_benchmark)")
-    return {k: (v if not (isinstance(v, float) and math.isnan(v)) else None) for k, v in m.items()}
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}
