@@ -350,7 +350,6 @@ def train(
     t0 = time.perf_counter()
     stopped = "epochs done"
     last_epoch_seconds = 0.0
-    epoch = start_epoch
     try:
         for epoch in range(start_epoch, config.epochs):
             elapsed = elapsed_before + time.perf_counter() - t0
@@ -396,8 +395,8 @@ def train(
                 cb(report)
     finally:
         bar.close()
-    if stopped == "epochs done" and epoch + 1 < config.epochs and not history:
-        stopped = "nothing to do"
+    if start_epoch >= config.epochs:
+        stopped = f"nothing to do (already trained {start_epoch} of {config.epochs} epochs)"
     log.info("training stopped: %s", stopped)
     model.eval()
     return TrainResult(model, vocab, box, history, last_path, best_path, stopped)
