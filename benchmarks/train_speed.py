@@ -1,11 +1,21 @@
 """Training throughput (structures/second) on this machine, paper sampling density.
 
     .venv/bin/python benchmarks/train_speed.py [--data ../shared/data/nesf_paper/lcs6_train.csv]
-        [--batch-size 64] [--steps 6] [--threads 2]
+        [--batch-size 64] [--steps 6] [--threads 2] [--reference DIR]
 
 Uses LCS6A train when ../shared/data exists, else the embedded synthetic set (and says so).
 Prints structures/s, queries per structure and the achieved GFLOP/s of the field MLPs next to
 this machine's float32 matmul rate. The authors' reference code: ~17.5 structures/s here.
+
+--reference DIR (the authors' `src/` folder, e.g. from
+`git --git-dir=<mirror> archive HEAD src | tar -x -C /tmp/nesf_ref` -> /tmp/nesf_ref/src) imports
+their `model.Model` at run time and times its training step (their forward with its own query
+sampling + ground truth + loss, then zero_grad/backward/Adam step as Lightning does) on the same
+crystals, alternating with ours step by step. Their code needs torch_geometric and
+pytorch_lightning; when those are missing, minimal stand-ins are installed in sys.modules (Data,
+Batch.from_data_list, global_max_pool, nearest, LightningModule). The stand-in `nearest` is a
+vectorized padded argmin (at least as fast as torch_cluster's per-graph cdist), so it can only
+flatter the reference.
 """
 
 from __future__ import annotations
@@ -50,6 +60,100 @@ def matmul_rate(m: int, k: int, n: int, reps: int = 5) -> float:
     return 2 * m * k * n / statistics.median(ts) / 1e9
 
 
+def _install_pyg_standins() -> None:
+    """Minimal torch_geometric / pytorch_lightning stand-ins for the reference code (if absent)."""
+    import importlib.util
+    import types
+
+    if importlib.util.find_spec("pytorch_lightning") is None:
+        pl = types.ModuleType("pytorch_lightning")
+
+        class LightningModule(torch.nn.Module):
+            def save_hyperparameters(self, *a, **k):
+                pass
+
+        pl.LightningModule = LightningModule
+        sys.modules["pytorch_lightning"] = pl
+    if importlib.util.find_spec("torch_geometric") is not None:
+        return
+
+    class Data:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+        def to(self, device):
+            return self
+
+    class Batch(Data):
+        @classmethod
+        def from_data_list(cls, data_list):
+            pos = torch.cat([d.pos for d in data_list])
+            counts = torch.tensor([d.pos.shape[0] for d in data_list])
+            out = cls(pos=pos, batch=torch.repeat_interleave(torch.arange(len(data_list)), counts))
+            out._num_graphs = len(data_list)
+            return out
+
+        @property
+        def num_graphs(self) -> int:
+            return self.__dict__.get("_num_graphs") or int(self.batch.max()) + 1
+
+    def global_max_pool(x, batch, size=None):
+        n = int(batch.max()) + 1 if size is None else size
+        out = x.new_zeros(n, x.shape[1])
+        return out.scatter_reduce(0, batch[:, None].expand_as(x), x, "amax", include_self=False)
+
+    def nearest(x, y, batch_x, batch_y):
+        # index into y of the nearest y of the same graph, for every x (vectorized, chunked)
+        counts = torch.bincount(batch_y)
+        starts = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(y.shape[0]) - starts[batch_y]
+        padded = y.new_full((counts.shape[0], int(counts.max()), 3), float("inf"))
+        padded[batch_y, slot] = y
+        out = torch.empty(x.shape[0], dtype=torch.long)
+        chunk = max(1, (1 << 24) // padded.shape[1])
+        for s in range(0, x.shape[0], chunk):
+            b = batch_x[s : s + chunk]
+            d2 = ((padded[b] - x[s : s + chunk, None, :]) ** 2).sum(-1)
+            out[s : s + chunk] = starts[b] + d2.nan_to_num(float("inf")).argmin(1)
+        return out
+
+    mods = {n: types.ModuleType(n) for n in (
+        "torch_geometric", "torch_geometric.data", "torch_geometric.data.batch",
+        "torch_geometric.nn", "torch_geometric.nn.pool")}
+    mods["torch_geometric.data"].Data = Data
+    mods["torch_geometric.data"].Batch = Batch
+    mods["torch_geometric.data.batch"].Batch = Batch
+    mods["torch_geometric.nn"].global_max_pool = global_max_pool
+    mods["torch_geometric.nn.pool"].nearest = nearest
+    sys.modules.update(mods)
+
+
+def load_reference(ref_dir: str, box: BoundingBox, num_species: int, network: str = "nesf"):
+    """The authors' `Model` (their nesf network, sampling, loss weights) built from their config."""
+    import yaml
+
+    ref = Path(ref_dir).resolve()
+    _install_pyg_standins()
+    sys.path.insert(0, str(ref))
+    import model as ref_model  # their src/model.py (imports their utils.py)
+
+    cfg = yaml.safe_load((ref / "config" / "config.yaml").read_text())
+    cfg["network"] = yaml.safe_load((ref / "config" / "network" / f"{network}.yaml").read_text())
+    bbox = (torch.tensor(box.min_angstrom, dtype=torch.float32), torch.tensor(box.max_angstrom, dtype=torch.float32))
+    params = ref_model.ModelPTL.create_model(cfg, bbox, num_species, instanciate=False)
+    return ref_model.Model(**params["model"]), cfg["training"]["lr"]
+
+
+def reference_batch(b: CrystalBatch):
+    """Our CrystalBatch as the reference's torch_geometric batch (pos, x (N,1), y (B,6), batch)."""
+    from torch_geometric.data import Batch
+
+    out = Batch(pos=b.positions.float(), x=b.species[:, None], batch=b.batch,
+                y=torch.cat([b.lengths, b.angles], 1).float())
+    out._num_graphs = b.num_crystals
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     default = ROOT.parent / "shared" / "data" / "nesf_paper" / "lcs6_train.csv"
@@ -58,6 +162,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=1024)
+    ap.add_argument("--reference", default=None, metavar="DIR",
+                    help="the authors' src/ folder: time their training step alternating with ours")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     crystals = load_crystals(a.data, "train", conventional=False, limit=a.limit)
@@ -73,12 +179,28 @@ def main() -> None:
     full = CrystalBatch.from_crystals(crystals, vocab)
     g = torch.Generator().manual_seed(0)
     times: dict[str, list[float]] = {"float32 (default)": [], "bf16 autocast (--mixed-precision)": []}
+    ref = None
+    if a.reference:
+        ref, ref_lr = load_reference(a.reference, box, len(vocab))
+        ref.train()
+        ref_opt = torch.optim.Adam(ref.parameters(), lr=ref_lr)
+        times["reference code (float32)"] = []
+        ref_queries = 0.0
     n_pos = n_spec = 0.0
     model.train()
-    # alternate the two recipes step by step: this machine's speed drifts by minutes
+    # alternate the recipes step by step (same crystals per step): this machine's speed drifts by minutes
     for step in range(a.steps + 1):
+        rows = torch.randperm(full.num_crystals, generator=g)[: a.batch_size]
+        if ref is not None:
+            t = time.perf_counter()
+            out = ref(reference_batch(full.select(rows)))
+            ref_opt.zero_grad()
+            out["loss"].backward()
+            ref_opt.step()
+            dt = time.perf_counter() - t
+            if step:
+                times["reference code (float32)"].append(dt)
         for name, bf16 in zip(times, (False, True)):
-            rows = torch.randperm(full.num_crystals, generator=g)[: a.batch_size]
             t = time.perf_counter()
             b = full.select(rows)
             q = sampler(b, g)
@@ -100,7 +222,14 @@ def main() -> None:
         med = statistics.median(ts)
         sps = a.batch_size / med
         print(f"{name:36s} step median {med:.3f} s -> {sps:6.1f} structures/s, "
-              f"{flop * sps / 1e9:6.1f} GFLOP/s (reference code here: ~17.5 structures/s)")
+              f"{flop * sps / 1e9:6.1f} GFLOP/s  (steps: {' '.join(f'{x:.2f}' for x in ts)})")
+    ref_name = "reference code (float32)"
+    if ref is not None:
+        ref_med = statistics.median(times[ref_name])
+        for name in list(times)[:2]:
+            print(f"ratio {name} / reference: {ref_med / statistics.median(times[name]):.2f}x (same process)")
+    else:
+        print("reference code here: ~17.5 structures/s (earlier, separate run; give --reference DIR to time it here)")
     print(f"float32 matmul here: [65536x131]x[131x128] {matmul_rate(65536, 131, 128):.0f} GFLOP/s, "
           f"2048^3 {matmul_rate(2048, 2048, 2048):.0f} GFLOP/s")
 

@@ -38,6 +38,7 @@ __all__ = [
     "crystal_errors",
     "paper_metrics",
     "match_metrics",
+    "matchable",
 ]
 
 _IMAGES = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=np.float64)  # (27, 3)
@@ -169,6 +170,37 @@ def paper_metrics(true: Sequence[Crystal], pred, periodic: bool = False) -> Pape
     )
 
 
+MIN_CELL_FLATNESS = 1e-2
+"""A decoded cell whose volume is below this share of a*b*c is treated as unmatched."""
+
+
+def matchable(true: Crystal, pred: Crystal) -> bool:
+    """Whether StructureMatcher is worth calling on this pair.
+
+    A match maps every site one-to-one onto a site of the same element, so different reduced
+    compositions can never match; skipping them is exact. A nearly flat decoded cell (volume
+    below `MIN_CELL_FLATNESS` of a*b*c, as a barely trained model produces) is declared
+    unmatched: pymatgen's reduction of such a cell ran for minutes and exhausted 24 GiB.
+    """
+    if len(pred.positions_angstrom) == 0:
+        return False
+    if _reduced_composition(true.atomic_numbers) != _reduced_composition(pred.atomic_numbers):
+        return False
+    try:
+        lat = np.asarray(pred.lattice, dtype=float)
+    except ValueError:  # angles that describe no cell
+        return False
+    lengths = np.linalg.norm(lat, axis=1)
+    volume = abs(float(np.linalg.det(lat)))
+    return bool(np.all(np.isfinite(lat)) and volume > MIN_CELL_FLATNESS * float(np.prod(lengths)) > 0)
+
+
+def _reduced_composition(atomic_numbers) -> tuple[tuple[int, int], ...]:
+    z, counts = np.unique(np.asarray(atomic_numbers, dtype=int), return_counts=True)
+    g = int(np.gcd.reduce(counts)) if counts.size else 1
+    return tuple(zip(z.tolist(), (counts // g).tolist()))
+
+
 @dataclass(frozen=True)
 class MatchMetrics:
     """StructureMatcher reconstruction benchmark (CDVAE convention)."""
@@ -188,8 +220,8 @@ def match_metrics(
 ) -> MatchMetrics:
     """Match rate (%) and mean RMS distance over matched pairs, as CDVAE computes them:
     ``StructureMatcher(stol, angle_tol, ltol).get_rms_dist(pred, true)``; a pair counts as
-    matched when that is not None. A decoded crystal with no atom or an impossible lattice
-    is unmatched. The RMS is pymatgen's (normalised by (volume / atoms)^(1/3))."""
+    matched when that is not None. A decoded crystal with no atom, another composition or a
+    degenerate cell is unmatched without calling the matcher (see `matchable`). The RMS is pymatgen's (normalised by (volume / atoms)^(1/3))."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     pairs = _pairs(true, pred)
@@ -201,7 +233,7 @@ def match_metrics(
         it = tqdm(pairs, desc="StructureMatcher", leave=False)
     rms: list[float] = []
     for t, p in it:
-        if len(p.positions_angstrom) == 0:
+        if not matchable(t, p):
             continue
         try:
             with warnings.catch_warnings():

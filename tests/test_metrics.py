@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
 
 from nesf_viz.data import Crystal
-from nesf_viz.metrics import crystal_errors, match_metrics, paper_metrics
+from nesf_viz.metrics import crystal_errors, match_metrics, matchable, paper_metrics
 
 NA, CL, K = 11, 17, 19
 
@@ -109,3 +110,24 @@ def test_structure_matcher_rate_and_rmse():
     assert mm2.rmse == pytest.approx(0.05 / 32 ** (1 / 3), rel=1e-6)
     nothing = match_metrics([rock], [C(np.zeros((0, 3)), [], id="r")])
     assert nothing.match_rate_pct == 0 and math.isnan(nothing.rmse)
+
+
+def test_matchable_skips_only_pairs_that_cannot_match():
+    rock = C([[0, 0, 0], [2, 2, 2]], [NA, CL], id="r")
+    doubled = C([[0, 0, 0], [2, 2, 2], [1, 1, 1], [3, 3, 3]], [NA, CL, NA, CL], id="r")
+    assert matchable(rock, rock) and matchable(rock, doubled)  # same reduced composition
+    assert not matchable(rock, C([[0, 0, 0], [2, 2, 2]], [NA, NA], id="r"))
+    assert not matchable(rock, C(np.zeros((0, 3)), [], id="r"))
+
+
+def test_degenerate_decoded_cell_is_unmatched_quickly():
+    """What a barely trained model decodes: a flat 0.02 A cell with many atoms. StructureMatcher
+    on such cells ran for minutes and exhausted memory; it must be a quick 'unmatched'."""
+    rock = C([[0, 0, 0], [2, 2, 2]], [NA, CL], id="r")
+    rng = np.random.default_rng(0)
+    flat = C(rng.normal(size=(50, 3)), [NA, CL] * 25, lengths=(0.02, 0.1, 0.18),
+             angles=(4.4, 0.8, 4.1), id="r")
+    assert not matchable(rock, flat)
+    t0 = time.perf_counter()
+    mm = match_metrics([rock], [flat])
+    assert mm.n_matched == 0 and time.perf_counter() - t0 < 5
