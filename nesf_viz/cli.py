@@ -85,13 +85,18 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--json", default=None, help="write the metrics here")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--device", default="auto")
+    p.add_argument("--decode", choices=["paper", "fast"], default="paper",
+                   help="paper: DecodeConfig(); fast: in-cell particles, early stop, <= 32 moves")
+    p.add_argument("--keep-cell", action="store_true", help="keep cells as given (default: conventional standard cell)")
 
 
 def _cmd_evaluate(a) -> int:
+    from .decode import DecodeConfig
     from .evaluate import run_evaluate
 
     run_evaluate(a.data, checkpoint=a.checkpoint, fields="exact" if a.fields else "learned",
-                 json_out=a.json, limit=a.limit, device=a.device)
+                 json_out=a.json, limit=a.limit, device=a.device, conventional=not a.keep_cell,
+                 decode_config=DecodeConfig.fast() if a.decode == "fast" else DecodeConfig())
     return 0
 
 
@@ -123,14 +128,48 @@ def _cmd_export(a) -> int:
     return 0
 
 
-COMMANDS = {"export": _cmd_export, "train": _cmd_train, "decode": _cmd_decode, "evaluate": _cmd_evaluate, "demo": _cmd_demo}
+def _add_benchmark(sub) -> None:
+    from .protocol import DATASETS
+
+    p = sub.add_parser("benchmark", help="the reproduction protocol: train with seeds, select by val loss, "
+                                         "evaluate held-out splits, tabulate next to the paper")
+    p.add_argument("--datasets", nargs="+", default=["lcs6"], choices=DATASETS)
+    p.add_argument("--out", default="out/benchmark", help="results.md, results.json, time_to_accuracy.html, runs/")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--recipe", choices=["paper", "fast"], default="paper",
+                   help="paper: float32, batch 128; fast: bf16 autocast, batch 64")
+    p.add_argument("--max-minutes", type=float, default=None, help="training budget per run (CPU budget mode)")
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's 3200 epochs")
+    p.add_argument("--decode", choices=["paper", "fast"], default="paper", help="decoder for the held-out split")
+    p.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N held-out crystals")
+    p.add_argument("--probe-minutes", type=float, default=2.0, help="time-to-accuracy snapshot interval")
+    p.add_argument("--folds", type=int, default=20, help="YBCO13 folds to run (first N)")
+    p.add_argument("--augment-n", type=int, default=2400, help="synthetic structures for icsg3d+synthetic")
+    p.add_argument("--limit-train", type=int, default=None, help="first N training structures (smoke tests)")
+    p.add_argument("--data-root", default=None, help="default: $NESF_VIZ_DATA or ../shared/data")
+    p.add_argument("--device", default="auto")
+
+
+def _cmd_benchmark(a) -> int:
+    from .protocol import ProtocolConfig, run_protocol
+
+    cfg = ProtocolConfig(seeds=tuple(a.seeds), recipe=a.recipe, max_minutes=a.max_minutes, epochs=a.epochs,
+                         decode=a.decode, eval_limit=a.eval_limit, probe_minutes=a.probe_minutes,
+                         device=a.device, ybco13_folds=a.folds, augment_synthetic_n=a.augment_n,
+                         limit_train=a.limit_train)
+    run_protocol(a.datasets, cfg, a.out, a.data_root)
+    return 0
+
+
+COMMANDS = {"export": _cmd_export, "train": _cmd_train, "decode": _cmd_decode, "evaluate": _cmd_evaluate, "demo": _cmd_demo,
+            "benchmark": _cmd_benchmark}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nesf-viz", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_decode, _add_evaluate, _add_demo, _add_export):
+    for add in (_add_train, _add_decode, _add_evaluate, _add_demo, _add_export, _add_benchmark):
         add(sub)
     a = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

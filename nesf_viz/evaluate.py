@@ -22,7 +22,7 @@ from .metrics import match_metrics, paper_metrics
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METRIC_KEYS", "run_decode", "run_evaluate", "decode_crystals", "format_table"]
+__all__ = ["METRIC_KEYS", "run_decode", "run_evaluate", "decode_crystals", "metrics_of", "format_table"]
 
 METRIC_KEYS = (
     "n_structures",
@@ -128,6 +128,30 @@ def _json_safe(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
+def metrics_of(crystals: Sequence[Crystal], result: DecodeResult, match: bool = True,
+               progress: bool = False) -> dict:
+    """The `METRIC_KEYS` dict of decoded crystals against the truth (match=False: NaN match)."""
+    pm = paper_metrics(crystals, result, periodic=False)
+    mm = match_metrics(crystals, result, progress=progress) if match else None
+    nan = float("nan")
+    out = {
+        "n_structures": pm.n_structures,
+        "atom_count_error_pct": pm.atom_count_error_pct,
+        "position_error_actual_A": pm.position_error_actual_A,
+        "position_error_detected_A": pm.position_error_detected_A,
+        "species_error_actual_pct": pm.species_error_actual_pct,
+        "species_error_detected_pct": pm.species_error_detected_pct,
+        "length_mae_A": pm.length_mae_A,
+        "angle_mae_deg": pm.angle_mae_deg,
+        "match_rate_pct": mm.match_rate_pct if mm else nan,
+        "match_rmse": mm.rmse if mm else nan,
+        "n_no_atoms": pm.n_no_atoms,
+        "decode_structures_per_s": result.structures_per_second if isinstance(result, DecodeResult) else nan,
+    }
+    assert tuple(out) == METRIC_KEYS
+    return out
+
+
 def run_evaluate(
     data: str | Path,
     checkpoint: str | Path | None = None,
@@ -142,6 +166,8 @@ def run_evaluate(
     match: bool = True,
     progress: bool = True,
     crystals: Sequence[Crystal] | None = None,
+    verbose: bool = True,
+    conventional: bool = True,
 ) -> dict:
     """Decode `data` and compute the metrics; prints a table and returns `METRIC_KEYS`.
 
@@ -152,7 +178,7 @@ def run_evaluate(
     """
     dev = _device(device)
     if crystals is None:
-        crystals = load_crystals(data, split=split, limit=limit)
+        crystals = load_crystals(data, split=split, limit=limit, conventional=conventional)
     elif limit is not None:
         crystals = list(crystals)[:limit]
     if fields == "exact":
@@ -174,26 +200,9 @@ def run_evaluate(
 
     result = decode_crystals(crystals, fields=model, box=box, vocab=vocab, config=decode_config,
                              batch_size=batch_size, device=dev, progress=progress)
-    pm = paper_metrics(crystals, result, periodic=False)
-    mm = match_metrics(crystals, result, progress=progress) if match else None
-    nan = float("nan")
-    out = {
-        "n_structures": pm.n_structures,
-        "atom_count_error_pct": pm.atom_count_error_pct,
-        "position_error_actual_A": pm.position_error_actual_A,
-        "position_error_detected_A": pm.position_error_detected_A,
-        "species_error_actual_pct": pm.species_error_actual_pct,
-        "species_error_detected_pct": pm.species_error_detected_pct,
-        "length_mae_A": pm.length_mae_A,
-        "angle_mae_deg": pm.angle_mae_deg,
-        "match_rate_pct": mm.match_rate_pct if mm else nan,
-        "match_rmse": mm.rmse if mm else nan,
-        "n_no_atoms": pm.n_no_atoms,
-        "decode_structures_per_s": result.structures_per_second,
-    }
-    assert tuple(out) == METRIC_KEYS
-    label = f"{data} ({fields} fields)"
-    print(f"{label}\n{format_table(out)}")
+    out = metrics_of(crystals, result, match=match, progress=progress)
+    if verbose:
+        print(f"{data} ({fields} fields)\n{format_table(out)}")
     if json_out is not None:
         path = Path(json_out)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,7 @@ __all__ = [
     "interpolation_path_figure",
     "training_curves_figure",
     "update_training_curves",
+    "time_to_accuracy_figure",
     "save_html",
     "save_png",
 ]
@@ -923,6 +924,45 @@ def update_training_curves(fig: go.Figure, history: Mapping[str, Sequence[float]
     new = [_curve_trace(history, k, p, v) for k, p, v in curves if k not in by_key]
     if new:
         fig.add_traces(new)
+    return fig
+
+
+_TTA_PANELS = (("val_loss", "validation loss", True), ("atom_count_error_pct", "atom-count error [%]", False),
+               ("position_error_actual_A", "position error, actual [Å]", True),
+               ("species_error_actual_pct", "species error, actual [%]", False))
+
+
+def time_to_accuracy_figure(runs: Sequence[Mapping[str, Any]], title: str | None = None) -> go.Figure:
+    """Validation loss and probe metrics against training wall-clock minutes, one colour per run.
+
+    runs: protocol records with 'run', 'seed', 'recipe', 'history' ({'seconds', 'val_loss'}) and
+    'curve' (list of {'minutes', 'atom_count_error_pct', 'position_error_actual_A',
+    'species_error_actual_pct'}: a fixed validation subset decoded at snapshots).
+    """
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[p[1] for p in _TTA_PANELS],
+                        horizontal_spacing=0.1, vertical_spacing=0.16)
+    for i, r in enumerate(runs):
+        name = f"{r['run']} · {r['recipe']} · seed {r['seed']}"
+        color = _label_color(name, i)
+        minutes = np.cumsum(np.asarray(r["history"]["seconds"], dtype=float)) / 60
+        curve = r.get("curve", [])
+        for j, (key, label, log) in enumerate(_TTA_PANELS):
+            if key == "val_loss":
+                x, y = minutes, np.asarray(r["history"]["val_loss"], dtype=float)
+            else:
+                x = np.array([c["minutes"] for c in curve], dtype=float)
+                y = np.array([np.nan if c[key] is None else c[key] for c in curve], dtype=float)
+            fig.add_trace(go.Scatter(
+                x=x, y=y, mode="lines" if key == "val_loss" else "lines+markers", name=name,
+                legendgroup=name, showlegend=j == 0, line=dict(color=color, width=2),
+                hovertemplate=f"{name}<br>%{{x:.1f}} min<br>{label}: %{{y:.4g}}<extra></extra>",
+            ), row=j // 2 + 1, col=j % 2 + 1)
+            fig.update_yaxes(type="log" if log else "linear", row=j // 2 + 1, col=j % 2 + 1)
+    fig.update_xaxes(title_text="training wall-clock [min]", rangemode="tozero")
+    _layout(fig, title or "Time to accuracy", height=720, width=1000)
+    fig.update_layout(legend=dict(orientation="h", y=-0.12))
     return fig
 
 

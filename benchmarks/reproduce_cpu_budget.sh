@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The CPU-budget rows of the README "Results" table, as run on the 2-core development machine.
+# Every call appends to OUT/results.json and rewrites OUT/results.md + time_to_accuracy.html;
+# rerunning resumes unfinished runs. The full GPU recipe is the same commands without
+# --max-minutes (3200 epochs, early stopping) and with --seeds 0 1 2 3 4 5 6 7 8 9.
+set -euo pipefail
+OUT=${OUT:-out/benchmark-cpu}
+NV=${NV:-.venv/bin/nesf-viz}
+# LCS6Å, the paper's own split: paper recipe (float32, batch 128) vs the fast recipe (bf16, batch 64),
+# same budget, both decoded with the paper's decoder on the whole test split
+$NV benchmark --datasets lcs6 --recipe paper --max-minutes 15 --decode paper --out "$OUT"
+$NV benchmark --datasets lcs6 --recipe fast --max-minutes 15 --decode paper --out "$OUT"
+# same checkpoint, fast decoder: does DecodeConfig.fast() lose accuracy on a trained model?
+$NV evaluate --data ../shared/data/nesf_paper/lcs6_test.csv --checkpoint "$OUT/runs/fast/lcs6/seed0/best.pt" \
+    --json "$OUT/lcs6_fast_recipe_fast_decode.json" --decode fast --keep-cell
+# ICSG3D without / with the synthetic cubic-prototype augmentation; YBCO13 folds; perov_5
+$NV benchmark --datasets icsg3d icsg3d+synthetic --recipe fast --max-minutes 8 --decode fast --out "$OUT"
+$NV benchmark --datasets ybco13 --folds 5 --recipe fast --max-minutes 1.5 --decode fast --out "$OUT"
+$NV benchmark --datasets perov_5 --recipe fast --max-minutes 8 --decode fast --out "$OUT"
