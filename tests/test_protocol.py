@@ -1,0 +1,85 @@
+"""The reproduction protocol: tasks and splits, a tiny end-to-end run, resume, tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from nesf_viz.errors import DatasetError
+from nesf_viz.protocol import (PAPER, DatasetUnavailable, ProtocolConfig, _Prober, default_data_root,
+                               make_tasks, markdown_table, run_protocol, summarize)
+
+DATA = default_data_root()
+needs_data = pytest.mark.skipif(not (DATA / "nesf_paper").is_dir(), reason=f"shared datasets not found at {DATA}")
+
+
+def test_missing_data_is_a_named_skip_and_unknown_names_fail(tmp_path):
+    with pytest.raises(DatasetUnavailable, match="lcs6_train.csv not found"):
+        make_tasks("lcs6", data_root=tmp_path)
+    with pytest.raises(DatasetError, match="unknown dataset"):
+        make_tasks("lcs7", data_root=tmp_path)
+    (task,) = make_tasks("synthetic", data_root=tmp_path)
+    assert len(task.train) == 1920 and len(task.val) == 240 and len(task.test) == 240
+
+
+@needs_data
+def test_held_out_splits_never_leak_into_training():
+    cfg = ProtocolConfig(augment_synthetic_n=50, ybco13_folds=2)
+    for name in ("icsg3d", "icsg3d+synthetic", "perov_5", "ybco13"):
+        for task in make_tasks(name, cfg):
+            tr, va, te = ({c.id for c in s} for s in (task.train, task.val, task.test))
+            assert not (tr & te) and not (va & te) and not (tr & va), task.run
+    (ic,) = make_tasks("icsg3d", cfg)
+    (aug,) = make_tasks("icsg3d+synthetic", cfg)
+    assert len(aug.train) == len(ic.train) + 50 and [c.id for c in aug.val] == [c.id for c in ic.val]
+    (pv,) = make_tasks("perov_5", cfg)
+    n = len(pv.train) + len(pv.val) + len(pv.test)
+    assert abs(len(pv.test) - 0.1 * n) <= 1 and abs(len(pv.val) - 0.1 * n) <= 1
+
+
+def test_prober_snapshots_first_epoch_and_every_period(tmp_path):
+    (tmp_path / "last.pt").write_bytes(b"x")
+    prober = _Prober(tmp_path, minutes=1.0)
+    elapsed = 0.0
+    for epoch, seconds in enumerate([20, 20, 30, 50, 10, 100], start=1):  # crosses 60 s at epochs 3, 4, 6
+        elapsed += seconds
+        prober(SimpleNamespace(epoch=epoch, elapsed_seconds=elapsed, history={"seconds": [seconds]}))
+    assert sorted(p.name for p in tmp_path.glob("probe_*.pt")) == [
+        "probe_000001.pt", "probe_000003.pt", "probe_000004.pt", "probe_000006.pt"]
+
+
+def test_tiny_protocol_run_writes_tables_curves_and_resumes(tmp_path, capsys):
+    cfg = ProtocolConfig(recipe="fast", epochs=2, limit_train=24, eval_limit=3, decode="fast",
+                         probe_minutes=0.001, probe_crystals=3, device="cpu")
+    out = tmp_path / "bench"
+    state = run_protocol(["synthetic", "lcs6"], cfg, out, data_root=tmp_path / "no-data")
+    assert "lcs6" in state["skipped"] and "not found" in state["skipped"]["lcs6"]
+    (run,) = state["runs"]
+    assert run["epochs"] == 2 and run["n_test_evaluated"] == 3 and run["n_train"] == 24
+    assert [p["epoch"] for p in run["curve"]] == [1, 2]
+    for key in ("atom_count_error_pct", "match_rate_pct", "spacegroup_recovery_pct",
+                "symmetrized_position_error_actual_A", "train_minutes", "device"):
+        assert key in run
+    saved = json.loads((out / "results.json").read_text())  # strict JSON: NaN written as null
+    assert saved["runs"][0]["run"] == "synthetic" and saved["summary"][0]["n_runs"] == 1
+    md = (out / "results.md").read_text()
+    assert "synthetic [fast recipe, fast decode]" in md and "skipped lcs6" in md
+    assert (out / "time_to_accuracy.html").stat().st_size > 100_000
+    mtime = (out / "runs" / "fast" / "synthetic" / "seed0" / "best.pt").stat().st_mtime
+    again = run_protocol(["synthetic"], cfg, out, data_root=tmp_path / "no-data")  # nothing left to do
+    assert len(again["runs"]) == 1
+    assert (out / "runs" / "fast" / "synthetic" / "seed0" / "best.pt").stat().st_mtime == mtime
+
+
+def test_table_shows_mean_std_and_the_papers_numbers():
+    base = {"recipe": "fast", "decode": "paper", "training_set": "t", "test_set": "v", "n_train": 10,
+            "n_test_evaluated": 5, "max_minutes": 8.0, "device": "cpu", "epochs": 4, "train_minutes": 8.0}
+    runs = [dict(base, dataset="icsg3d", atom_count_error_pct=v, position_error_actual_A=0.1) for v in (1.0, 3.0)]
+    (row,) = summarize(runs)
+    assert row["n_runs"] == 2 and row["atom_count_error_pct"] == (2.0, pytest.approx(2 ** 0.5))
+    md = markdown_table([row])
+    assert "2 ± 1.4" in md and "CPU budget 8 min/run" in md
+    assert f"{PAPER['icsg3d']['atom_count_error_pct'][0]:.3g} ± 0.25" in md
