@@ -179,8 +179,7 @@ def make_tasks(dataset: str, cfg: ProtocolConfig = ProtocolConfig(), data_root: 
         reported = {c.id for c in test}
         recovered = [c for c in _csv(root, f"{paper}/icsg3d_train_recovered.csv") if c.id not in reported]
         tr, va = _split_fixed(recovered, (0.9, 0.1))
-        desc = (f"ICSG3D recovered train minus its overlap with ICSG3D val ({len(tr)}; {len(va)} held out "
-                "for selection)")
+        desc = "ICSG3D recovered train minus its overlap with ICSG3D val (10 % held out for selection)"
         if dataset == "icsg3d+synthetic":
             from .synthetic import generate_synthetic
 

@@ -942,7 +942,7 @@ def time_to_accuracy_figure(runs: Sequence[Mapping[str, Any]], title: str | None
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=2, cols=2, subplot_titles=[p[1] for p in _TTA_PANELS],
-                        horizontal_spacing=0.1, vertical_spacing=0.16)
+                        horizontal_spacing=0.09, vertical_spacing=0.2)
     for i, r in enumerate(runs):
         name = f"{r['run']} · {r['recipe']} · seed {r['seed']}"
         color = _label_color(name, i)
@@ -961,8 +961,10 @@ def time_to_accuracy_figure(runs: Sequence[Mapping[str, Any]], title: str | None
             ), row=j // 2 + 1, col=j % 2 + 1)
             fig.update_yaxes(type="log" if log else "linear", row=j // 2 + 1, col=j % 2 + 1)
     fig.update_xaxes(title_text="training wall-clock [min]", rangemode="tozero")
-    _layout(fig, title or "Time to accuracy", height=720, width=1000)
-    fig.update_layout(legend=dict(orientation="h", y=-0.12))
+    _layout(fig, title or "Time to accuracy", height=820, width=1100)
+    # legend below the panels, left-aligned: a right-hand legend squeezes four panels
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.12, xanchor="left", x=0),
+                      margin=dict(l=60, r=30, t=80, b=150))
     return fig
 
 
