@@ -20,3 +20,11 @@ $NV evaluate --data ../shared/data/nesf_paper/lcs6_test.csv --checkpoint "$OUT/r
 $NV benchmark --datasets icsg3d icsg3d+synthetic --recipe fast --max-minutes 8 --decode fast --out "$OUT"
 $NV benchmark --datasets ybco13 --folds 5 --recipe fast --max-minutes 1.5 --decode fast --out "$OUT"
 $NV benchmark --datasets perov_5 --recipe fast --max-minutes 8 --decode fast --out "$OUT"
+# every decoder option against the paper's decoder on the fast-recipe LCS6Å checkpoint (first 100 test crystals)
+.venv/bin/python benchmarks/decode_options.py --checkpoint "$OUT/runs/fast/lcs6/seed0/best.pt" \
+    --data ../shared/data/nesf_paper/lcs6_test.csv --limit 100 | tee "$OUT/decode_options.md"
+# bf16 alone (paper recipe otherwise: batch 128, same seed, init and batches), 8 epochs like the paper-recipe row
+$NV benchmark --datasets lcs6 --recipe bf16 --epochs 8 --decode fast --out "$OUT"
+# the paper-recipe checkpoint with the fast decoder too, to compare with the bf16 row
+$NV evaluate --data ../shared/data/nesf_paper/lcs6_test.csv --checkpoint "$OUT/runs/paper/lcs6/seed0/best.pt" \
+    --json "$OUT/lcs6_paper_recipe_fast_decode.json" --decode fast --keep-cell

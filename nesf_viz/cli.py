@@ -136,8 +136,8 @@ def _add_benchmark(sub) -> None:
     p.add_argument("--datasets", nargs="+", default=["lcs6"], choices=DATASETS)
     p.add_argument("--out", default="out/benchmark", help="results.md, results.json, time_to_accuracy.html, runs/")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--recipe", choices=["paper", "fast"], default="paper",
-                   help="paper: float32, batch 128; fast: bf16 autocast, batch 64")
+    p.add_argument("--recipe", choices=["paper", "fast", "bf16"], default="paper",
+                   help="paper: float32, batch 128; fast: bf16 autocast, batch 64; bf16: paper + bf16 autocast")
     p.add_argument("--max-minutes", type=float, default=None, help="training budget per run (CPU budget mode)")
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's 3200 epochs")
     p.add_argument("--decode", choices=["paper", "fast"], default="paper", help="decoder for the held-out split")
