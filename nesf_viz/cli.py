@@ -146,6 +146,8 @@ def _add_benchmark(sub) -> None:
     p.add_argument("--folds", type=int, default=20, help="YBCO13 folds to run (first N)")
     p.add_argument("--augment-n", type=int, default=2400, help="synthetic structures for icsg3d+synthetic")
     p.add_argument("--limit-train", type=int, default=None, help="first N training structures (smoke tests)")
+    p.add_argument("--pe-freqs", type=int, default=0, help="positional encoding frequencies (option; 0 = paper)")
+    p.add_argument("--periodic", action="store_true", help="periodic training targets and decoding (option)")
     p.add_argument("--data-root", default=None, help="default: $NESF_VIZ_DATA or ../shared/data")
     p.add_argument("--device", default="auto")
 
@@ -156,7 +158,7 @@ def _cmd_benchmark(a) -> int:
     cfg = ProtocolConfig(seeds=tuple(a.seeds), recipe=a.recipe, max_minutes=a.max_minutes, epochs=a.epochs,
                          decode=a.decode, eval_limit=a.eval_limit, probe_minutes=a.probe_minutes,
                          device=a.device, ybco13_folds=a.folds, augment_synthetic_n=a.augment_n,
-                         limit_train=a.limit_train)
+                         limit_train=a.limit_train, positional_encoding_freqs=a.pe_freqs, periodic=a.periodic)
     run_protocol(a.datasets, cfg, a.out, a.data_root)
     return 0
 

@@ -31,6 +31,7 @@ import torch
 from .data import Crystal, SpeciesVocab, load_crystals
 from .decode import DecodeConfig
 from .errors import DatasetError
+from .model import NeSFConfig
 from .evaluate import decode_crystals, metrics_of
 from .symmetry import spacegroup_recovery_pct, symmetrize
 from .train import TrainConfig, load_checkpoint, resolve_device, train
@@ -122,18 +123,29 @@ class ProtocolConfig:
     """Cubic-prototype structures added to the ICSG3D training set by 'icsg3d+synthetic'."""
     limit_train: int | None = None
     """Use only the first N training structures of each task (smoke tests)."""
+    positional_encoding_freqs: int = 0
+    """Option: positional encoding of query points (the reference's nesf_pe uses 10)."""
+    periodic: bool = False
+    """Option: minimum-image training targets and periodic decoding."""
+
+    @property
+    def label(self) -> str:
+        """Recipe name plus the options: the key of a row and of its run folder."""
+        return (self.recipe + (f"+pe{self.positional_encoding_freqs}" if self.positional_encoding_freqs else "")
+                + ("+periodic" if self.periodic else ""))
 
     def train_config(self, seed: int) -> TrainConfig:
         if self.recipe not in RECIPES:
             raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}")
         base = RECIPES[self.recipe]
         return dataclasses.replace(base, seed=seed, device=self.device, max_minutes=self.max_minutes,
-                                   epochs=self.epochs or base.epochs)
+                                   epochs=self.epochs or base.epochs, periodic_targets=self.periodic)
 
     def decode_config(self) -> DecodeConfig:
         if self.decode not in ("paper", "fast"):
             raise ValueError(f"decode must be 'paper' or 'fast', got {self.decode!r}")
-        return DecodeConfig() if self.decode == "paper" else DecodeConfig.fast()
+        cfg = DecodeConfig() if self.decode == "paper" else DecodeConfig.fast()
+        return dataclasses.replace(cfg, periodic=self.periodic)
 
 
 def default_data_root() -> Path:
@@ -251,7 +263,8 @@ def _probe_curve(run_dir: Path, task: Task, cfg: ProtocolConfig, device: torch.d
     curve = []
     for path in sorted(run_dir.glob("probe_*.pt")):
         ck = load_checkpoint(path, device)
-        res = decode_crystals(val, fields=ck.model, box=ck.box, vocab=ck.vocab, config=DecodeConfig.fast(),
+        fast = dataclasses.replace(DecodeConfig.fast(), periodic=cfg.periodic)
+        res = decode_crystals(val, fields=ck.model, box=ck.box, vocab=ck.vocab, config=fast,
                               device=device, progress=False)
         m = metrics_of(val, res, match=False)
         curve.append({"epoch": ck.epoch, "minutes": ck.raw["elapsed_seconds"] / 60,
@@ -309,6 +322,7 @@ def run_protocol(datasets: Sequence[str], cfg: ProtocolConfig, out_dir: str | Pa
     results_path = out / "results.json"
     state = json.loads(results_path.read_text()) if results_path.is_file() else {"runs": [], "skipped": {}}
     done = {(r["run"], r["seed"], r["recipe"]) for r in state["runs"]}
+    model_config = NeSFConfig(num_species=1, positional_encoding_freqs=cfg.positional_encoding_freqs)
     for ds in datasets:
         try:
             tasks = make_tasks(ds, cfg, data_root)
@@ -318,21 +332,21 @@ def run_protocol(datasets: Sequence[str], cfg: ProtocolConfig, out_dir: str | Pa
             continue
         for task in tasks:
             for seed in cfg.seeds:
-                if (task.run, seed, cfg.recipe) in done:
+                if (task.run, seed, cfg.label) in done:
                     continue
-                run_dir = out / "runs" / cfg.recipe / task.run / f"seed{seed}"
+                run_dir = out / "runs" / cfg.label / task.run / f"seed{seed}"
                 run_dir.mkdir(parents=True, exist_ok=True)
                 tc = cfg.train_config(seed)
                 print(f"== {task.run} seed {seed}: {len(task.train)} train / {len(task.val)} val / "
-                      f"{len(task.test)} test, recipe {cfg.recipe}, device {device}")
+                      f"{len(task.test)} test, recipe {cfg.label}, device {device}")
                 prober = _Prober(run_dir, cfg.probe_minutes)
-                res = train(list(task.train), list(task.val), run_dir, tc, vocab=task.vocab,
+                res = train(list(task.train), list(task.val), run_dir, tc, model_config, vocab=task.vocab,
                             callbacks=[prober], resume=(run_dir / "last.pt").is_file())
                 best = load_checkpoint(run_dir / "best.pt", "cpu")
                 last = load_checkpoint(run_dir / "last.pt", "cpu")
                 prober.snapshot(last.epoch)  # the curve ends where training ended
                 row = {
-                    "dataset": task.dataset, "run": task.run, "seed": seed, "recipe": cfg.recipe,
+                    "dataset": task.dataset, "run": task.run, "seed": seed, "recipe": cfg.label,
                     "training_set": task.training_set, "test_set": task.test_set,
                     "n_train": len(task.train), "n_val": len(task.val),
                     "n_test_evaluated": min(len(task.test), cfg.eval_limit or len(task.test)),
@@ -345,7 +359,7 @@ def run_protocol(datasets: Sequence[str], cfg: ProtocolConfig, out_dir: str | Pa
                 row.update(_evaluate(task, run_dir / "best.pt", cfg, device))
                 row["curve"] = _probe_curve(run_dir, task, cfg, device)
                 state["runs"].append(row)
-                done.add((task.run, seed, cfg.recipe))
+                done.add((task.run, seed, cfg.label))
                 _write_json(results_path, state)
     state["summary"] = summarize(state["runs"])
     _write_json(results_path, state)

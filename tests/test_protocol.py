@@ -83,3 +83,12 @@ def test_table_shows_mean_std_and_the_papers_numbers():
     md = markdown_table([row])
     assert "2 ± 1.4" in md and "CPU budget 8 min/run" in md
     assert f"{PAPER['icsg3d']['atom_count_error_pct'][0]:.3g} ± 0.25" in md
+
+
+def test_options_name_their_rows_and_reach_training_and_decoding():
+    cfg = ProtocolConfig(recipe="fast", positional_encoding_freqs=10, periodic=True)
+    assert cfg.label == "fast+pe10+periodic" and ProtocolConfig().label == "paper"
+    assert cfg.train_config(3).periodic_targets and cfg.train_config(3).mixed_precision
+    assert cfg.train_config(3).seed == 3 and cfg.decode_config().periodic
+    with pytest.raises(ValueError, match="recipe"):
+        ProtocolConfig(recipe="turbo").train_config(0)
