@@ -28,3 +28,5 @@ $NV benchmark --datasets lcs6 --recipe bf16 --epochs 8 --decode fast --out "$OUT
 # the paper-recipe checkpoint with the fast decoder too, to compare with the bf16 row
 $NV evaluate --data ../shared/data/nesf_paper/lcs6_test.csv --checkpoint "$OUT/runs/paper/lcs6/seed0/best.pt" \
     --json "$OUT/lcs6_paper_recipe_fast_decode.json" --decode fast --keep-cell
+# positional encoding option (the reference's nesf_pe, 10 frequencies) vs the fast-recipe row, equal epochs (20)
+$NV benchmark --datasets lcs6 --recipe fast --pe-freqs 10 --epochs 20 --decode fast --out "$OUT"
