@@ -30,7 +30,7 @@ def _add_train(sub) -> None:
     p.add_argument("--pe-freqs", type=int, default=0, help="positional encoding frequencies (0 = off, paper)")
     p.add_argument("--periodic", action="store_true", help="minimum-image ground-truth fields (option)")
     p.add_argument("--paper-sampling", action="store_true", help="the paper's 0.5 A sigmas instead of the reference code's")
-    p.add_argument("--mixed-precision", action="store_true", help="bfloat16 autocast (option; ~1.6x faster on this CPU)")
+    p.add_argument("--mixed-precision", action="store_true", help="bfloat16 autocast (option; ~3x faster per step on a 2-core AVX512-BF16 CPU, same accuracy per epoch)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures (counted) instead of stopping")
 
 
