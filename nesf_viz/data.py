@@ -60,6 +60,28 @@ def lattice_matrix(lengths: Sequence[float], angles_deg: Sequence[float]) -> np.
     )
 
 
+MIN_CELL_LENGTH_ANGSTROM = 1.0
+MIN_VOLUME_PER_SITE_ANGSTROM3 = 1.0
+MIN_CELL_FLATNESS = 1e-2
+
+
+def is_physical_cell(lattice: np.ndarray, n_sites: int) -> bool:
+    """Whether a (3, 3) cell could hold `n_sites` real atoms: finite, every length >= 1 A, volume
+    >= 1 A^3 per site (real crystals have ~5 or more) and >= 1 % of a*b*c (not flat).
+
+    Decoded cells of barely trained models can fail this (0.02 A, 4 degree cells); pymatgen's
+    neighbour searches and StructureMatcher then run for minutes and exhaust memory, so
+    callers skip them."""
+    lat = np.asarray(lattice, dtype=float)
+    if lat.shape != (3, 3) or not np.all(np.isfinite(lat)):
+        return False
+    lengths = np.linalg.norm(lat, axis=1)
+    volume = abs(float(np.linalg.det(lat)))
+    return bool(lengths.min() >= MIN_CELL_LENGTH_ANGSTROM
+                and volume >= MIN_VOLUME_PER_SITE_ANGSTROM3 * max(n_sites, 1)
+                and volume >= MIN_CELL_FLATNESS * float(np.prod(lengths)))
+
+
 @dataclass(frozen=True)
 class Crystal:
     """One ordered crystal in the project frame (float64, numpy).

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Crystal
+from .data import Crystal, is_physical_cell
 
 log = logging.getLogger(__name__)
 
@@ -170,29 +170,23 @@ def paper_metrics(true: Sequence[Crystal], pred, periodic: bool = False) -> Pape
     )
 
 
-MIN_CELL_FLATNESS = 1e-2
-"""A decoded cell whose volume is below this share of a*b*c is treated as unmatched."""
-
-
 def matchable(true: Crystal, pred: Crystal) -> bool:
     """Whether StructureMatcher is worth calling on this pair.
 
     A match maps every site one-to-one onto a site of the same element, so different reduced
-    compositions can never match; skipping them is exact. A nearly flat decoded cell (volume
-    below `MIN_CELL_FLATNESS` of a*b*c, as a barely trained model produces) is declared
-    unmatched: pymatgen's reduction of such a cell ran for minutes and exhausted 24 GiB.
+    compositions can never match; skipping them is exact. A decoded cell that fails
+    `is_physical_cell` (as a barely trained model produces) is declared unmatched: pymatgen's
+    reduction of such a cell ran for minutes and exhausted 24 GiB.
     """
     if len(pred.positions_angstrom) == 0:
         return False
     if _reduced_composition(true.atomic_numbers) != _reduced_composition(pred.atomic_numbers):
         return False
     try:
-        lat = np.asarray(pred.lattice, dtype=float)
+        lattice = pred.lattice
     except ValueError:  # angles that describe no cell
         return False
-    lengths = np.linalg.norm(lat, axis=1)
-    volume = abs(float(np.linalg.det(lat)))
-    return bool(np.all(np.isfinite(lat)) and volume > MIN_CELL_FLATNESS * float(np.prod(lengths)) > 0)
+    return is_physical_cell(lattice, pred.num_atoms)
 
 
 def _reduced_composition(atomic_numbers) -> tuple[tuple[int, int], ...]:

@@ -214,6 +214,19 @@ def test_compare_figure_identical_and_empty(nacl):
     assert "no atoms decoded" in fig.layout.title.text
 
 
+
+def test_compare_figure_draws_a_degenerate_decoded_cell_without_bonding_it(nacl):
+    """A barely trained model decoded 51 atoms into a 0.02 A flat cell; CrystalNN bonding of it
+    exhausted 13+ GiB in the test suite. It must be drawn plainly (no bonds), quickly."""
+    rng = np.random.default_rng(0)
+    flat = Structure(Lattice.from_parameters(0.0229, 0.102, 0.178, 4.39, 0.83, 4.11),
+                     ["Mn"] * 16 + ["Cu"] * 35, rng.uniform(0, 1, (51, 3)))
+    assert not scene_mod.physical_cell(flat) and scene_mod.physical_cell(nacl)
+    fig = compare_figure(nacl, flat)
+    decoded_names = [tr.name for tr in fig.data if tr.name and tr.name.startswith("decoded")]
+    assert decoded_names and not any("bond" in n for n in decoded_names)
+    assert any("bond" in (tr.name or "") for tr in fig.data)  # the real original keeps its bonds
+
 # ------------------------------------------------------------------------------------------
 # decoding figures
 # ------------------------------------------------------------------------------------------

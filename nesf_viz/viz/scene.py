@@ -491,6 +491,13 @@ def _cell_trace(lattice: np.ndarray, name_prefix: str, legendgroup: str | None,
     )
 
 
+def physical_cell(structure: Structure) -> bool:
+    """`nesf_viz.data.is_physical_cell` for a pymatgen Structure."""
+    from ..data import is_physical_cell
+
+    return is_physical_cell(np.asarray(structure.lattice.matrix, float), len(structure))
+
+
 def _ctk_scene(structure: Structure, bonds: bool, draw_image_atoms: bool,
                polyhedra: bool = True) -> Any:
     """crystal-toolkit's scene for ``structure`` (origin at the cell corner, absolute coords)."""
@@ -537,6 +544,11 @@ def structure_traces(
     if len(structure) == 0:
         return [_cell_trace(np.asarray(structure.lattice.matrix, float), name_prefix,
                             legendgroup, showlegend)]
+    if not physical_cell(structure):
+        # a barely trained model can decode a 0.02 A cell: CrystalNN's neighbour search over
+        # its periodic images then took minutes and >13 GiB; plain traces are enough to show it
+        log.info("degenerate cell (%s); drawing plain traces", structure.lattice.abc)
+        return _fallback_traces(structure, name_prefix, legendgroup, showlegend, site_info)
     try:
         try:
             scene = _ctk_scene(structure, bonds, draw_image_atoms, polyhedra)
