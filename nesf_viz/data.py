@@ -105,6 +105,13 @@ class Crystal:
     def lattice(self) -> np.ndarray:
         return lattice_matrix(self.lengths_angstrom, self.angles_deg)
 
+    def has_physical_cell(self) -> bool:
+        """`is_physical_cell` of this crystal's cell (False for angles that describe no cell)."""
+        try:
+            return is_physical_cell(self.lattice, self.num_atoms)
+        except ValueError:
+            return False
+
     @property
     def frac_coords(self) -> np.ndarray:
         return self.positions_angstrom @ np.linalg.inv(self.lattice)

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Crystal, is_physical_cell
+from .data import Crystal
 
 log = logging.getLogger(__name__)
 
@@ -182,11 +182,7 @@ def matchable(true: Crystal, pred: Crystal) -> bool:
         return False
     if _reduced_composition(true.atomic_numbers) != _reduced_composition(pred.atomic_numbers):
         return False
-    try:
-        lattice = pred.lattice
-    except ValueError:  # angles that describe no cell
-        return False
-    return is_physical_cell(lattice, pred.num_atoms)
+    return pred.has_physical_cell()
 
 
 def _reduced_composition(atomic_numbers) -> tuple[tuple[int, int], ...]:
@@ -215,7 +211,8 @@ def match_metrics(
     """Match rate (%) and mean RMS distance over matched pairs, as CDVAE computes them:
     ``StructureMatcher(stol, angle_tol, ltol).get_rms_dist(pred, true)``; a pair counts as
     matched when that is not None. A decoded crystal with no atom, another composition or a
-    degenerate cell is unmatched without calling the matcher (see `matchable`). The RMS is pymatgen's (normalised by (volume / atoms)^(1/3))."""
+    degenerate cell is unmatched without calling the matcher (see `matchable`). The RMS is
+    pymatgen's (normalised by (volume / atoms)^(1/3))."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     pairs = _pairs(true, pred)

@@ -14,14 +14,14 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Crystal, is_physical_cell, lattice_matrix
+from .data import Crystal, lattice_matrix
 
 __all__ = ["spacegroup_number", "symmetrize", "spacegroup_recovery_pct"]
 
 
 def spacegroup_number(crystal: Crystal, symprec_angstrom: float = 0.01) -> int:
     """International space-group number found at this tolerance (1 for an empty crystal)."""
-    if crystal.num_atoms == 0 or not _physical(crystal):
+    if crystal.num_atoms == 0 or not crystal.has_physical_cell():
         return 1
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -40,7 +40,7 @@ def symmetrize(crystal: Crystal, symprec_angstrom: float = 0.1) -> Crystal:
     lattice: metric tensor averaged as R^T G R. Same cell, same frame, same atom order.
     Crystals where no symmetry beyond P1 is found come back unchanged.
     """
-    if crystal.num_atoms == 0 or not _physical(crystal):
+    if crystal.num_atoms == 0 or not crystal.has_physical_cell():
         return crystal
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -84,13 +84,6 @@ def symmetrize(crystal: Crystal, symprec_angstrom: float = 0.1) -> Crystal:
         id=crystal.id,
         properties=dict(crystal.properties),
     )
-
-
-def _physical(crystal: Crystal) -> bool:
-    try:
-        return is_physical_cell(crystal.lattice, crystal.num_atoms)
-    except ValueError:  # angles that describe no cell
-        return False
 
 
 def spacegroup_recovery_pct(true: Sequence[Crystal], pred: Sequence[Crystal], symprec_angstrom: float = 0.01,
