@@ -38,9 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
 from nesf_viz.decode import DecodeConfig, DecodeResult, box_particles, decode  # noqa: E402
-from nesf_viz.evaluate import format_table  # noqa: E402
+from nesf_viz.evaluate import format_table, metrics_of  # noqa: E402
 from nesf_viz.fields import ExactFields, nearest_atoms  # noqa: E402
-from nesf_viz.metrics import match_metrics, paper_metrics  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -174,29 +173,19 @@ def evaluate(name: str, crystals, cfg: DecodeConfig, match: bool, batch_size: in
     vocab = SpeciesVocab.from_crystals(crystals)
     box = box or BoundingBox.from_crystals(crystals)
     res = decode_exact(crystals, vocab, box, cfg, batch_size, library_fields)
-    pm = paper_metrics(crystals, res, periodic=cfg.periodic)
+    metrics = metrics_of(crystals, res, match=match, periodic=cfg.periodic)
+    if not match:
+        del metrics["match_rate_pct"], metrics["match_rmse"]
     row = {
         "dataset": name,
-        "n_structures": pm.n_structures,
         "particles_per_crystal": int(res.n_particles.max()) if len(res) else 0,
-        "atom_count_error_pct": pm.atom_count_error_pct,
-        "position_error_actual_A": pm.position_error_actual_A,
-        "position_error_detected_A": pm.position_error_detected_A,
-        "species_error_actual_pct": pm.species_error_actual_pct,
-        "species_error_detected_pct": pm.species_error_detected_pct,
-        "length_mae_A": pm.length_mae_A,
-        "angle_mae_deg": pm.angle_mae_deg,
-        "n_no_atoms": pm.n_no_atoms,
-        "decode_structures_per_s": res.structures_per_second,
+        **metrics,
         # how close the dataset comes to the two failure modes (with exact fields an NMS group
         # is the atom's basin): the smallest basin vs nms_min_particles, the closest pair vs
         # the NMS radius
         "min_particles_per_atom": int(min((c.min() for c in res.particles_per_atom if len(c)), default=0)),
         "min_atom_distance_A": min_pair_distance(crystals),
     }
-    if match:
-        mm = match_metrics(crystals, res)
-        row["match_rate_pct"], row["match_rmse"] = mm.match_rate_pct, mm.rmse
     return row, res, box
 
 

@@ -129,9 +129,10 @@ def _json_safe(d: dict) -> dict:
 
 
 def metrics_of(crystals: Sequence[Crystal], result: DecodeResult, match: bool = True,
-               progress: bool = False) -> dict:
-    """The `METRIC_KEYS` dict of decoded crystals against the truth (match=False: NaN match)."""
-    pm = paper_metrics(crystals, result, periodic=False)
+               progress: bool = False, periodic: bool = False) -> dict:
+    """The `METRIC_KEYS` dict of decoded crystals against the truth (match=False: NaN match;
+    periodic: the minimum-image variant of the paper metrics)."""
+    pm = paper_metrics(crystals, result, periodic=periodic)
     mm = match_metrics(crystals, result, progress=progress) if match else None
     nan = float("nan")
     out = {

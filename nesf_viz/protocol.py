@@ -174,9 +174,9 @@ def make_tasks(dataset: str, cfg: ProtocolConfig = ProtocolConfig(), data_root: 
                ) -> list[Task]:
     """The runs of one dataset. Raises `DatasetUnavailable` when its files are absent.
 
-    Splits: LCS6Å and YBCO13 as published; ICSG3D trains on the recovered 2502 minus the 116 that
-    are also in its validation split (10 % held out for selection) and reports on that split; perov_5 / carbon_24 take a
-    fixed (seed 0) 80/10/10 split of the available file, i.e. 90/10 train/test with a tenth of
+    Splits: LCS6Å and YBCO13 as published; ICSG3D trains on the recovered 2502 minus the 116
+    that are also in its validation split (10 % held out for selection) and reports on that
+    split; perov_5 / carbon_24 take a fixed (seed 0) 80/10/10 split of the available file, i.e. 90/10 train/test with a tenth of
     the data carved out of training for selection; 'synthetic' is the embedded 80/10/10 split.
     """
     root = Path(data_root) if data_root is not None else default_data_root()
@@ -260,10 +260,10 @@ def _device_name(device: torch.device) -> str:
 
 def _probe_curve(run_dir: Path, task: Task, cfg: ProtocolConfig, device: torch.device) -> list[dict]:
     val = list(task.val[: cfg.probe_crystals])
+    fast = dataclasses.replace(DecodeConfig.fast(), periodic=cfg.periodic)
     curve = []
     for path in sorted(run_dir.glob("probe_*.pt")):
         ck = load_checkpoint(path, device)
-        fast = dataclasses.replace(DecodeConfig.fast(), periodic=cfg.periodic)
         res = decode_crystals(val, fields=ck.model, box=ck.box, vocab=ck.vocab, config=fast,
                               device=device, progress=False)
         m = metrics_of(val, res, match=False)
@@ -367,11 +367,12 @@ def run_protocol(datasets: Sequence[str], cfg: ProtocolConfig, out_dir: str | Pa
     if state["runs"]:
         from .viz.figures import save_html, time_to_accuracy_figure
 
-        save_html(time_to_accuracy_figure(state["runs"]), out / "time_to_accuracy.html")
+        figure = time_to_accuracy_figure(state["runs"])
+        save_html(figure, out / "time_to_accuracy.html")
         try:
             from .viz.figures import save_png
 
-            save_png(time_to_accuracy_figure(state["runs"]), out / "time_to_accuracy.png")
+            save_png(figure, out / "time_to_accuracy.png")
         except Exception as exc:  # PNG needs kaleido + a browser; the HTML is the record
             log.warning("time-to-accuracy PNG not written: %s", exc)
     print((out / "results.md").read_text())
