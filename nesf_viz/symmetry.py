@@ -15,22 +15,27 @@ from typing import Sequence
 import numpy as np
 
 from .data import Crystal, lattice_matrix
+from .metrics import matchable
 
 __all__ = ["spacegroup_number", "symmetrize", "spacegroup_recovery_pct"]
 
 
-def spacegroup_number(crystal: Crystal, symprec_angstrom: float = 0.01) -> int:
-    """International space-group number found at this tolerance (1 for an empty crystal)."""
+def spacegroup_number(crystal: Crystal, symprec_angstrom: float = 0.01) -> int | None:
+    """International space-group number found at this tolerance.
+
+    None when there is no group to find: an empty crystal, a cell that fails
+    `Crystal.has_physical_cell`, or one spglib gives up on.
+    """
     if crystal.num_atoms == 0 or not crystal.has_physical_cell():
-        return 1
+        return None
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return int(SpacegroupAnalyzer(crystal.to_structure(), symprec=symprec_angstrom).get_space_group_number())
-    except Exception:  # spglib gives up on degenerate cells: no symmetry found
-        return 1
+    except Exception:  # spglib gives up on degenerate cells
+        return None
 
 
 def symmetrize(crystal: Crystal, symprec_angstrom: float = 0.1) -> Crystal:
@@ -88,11 +93,15 @@ def symmetrize(crystal: Crystal, symprec_angstrom: float = 0.1) -> Crystal:
 
 def spacegroup_recovery_pct(true: Sequence[Crystal], pred: Sequence[Crystal], symprec_angstrom: float = 0.01,
                             true_symprec_angstrom: float = 0.01) -> float:
-    """Share (%) of decoded crystals whose space group equals the true one."""
+    """Share (%) of decoded crystals whose space group equals the true one.
+
+    A decode only counts when it has the true reduced composition and a space group at all:
+    otherwise an empty or collapsed decode would "recover" every P1 crystal.
+    """
     if len(true) != len(pred):
         raise ValueError(f"{len(true)} true crystals but {len(pred)} decoded ones")
     if not true:
         return float("nan")
-    hits = [spacegroup_number(t, true_symprec_angstrom) == spacegroup_number(p, symprec_angstrom)
+    hits = [matchable(t, p) and spacegroup_number(t, true_symprec_angstrom) == spacegroup_number(p, symprec_angstrom)
             for t, p in zip(true, pred)]
     return 100.0 * float(np.mean(hits))

@@ -57,6 +57,19 @@ def test_recovery_rate_and_degenerate_inputs(crystals):
     assert spacegroup_recovery_pct(crystals, noisy, 0.01) == 0.0
     assert spacegroup_recovery_pct(crystals, [symmetrize(c, 0.2) for c in noisy]) == 100.0
     empty = Crystal(np.zeros((0, 3)), np.zeros(0, dtype=np.int64), (4.0, 4.0, 4.0), (90.0, 90.0, 90.0))
-    assert spacegroup_number(empty) == 1 and symmetrize(empty) is empty
+    assert spacegroup_number(empty) is None and symmetrize(empty) is empty
     with pytest.raises(ValueError):
         spacegroup_recovery_pct(crystals, crystals[:-1])
+
+
+def test_empty_or_wrong_decodes_never_recover_a_p1_crystal():
+    # a decode that collapsed to nothing (or to other elements) once "recovered" every P1 crystal
+    p1 = Crystal(np.array([[0.1, 0.2, 0.3], [1.7, 2.9, 0.4], [3.1, 0.8, 2.2]]), np.array([8, 14, 26]),
+                 (4.1, 4.7, 5.3), (81.0, 97.0, 104.0))
+    assert spacegroup_number(p1) == 1
+    empty = Crystal(np.zeros((0, 3)), np.zeros(0, dtype=np.int64), p1.lengths_angstrom, p1.angles_deg)
+    wrong = Crystal(p1.positions_angstrom, np.array([8, 8, 26]), p1.lengths_angstrom, p1.angles_deg)
+    flat = Crystal(p1.positions_angstrom, p1.atomic_numbers, (0.02, 0.1, 0.18), (4.0, 4.0, 4.0))
+    assert spacegroup_recovery_pct([p1], [p1]) == 100.0
+    for pred in (empty, wrong, flat):
+        assert spacegroup_recovery_pct([p1], [pred]) == 0.0
