@@ -11,6 +11,13 @@ from pathlib import Path
 from .errors import NeSFError
 
 
+def _add_pe_args(p) -> None:
+    p.add_argument("--pe-freqs", type=int, default=0, help="positional encoding frequencies (option; 0 = off, paper)")
+    p.add_argument("--pe-wavelength", type=float, default=2.0,
+                   help="longest encoded wavelength in A (reference 2 A, which makes the encoding 2 A-periodic)")
+    p.add_argument("--pe-keep-input", action="store_true", help="feed the query point beside its encoding")
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train NeSF on crystals")
     p.add_argument("--train", required=True, help="CSV with a cif column, a CIF folder, or 'synthetic[:N]'")
@@ -27,7 +34,7 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly")
     p.add_argument("--keep-cell", action="store_true", help="keep cells as given (default: conventional standard cell)")
     p.add_argument("--vae", action="store_true", help="variational latent (option; off in the paper)")
-    p.add_argument("--pe-freqs", type=int, default=0, help="positional encoding frequencies (0 = off, paper)")
+    _add_pe_args(p)
     p.add_argument("--periodic", action="store_true", help="minimum-image ground-truth fields (option)")
     p.add_argument("--paper-sampling", action="store_true", help="the paper's 0.5 A sigmas instead of the reference code's")
     p.add_argument("--mixed-precision", action="store_true", help="bfloat16 autocast (option; ~3x faster per step on a 2-core AVX512-BF16 CPU, same accuracy per epoch)")
@@ -49,7 +56,9 @@ def _cmd_train(a) -> int:
         max_minutes=a.max_minutes, periodic_targets=a.periodic, mixed_precision=a.mixed_precision,
         sampling=SamplingConfig.paper() if a.paper_sampling else SamplingConfig(),
     )
-    mcfg = NeSFConfig(num_species=1, vae=a.vae, positional_encoding_freqs=a.pe_freqs)
+    mcfg = NeSFConfig(num_species=1, vae=a.vae, positional_encoding_freqs=a.pe_freqs,
+                      positional_encoding_longest_wavelength_angstrom=a.pe_wavelength,
+                      positional_encoding_keep_input=a.pe_keep_input)
     res = train(tr, va, a.out, cfg, mcfg, resume=a.resume)
     h = res.history
     if h:
@@ -146,7 +155,7 @@ def _add_benchmark(sub) -> None:
     p.add_argument("--folds", type=int, default=20, help="YBCO13 folds to run (first N)")
     p.add_argument("--augment-n", type=int, default=2400, help="synthetic structures for icsg3d+synthetic")
     p.add_argument("--limit-train", type=int, default=None, help="first N training structures (smoke tests)")
-    p.add_argument("--pe-freqs", type=int, default=0, help="positional encoding frequencies (option; 0 = paper)")
+    _add_pe_args(p)
     p.add_argument("--periodic", action="store_true", help="periodic training targets and decoding (option)")
     p.add_argument("--data-root", default=None, help="default: $NESF_VIZ_DATA or ../shared/data")
     p.add_argument("--device", default="auto")
@@ -158,7 +167,9 @@ def _cmd_benchmark(a) -> int:
     cfg = ProtocolConfig(seeds=tuple(a.seeds), recipe=a.recipe, max_minutes=a.max_minutes, epochs=a.epochs,
                          decode=a.decode, eval_limit=a.eval_limit, probe_minutes=a.probe_minutes,
                          device=a.device, ybco13_folds=a.folds, augment_synthetic_n=a.augment_n,
-                         limit_train=a.limit_train, positional_encoding_freqs=a.pe_freqs, periodic=a.periodic)
+                         limit_train=a.limit_train, positional_encoding_freqs=a.pe_freqs, periodic=a.periodic,
+                         positional_encoding_longest_wavelength_angstrom=a.pe_wavelength,
+                         positional_encoding_keep_input=a.pe_keep_input)
     run_protocol(a.datasets, cfg, a.out, a.data_root)
     return 0
 

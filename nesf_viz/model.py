@@ -37,7 +37,12 @@ class NeSFConfig:
     position_field_channels: tuple[int, ...] = (256, 128, 128, 128, 128, 128, 128, 128)
     species_field_channels: tuple[int, ...] = (256, 128)
     positional_encoding_freqs: int = 0
-    """0 = off (paper). L > 0 replaces p by sin/cos(2^l * pi * p), l < L (reference 'nesf_pe': 10)."""
+    """0 = off (paper). L > 0 replaces p by sin/cos(2^l * 2 pi p / W), l < L (reference 'nesf_pe': 10)."""
+    positional_encoding_longest_wavelength_angstrom: float = 2.0
+    """W above. The reference's 2 A makes the encoding 2 A-periodic: points 2 A apart look identical
+    to the fields, which then cannot learn (measured). Use more than twice the box extent."""
+    positional_encoding_keep_input: bool = False
+    """Feed p itself beside its encoding (NeRF's convention; the reference drops it)."""
     vae: bool = False
     """Variational latent (mean, softplus variance); off in the paper's numbers."""
 
@@ -103,22 +108,32 @@ class Encoder(nn.Module):
 
 
 class PositionalEncoding(nn.Module):
-    """sin/cos(2^l * pi * p) for l < L, laid out (3, L, 2) -> 6L (reference 'nesf_pe')."""
+    """sin/cos(2^l * 2 pi p / W) for l < L, laid out (3, L, 2) -> 6L, optionally after p itself.
 
-    def __init__(self, freqs: int):
+    W = 2 A without p is the reference's 'nesf_pe' (sin/cos(2^l * pi * p)).
+    """
+
+    def __init__(self, freqs: int, longest_wavelength_angstrom: float = 2.0, keep_input: bool = False):
         super().__init__()
+        if freqs and not longest_wavelength_angstrom > 0:
+            raise ValueError(f"positional encoding wavelength must be > 0 A, got {longest_wavelength_angstrom}")
         self.freqs = freqs
-        self.register_buffer("scales", math.pi * 2.0 ** torch.arange(freqs, dtype=torch.float32), persistent=False)
+        self.keep_input = keep_input
+        scales = 2.0 * math.pi / longest_wavelength_angstrom * 2.0 ** torch.arange(freqs, dtype=torch.float64)
+        self.register_buffer("scales", scales.float(), persistent=False)
 
     @property
     def out_dim(self) -> int:
-        return 6 * self.freqs if self.freqs else 3
+        if not self.freqs:
+            return 3
+        return 6 * self.freqs + (3 if self.keep_input else 0)
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:
         if not self.freqs:
             return p
         x = p[:, :, None] * self.scales.to(p.dtype)  # (Q, 3, L)
-        return torch.stack([torch.sin(x), torch.cos(x)], -1).reshape(p.shape[0], -1)
+        enc = torch.stack([torch.sin(x), torch.cos(x)], -1).reshape(p.shape[0], -1)
+        return torch.cat([p, enc], 1) if self.keep_input else enc
 
 
 class FieldMLP(nn.Module):
@@ -128,9 +143,10 @@ class FieldMLP(nn.Module):
     `point_in` (p -> C0, no bias): z's part is computed once per crystal.
     """
 
-    def __init__(self, latent_dim: int, channels: tuple[int, ...], out_dim: int, pe_freqs: int = 0):
+    def __init__(self, latent_dim: int, channels: tuple[int, ...], out_dim: int,
+                 pe: PositionalEncoding | None = None):
         super().__init__()
-        self.pe = PositionalEncoding(pe_freqs)
+        self.pe = pe if pe is not None else PositionalEncoding(0)
         pdim = self.pe.out_dim
         self.latent_in = nn.Linear(latent_dim, channels[0])
         self.point_in = nn.Linear(pdim, channels[0], bias=False)
@@ -182,13 +198,15 @@ class NeSF(nn.Module):
         self.encoder = Encoder(config)
         self.length_head = _mlp([config.latent_dim, *config.lattice_head_channels, 3], bn=False)
         self.angle_head = _mlp([config.latent_dim, *config.lattice_head_channels, 3], bn=False)
-        self.position_net = FieldMLP(
-            config.latent_dim, config.position_field_channels, 3, config.positional_encoding_freqs
-        )
-        self.species_net = FieldMLP(
-            config.latent_dim, config.species_field_channels, config.num_species,
-            config.positional_encoding_freqs,
-        )
+        self.position_net = FieldMLP(config.latent_dim, config.position_field_channels, 3, self._pe(config))
+        self.species_net = FieldMLP(config.latent_dim, config.species_field_channels, config.num_species,
+                                    self._pe(config))
+
+    @staticmethod
+    def _pe(config: NeSFConfig) -> PositionalEncoding:
+        return PositionalEncoding(config.positional_encoding_freqs,
+                                  config.positional_encoding_longest_wavelength_angstrom,
+                                  config.positional_encoding_keep_input)
 
     # --- StructureFields protocol
     def latents(self, crystals: CrystalBatch) -> torch.Tensor:

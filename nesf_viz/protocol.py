@@ -125,14 +125,31 @@ class ProtocolConfig:
     """Use only the first N training structures of each task (smoke tests)."""
     positional_encoding_freqs: int = 0
     """Option: positional encoding of query points (the reference's nesf_pe uses 10)."""
+    positional_encoding_longest_wavelength_angstrom: float = 2.0
+    """Longest encoded wavelength (reference: 2 A, see NeSFConfig)."""
+    positional_encoding_keep_input: bool = False
+    """Feed the query point itself beside its encoding."""
     periodic: bool = False
     """Option: minimum-image training targets and periodic decoding."""
 
     @property
     def label(self) -> str:
         """Recipe name plus the options: the key of a row and of its run folder."""
-        return (self.recipe + (f"+pe{self.positional_encoding_freqs}" if self.positional_encoding_freqs else "")
-                + ("+periodic" if self.periodic else ""))
+        pe = ""
+        if self.positional_encoding_freqs:
+            pe = f"+pe{self.positional_encoding_freqs}"
+            if self.positional_encoding_longest_wavelength_angstrom != 2.0:
+                pe += f"w{self.positional_encoding_longest_wavelength_angstrom:g}"
+            if self.positional_encoding_keep_input:
+                pe += "+xyz"
+        return self.recipe + pe + ("+periodic" if self.periodic else "")
+
+    def model_config(self) -> NeSFConfig:
+        """The network: the paper's, with the positional-encoding option if asked for."""
+        return NeSFConfig(
+            num_species=1, positional_encoding_freqs=self.positional_encoding_freqs,
+            positional_encoding_longest_wavelength_angstrom=self.positional_encoding_longest_wavelength_angstrom,
+            positional_encoding_keep_input=self.positional_encoding_keep_input)
 
     def train_config(self, seed: int) -> TrainConfig:
         if self.recipe not in RECIPES:
@@ -322,7 +339,7 @@ def run_protocol(datasets: Sequence[str], cfg: ProtocolConfig, out_dir: str | Pa
     results_path = out / "results.json"
     state = json.loads(results_path.read_text()) if results_path.is_file() else {"runs": [], "skipped": {}}
     done = {(r["run"], r["seed"], r["recipe"]) for r in state["runs"]}
-    model_config = NeSFConfig(num_species=1, positional_encoding_freqs=cfg.positional_encoding_freqs)
+    model_config = cfg.model_config()
     for ds in datasets:
         try:
             tasks = make_tasks(ds, cfg, data_root)

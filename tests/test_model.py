@@ -5,7 +5,7 @@ from torch import nn
 from nesf_viz import NeSF
 from nesf_viz.data import CrystalBatch, SpeciesVocab
 from nesf_viz.errors import ShapeError, UnknownSpeciesError
-from nesf_viz.model import NeSFConfig
+from nesf_viz.model import NeSFConfig, PositionalEncoding
 
 from .conftest import random_crystals
 
@@ -34,10 +34,10 @@ def test_layer_order_linear_relu_batchnorm_last_plain():
 
 
 @pytest.mark.parametrize("train_mode", [True, False])
-@pytest.mark.parametrize("pe", [0, 4])
-def test_split_first_layer_equals_concatenated_form(train_mode, pe):
+@pytest.mark.parametrize("pe,keep", [(0, False), (4, False), (4, True)])
+def test_split_first_layer_equals_concatenated_form(train_mode, pe, keep):
     torch.manual_seed(0)
-    m = NeSF(num_species=7, positional_encoding_freqs=pe).double()
+    m = NeSF(num_species=7, positional_encoding_freqs=pe, positional_encoding_keep_input=keep).double()
     m.train(train_mode)
     if not train_mode:  # non-trivial running statistics
         for mod in m.modules():
@@ -49,6 +49,22 @@ def test_split_first_layer_equals_concatenated_form(train_mode, pe):
     idx = torch.randint(0, 5, (300,))
     for net in (m.position_net, m.species_net):
         torch.testing.assert_close(net(z, pts, idx), net.forward_concat(z, pts, idx), rtol=1e-12, atol=1e-12)
+
+
+def test_reference_positional_encoding_is_two_angstrom_periodic_and_the_long_wavelength_one_is_not():
+    # Why the reference's nesf_pe cannot learn the position field: sin/cos(2^l pi p) repeats every
+    # 2 A, so the fields see points 2 A apart as the same point.
+    p = torch.rand(200, 3, dtype=torch.float64) * 12 - 6
+    shifted = p + torch.tensor([2.0, -4.0, 6.0], dtype=torch.float64)
+    ref = PositionalEncoding(10).double()
+    torch.testing.assert_close(ref(p), ref(shifted), rtol=0, atol=1e-3)  # pi is stored in float32
+    torch.testing.assert_close(ref(p)[:, :2], torch.stack([torch.sin(torch.pi * p[:, 0]), torch.cos(torch.pi * p[:, 0])], 1))
+    long = PositionalEncoding(6, longest_wavelength_angstrom=32.0, keep_input=True).double()
+    assert long.out_dim == 39 and torch.equal(long(p)[:, :3], p)
+    # with W = 32 A the first frequency alone is one-to-one over a +-8 A box
+    assert (long(p)[:, 3:][:, ::12] - long(shifted)[:, 3:][:, ::12]).abs().amax(1).min() > 0.05
+    with pytest.raises(ValueError, match="wavelength"):
+        PositionalEncoding(4, longest_wavelength_angstrom=0.0)
 
 
 def test_encoder_is_permutation_invariant_and_lattice_heads_shape():
@@ -90,5 +106,6 @@ def test_species_outside_vocabulary_is_a_named_error():
 
 
 def test_config_round_trips_through_dict():
-    cfg = NeSFConfig(num_species=9, positional_encoding_freqs=10, vae=True)
+    cfg = NeSFConfig(num_species=9, positional_encoding_freqs=10, vae=True,
+                     positional_encoding_longest_wavelength_angstrom=32.0, positional_encoding_keep_input=True)
     assert NeSFConfig.from_dict(cfg.to_dict()) == cfg

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from nesf_viz import NeSF
 from nesf_viz.errors import DatasetError
 from nesf_viz.protocol import (PAPER, DatasetUnavailable, ProtocolConfig, _Prober, default_data_root,
                                make_tasks, markdown_table, run_protocol, summarize)
@@ -90,5 +92,10 @@ def test_options_name_their_rows_and_reach_training_and_decoding():
     assert cfg.label == "fast+pe10+periodic" and ProtocolConfig().label == "paper"
     assert cfg.train_config(3).periodic_targets and cfg.train_config(3).mixed_precision
     assert cfg.train_config(3).seed == 3 and cfg.decode_config().periodic
+    fixed = ProtocolConfig(recipe="fast", positional_encoding_freqs=6,
+                           positional_encoding_longest_wavelength_angstrom=32.0, positional_encoding_keep_input=True)
+    assert fixed.label == "fast+pe6w32+xyz"
+    net = NeSF(config=dataclasses.replace(fixed.model_config(), num_species=3))
+    assert net.position_net.point_in.in_features == 39
     with pytest.raises(ValueError, match="recipe"):
         ProtocolConfig(recipe="turbo").train_config(0)
