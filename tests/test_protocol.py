@@ -74,6 +74,20 @@ def test_tiny_protocol_run_writes_tables_curves_and_resumes(tmp_path, capsys):
     again = run_protocol(["synthetic"], cfg, out, data_root=tmp_path / "no-data")  # nothing left to do
     assert len(again["runs"]) == 1
     assert (out / "runs" / "fast" / "synthetic" / "seed0" / "best.pt").stat().st_mtime == mtime
+    assert run["metrics_periodic"] is False
+
+
+def test_periodic_option_is_scored_with_minimum_image_metrics(tmp_path, monkeypatch):
+    import nesf_viz.protocol as protocol
+
+    cfg = ProtocolConfig(recipe="fast", epochs=1, limit_train=8, eval_limit=2, decode="fast",
+                         probe_minutes=1000, device="cpu", periodic=True)
+    seen = []
+    real = protocol.metrics_of
+    monkeypatch.setattr(protocol, "metrics_of", lambda *a, **kw: seen.append(kw.get("periodic")) or real(*a, **kw))
+    (run,) = run_protocol(["synthetic"], cfg, tmp_path, data_root=tmp_path / "no-data")["runs"]
+    assert run["recipe"] == "fast+periodic" and run["metrics_periodic"] is True
+    assert seen and all(seen)  # test split, its symmetrised copy and the probe curve
 
 
 def test_table_shows_mean_std_and_the_papers_numbers():
