@@ -95,13 +95,14 @@ def spacegroup_recovery_pct(true: Sequence[Crystal], pred: Sequence[Crystal], sy
                             true_symprec_angstrom: float = 0.01) -> float:
     """Share (%) of decoded crystals whose space group equals the true one.
 
-    A decode only counts when it has the true reduced composition and a space group at all:
-    otherwise an empty or collapsed decode would "recover" every P1 crystal.
+    A decode only counts when it has the true composition (same atoms, same count) and a space
+    group at all: otherwise an empty, collapsed or miscounted decode would "recover" every P1
+    crystal (measured: 26 % "recovered" on carbon_24 with 99.5 % wrong atom counts).
     """
     if len(true) != len(pred):
         raise ValueError(f"{len(true)} true crystals but {len(pred)} decoded ones")
     if not true:
         return float("nan")
-    hits = [matchable(t, p) and spacegroup_number(t, true_symprec_angstrom) == spacegroup_number(p, symprec_angstrom)
+    hits = [t.num_atoms == p.num_atoms and matchable(t, p) and spacegroup_number(t, true_symprec_angstrom) == spacegroup_number(p, symprec_angstrom)
             for t, p in zip(true, pred)]
     return 100.0 * float(np.mean(hits))

@@ -70,6 +70,8 @@ def test_empty_or_wrong_decodes_never_recover_a_p1_crystal():
     empty = Crystal(np.zeros((0, 3)), np.zeros(0, dtype=np.int64), p1.lengths_angstrom, p1.angles_deg)
     wrong = Crystal(p1.positions_angstrom, np.array([8, 8, 26]), p1.lengths_angstrom, p1.angles_deg)
     flat = Crystal(p1.positions_angstrom, p1.atomic_numbers, (0.02, 0.1, 0.18), (4.0, 4.0, 4.0))
-    assert spacegroup_recovery_pct([p1], [p1]) == 100.0
-    for pred in (empty, wrong, flat):
+    extra = Crystal(np.vstack([p1.positions_angstrom, [[2.5, 2.5, 2.5], [0.5, 3.5, 4.0], [3.9, 2.0, 0.9]]]),
+                    np.array([8, 14, 26] * 2), p1.lengths_angstrom, p1.angles_deg)  # same reduced formula
+    assert spacegroup_number(extra) == 1 and spacegroup_recovery_pct([p1], [p1]) == 100.0
+    for pred in (empty, wrong, flat, extra):
         assert spacegroup_recovery_pct([p1], [pred]) == 0.0
