@@ -29,6 +29,7 @@ from nesf_viz.viz import (
     training_curves_figure,
     update_training_curves,
 )
+from nesf_viz.viz.figures import time_to_accuracy_figure
 from nesf_viz.viz import figures as figures_mod
 from nesf_viz.viz import scene as scene_mod
 
@@ -415,6 +416,28 @@ def test_training_curves_and_update():
 
     empty = training_curves_figure({})
     assert len(empty.data) == 0 and empty.layout.yaxis.type == "log"
+
+
+def test_time_to_accuracy_groups_folds_and_seeds_under_one_legend_entry():
+    def run(dataset, run_name, recipe, seed, scale):
+        return {"dataset": dataset, "run": run_name, "recipe": recipe, "seed": seed,
+                "history": {"seconds": [60.0, 60.0], "val_loss": [2.0 * scale, 1.0 * scale]},
+                "curve": [{"minutes": 1.0, "atom_count_error_pct": 50.0 * scale, "position_error_actual_A": 0.5,
+                           "species_error_actual_pct": None}]}
+    runs = [run("ybco13", f"ybco13-fold{i}", "fast", 0, 1 + i) for i in range(20)]
+    runs += [run("lcs6", "lcs6", "paper", 0, 1.0), run("lcs6", "lcs6", "fast", 0, 0.5)]
+    fig = time_to_accuracy_figure(runs)
+    assert len(fig.data) == 4 * len(runs)  # every run in every panel
+    legend = [t.name for t in fig.data if t.showlegend]
+    assert legend == ["ybco13 · fast (20 runs)", "lcs6 · paper", "lcs6 · fast"]
+    colors = {t.legendgroup: set() for t in fig.data}
+    for t in fig.data:
+        colors[t.legendgroup].add(t.line.color)
+    assert all(len(c) == 1 for c in colors.values()) and len(set.union(*colors.values())) == 3
+    loss = [t for t in fig.data if t.xaxis == "x" and t.legendgroup == "lcs6 · paper"][0]
+    assert list(loss.x) == [1.0, 2.0] and list(loss.y) == [2.0, 1.0]
+    species = [t for t in fig.data if t.xaxis == "x4"][0]
+    assert np.isnan(species.y[0])  # a missing probe value is a gap, not a zero
 
 
 def test_update_training_curves_on_figure_widget():

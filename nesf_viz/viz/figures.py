@@ -933,33 +933,42 @@ _TTA_PANELS = (("val_loss", "validation loss", True), ("atom_count_error_pct", "
 
 
 def time_to_accuracy_figure(runs: Sequence[Mapping[str, Any]], title: str | None = None) -> go.Figure:
-    """Validation loss and probe metrics against training wall-clock minutes, one colour per run.
+    """Validation loss and probe metrics against training wall-clock minutes.
 
-    runs: protocol records with 'run', 'seed', 'recipe', 'history' ({'seconds', 'val_loss'}) and
-    'curve' (list of {'minutes', 'atom_count_error_pct', 'position_error_actual_A',
-    'species_error_actual_pct'}: a fixed validation subset decoded at snapshots).
+    One colour and one legend entry per (dataset, recipe); its seeds and folds are lines of that
+    colour (20 YBCO13 folds stay one entry). runs: protocol records with 'dataset', 'run',
+    'seed', 'recipe', 'history' ({'seconds', 'val_loss'}) and 'curve' (list of {'minutes',
+    'atom_count_error_pct', 'position_error_actual_A', 'species_error_actual_pct'}: a fixed
+    validation subset decoded at snapshots).
     """
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=2, cols=2, subplot_titles=[p[1] for p in _TTA_PANELS],
                         horizontal_spacing=0.09, vertical_spacing=0.2)
-    for i, r in enumerate(runs):
-        name = f"{r['run']} · {r['recipe']} · seed {r['seed']}"
-        color = _label_color(name, i)
-        minutes = np.cumsum(np.asarray(r["history"]["seconds"], dtype=float)) / 60
-        curve = r.get("curve", [])
-        for j, (key, label, log) in enumerate(_TTA_PANELS):
-            if key == "val_loss":
-                x, y = minutes, np.asarray(r["history"]["val_loss"], dtype=float)
-            else:
-                x = np.array([c["minutes"] for c in curve], dtype=float)
-                y = np.array([np.nan if c[key] is None else c[key] for c in curve], dtype=float)
-            fig.add_trace(go.Scatter(
-                x=x, y=y, mode="lines" if key == "val_loss" else "lines+markers", name=name,
-                legendgroup=name, showlegend=j == 0, line=dict(color=color, width=2),
-                hovertemplate=f"{name}<br>%{{x:.1f}} min<br>{label}: %{{y:.4g}}<extra></extra>",
-            ), row=j // 2 + 1, col=j % 2 + 1)
-            fig.update_yaxes(type="log" if log else "linear", row=j // 2 + 1, col=j % 2 + 1)
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault(f"{r.get('dataset', r['run'])} · {r['recipe']}", []).append(r)
+    for i, (group, members) in enumerate(groups.items()):
+        color = PALETTE[i % len(PALETTE)]
+        legend = group + (f" ({len(members)} runs)" if len(members) > 1 else "")
+        for k, r in enumerate(members):
+            name = f"{r['run']} · {r['recipe']} · seed {r['seed']}"
+            minutes = np.cumsum(np.asarray(r["history"]["seconds"], dtype=float)) / 60
+            curve = r.get("curve", [])
+            for j, (key, label, log) in enumerate(_TTA_PANELS):
+                if key == "val_loss":
+                    x, y = minutes, np.asarray(r["history"]["val_loss"], dtype=float)
+                else:
+                    x = np.array([c["minutes"] for c in curve], dtype=float)
+                    y = np.array([np.nan if c[key] is None else c[key] for c in curve], dtype=float)
+                fig.add_trace(go.Scatter(
+                    x=x, y=y, mode="lines" if key == "val_loss" else "lines+markers", name=legend,
+                    legendgroup=group, showlegend=j == 0 and k == 0,
+                    line=dict(color=color, width=2 if len(members) == 1 else 1.2),
+                    marker=dict(size=5), opacity=1.0 if len(members) == 1 else 0.6,
+                    hovertemplate=f"{name}<br>%{{x:.1f}} min<br>{label}: %{{y:.4g}}<extra></extra>",
+                ), row=j // 2 + 1, col=j % 2 + 1)
+                fig.update_yaxes(type="log" if log else "linear", row=j // 2 + 1, col=j % 2 + 1)
     fig.update_xaxes(title_text="training wall-clock [min]", rangemode="tozero")
     _layout(fig, title or "Time to accuracy", height=820, width=1100)
     # legend below the panels, left-aligned: a right-hand legend squeezes four panels
