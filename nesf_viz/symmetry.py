@@ -103,6 +103,10 @@ def spacegroup_recovery_pct(true: Sequence[Crystal], pred: Sequence[Crystal], sy
         raise ValueError(f"{len(true)} true crystals but {len(pred)} decoded ones")
     if not true:
         return float("nan")
-    hits = [t.num_atoms == p.num_atoms and matchable(t, p) and spacegroup_number(t, true_symprec_angstrom) == spacegroup_number(p, symprec_angstrom)
-            for t, p in zip(true, pred)]
-    return 100.0 * float(np.mean(hits))
+    def hit(t: Crystal, p: Crystal) -> bool:
+        if t.num_atoms != p.num_atoms or not matchable(t, p):
+            return False
+        found = spacegroup_number(p, symprec_angstrom)
+        return found is not None and found == spacegroup_number(t, true_symprec_angstrom)
+
+    return 100.0 * float(np.mean([hit(t, p) for t, p in zip(true, pred)]))
