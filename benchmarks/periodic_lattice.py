@@ -8,7 +8,7 @@ lattice and with the true one (same fields, same crystals).
 A periodic decode wraps particles into the predicted cell, so an error in the cell moves or
 duplicates atoms near its faces; the non-periodic (paper) decode never uses the cell. If the
 atom counts recover with the true lattice, the cell is to blame, otherwise the field.
-With --dataset the protocol's held-out split of that dataset is used instead of the whole file.
+With --dataset the protocol's held-out split of that dataset (its first task) is decoded instead.
 """
 
 from __future__ import annotations
@@ -60,13 +60,13 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", default=None, help="the protocol's held-out split of this dataset")
     ap.add_argument("--limit", type=int, default=None)
     a = ap.parse_args(argv)
+    if not (a.data or a.dataset):
+        ap.error("give --data CSV or --dataset NAME")
     ck = load_checkpoint(a.checkpoint, "cpu")
     if a.dataset:
-        (task,) = make_tasks(a.dataset, ProtocolConfig())[:1]
-        crystals = list(task.test)
+        crystals = list(make_tasks(a.dataset, ProtocolConfig())[0].test)[: a.limit]
     else:
         crystals = load_crystals(a.data, limit=a.limit)
-    crystals = crystals[: a.limit] if a.limit else crystals
     config = DecodeConfig.fast(periodic=True)
     model = ck.model.eval()
     print("| lattice used for the periodic wrap | atoms err % | pos act Å (min. image) | spec act % |")

@@ -955,7 +955,7 @@ def time_to_accuracy_figure(runs: Sequence[Mapping[str, Any]], title: str | None
             name = f"{r['run']} · {r['recipe']} · seed {r['seed']}"
             minutes = np.cumsum(np.asarray(r["history"]["seconds"], dtype=float)) / 60
             curve = r.get("curve", [])
-            for j, (key, label, log) in enumerate(_TTA_PANELS):
+            for j, (key, label, _) in enumerate(_TTA_PANELS):
                 if key == "val_loss":
                     x, y = minutes, np.asarray(r["history"]["val_loss"], dtype=float)
                 else:
@@ -968,7 +968,8 @@ def time_to_accuracy_figure(runs: Sequence[Mapping[str, Any]], title: str | None
                     marker=dict(size=5), opacity=1.0 if len(members) == 1 else 0.6,
                     hovertemplate=f"{name}<br>%{{x:.1f}} min<br>{label}: %{{y:.4g}}<extra></extra>",
                 ), row=j // 2 + 1, col=j % 2 + 1)
-                fig.update_yaxes(type="log" if log else "linear", row=j // 2 + 1, col=j % 2 + 1)
+    for j, (_, _, log) in enumerate(_TTA_PANELS):
+        fig.update_yaxes(type="log" if log else "linear", row=j // 2 + 1, col=j % 2 + 1)
     fig.update_xaxes(title_text="training wall-clock [min]", rangemode="tozero")
     _layout(fig, title or "Time to accuracy", height=820, width=1100)
     # legend below the panels, left-aligned: a right-hand legend squeezes four panels
