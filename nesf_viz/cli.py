@@ -18,15 +18,56 @@ def _add_pe_args(p) -> None:
     p.add_argument("--pe-keep-input", action="store_true", help="feed the query point beside its encoding")
 
 
+RECIPE_HELP = ("paper: the paper (float32, batch 128, Adam 1e-3 halved every 640 epochs, 3200 epochs); "
+               "fast: paper + bf16 autocast + batch 64; bf16: paper + bf16 autocast; quick: the "
+               "time-to-accuracy recipe (bf16, batch 64, species weight 1, no encoder dropout, "
+               "subsampled queries, cosine schedule over 60 epochs; README 'The quick recipe')")
+
+
+def _add_recipe_args(p) -> None:
+    """The recipe and every ingredient as its own option (unset: the recipe's value)."""
+    from .train import RECIPES
+
+    p.add_argument("--recipe", choices=list(RECIPES), default="paper", help=RECIPE_HELP)
+    p.add_argument("--epochs", type=int, default=None, help="epochs (paper 3200, quick 60)")
+    p.add_argument("--batch-size", type=int, default=None, help="crystals per step (paper 128)")
+    p.add_argument("--lr", type=float, default=None, help="(peak) learning rate (paper 1e-3)")
+    p.add_argument("--lr-schedule", choices=["step", "cosine"], default=None,
+                   help="step: halved every 640 epochs (paper); cosine: warm-up, then cosine decay over --epochs")
+    p.add_argument("--warmup-epochs", type=float, default=None, help="cosine schedule: linear warm-up epochs")
+    p.add_argument("--species-weight", type=float, default=None, help="species loss weight (paper 0.1)")
+    p.add_argument("--encoder-dropout", type=float, default=None, help="encoder dropout (paper 0.3)")
+    p.add_argument("--global-queries", type=int, default=None,
+                   help="random global grid points per crystal and step (default: the whole grid)")
+    p.add_argument("--species-queries", type=int, default=None,
+                   help="random species-cube points per atom and step (default: all 216)")
+    p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast (~3x faster per step on a 2-core AVX512-BF16 CPU, same accuracy per epoch)")
+
+
+def _recipe_options(a) -> dict:
+    """The ingredients given on the command line beside --recipe and --epochs (unset ones left out)."""
+    given = {"batch_size": a.batch_size, "learning_rate": a.lr, "lr_schedule": a.lr_schedule,
+             "warmup_epochs": a.warmup_epochs, "species_loss_weight": a.species_weight,
+             "encoder_dropout": a.encoder_dropout, "global_queries_per_crystal": a.global_queries,
+             "species_queries_per_atom": a.species_queries, "mixed_precision": a.mixed_precision}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _train_config(a, **extra):
+    from .train import make_train_config
+
+    return make_train_config(a.recipe, epochs=a.epochs, **_recipe_options(a), **extra)
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train NeSF on crystals")
     p.add_argument("--train", required=True, help="CSV with a cif column, a CIF folder, or 'synthetic[:N]'")
     p.add_argument("--val", required=True, help="validation data (same forms as --train)")
     p.add_argument("--out", required=True, help="output folder for last.pt / best.pt")
-    p.add_argument("--epochs", type=int, default=3200)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--patience", type=int, default=400, help="early stopping patience (epochs); 0 = off")
+    _add_recipe_args(p)
+    p.add_argument("--patience", type=int, default=None,
+                   help="early stopping patience in epochs (paper 400; quick: off); 0 = off")
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -37,7 +78,6 @@ def _add_train(sub) -> None:
     _add_pe_args(p)
     p.add_argument("--periodic", action="store_true", help="minimum-image ground-truth fields (option)")
     p.add_argument("--paper-sampling", action="store_true", help="the paper's 0.5 A sigmas instead of the reference code's")
-    p.add_argument("--mixed-precision", action="store_true", help="bfloat16 autocast (option; ~3x faster per step on a 2-core AVX512-BF16 CPU, same accuracy per epoch)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures (counted) instead of stopping")
 
 
@@ -45,20 +85,24 @@ def _cmd_train(a) -> int:
     from .data import load_crystals
     from .model import NeSFConfig
     from .sampling import SamplingConfig
-    from .train import TrainConfig, train
+    from .train import train
 
     on_error = "skip" if a.skip_bad else "raise"
     tr = load_crystals(a.train, "train", not a.keep_cell, on_error, limit=a.limit, seed=a.seed)
     va = load_crystals(a.val, "val", not a.keep_cell, on_error, seed=a.seed)
-    cfg = TrainConfig(
-        epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr,
-        early_stopping_patience_epochs=a.patience or None, seed=a.seed, device=a.device,
-        max_minutes=a.max_minutes, periodic_targets=a.periodic, mixed_precision=a.mixed_precision,
-        sampling=SamplingConfig.paper() if a.paper_sampling else SamplingConfig(),
-    )
+    paper_sigmas = SamplingConfig.paper()
+    cfg = _train_config(
+        a, seed=a.seed, device=a.device, max_minutes=a.max_minutes, periodic_targets=a.periodic or None,
+        local_sigma_angstrom=paper_sigmas.local_sigma_angstrom if a.paper_sampling else None,
+        species_sigma_angstrom=paper_sigmas.species_sigma_angstrom if a.paper_sampling else None)
+    if a.patience is not None:
+        cfg = dataclasses.replace(cfg, early_stopping_patience_epochs=a.patience or None)
     mcfg = NeSFConfig(num_species=1, vae=a.vae, positional_encoding_freqs=a.pe_freqs,
                       positional_encoding_longest_wavelength_angstrom=a.pe_wavelength,
                       positional_encoding_keep_input=a.pe_keep_input)
+    print(f"recipe {a.recipe}: {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.learning_rate:g} "
+          f"({cfg.lr_schedule}), species weight {cfg.species_loss_weight:g}, "
+          f"{'bf16' if cfg.mixed_precision else 'float32'}" + (f", budget {cfg.max_minutes:g} min" if cfg.max_minutes else ""))
     res = train(tr, va, a.out, cfg, mcfg, resume=a.resume)
     h = res.history
     if h:
@@ -110,17 +154,21 @@ def _cmd_evaluate(a) -> int:
 
 
 def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the main job on the embedded data: train, decode, report")
-    p.add_argument("--out", default="out/demo")
-    p.add_argument("--minutes", type=float, default=3.0, help="training budget")
-    p.add_argument("--n", type=int, default=600, help="synthetic structures in total")
+    p = sub.add_parser("demo", help="the main job on the embedded data: a short training run and the "
+                                    "shipped model, both decoded on held-out crystals, and a report")
+    p.add_argument("--out", default="out/demo", help="report.html, checkpoint/, decoded/ CIFs")
+    p.add_argument("--minutes", type=float, default=2.0, help="budget of the short training run")
+    p.add_argument("--n-train", type=int, default=480, help="embedded training crystals of the short run")
+    p.add_argument("--n-test", type=int, default=48, help="held-out test crystals decoded by both models")
+    p.add_argument("--checkpoint", default=None, help="the converged model to show (default: the shipped one)")
     p.add_argument("--device", default="auto")
 
 
 def _cmd_demo(a) -> int:
     from .report import run_demo
 
-    run_demo(a.out, minutes=a.minutes, n_total=a.n, device=a.device)
+    run_demo(a.out, minutes=a.minutes, n_train=a.n_train, n_test=a.n_test, device=a.device,
+             checkpoint=a.checkpoint)
     return 0
 
 
@@ -145,10 +193,8 @@ def _add_benchmark(sub) -> None:
     p.add_argument("--datasets", nargs="+", default=["lcs6"], choices=DATASETS)
     p.add_argument("--out", default="out/benchmark", help="results.md, results.json, time_to_accuracy.html, runs/")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--recipe", choices=["paper", "fast", "bf16"], default="paper",
-                   help="paper: float32, batch 128; fast: bf16 autocast, batch 64; bf16: paper + bf16 autocast")
+    _add_recipe_args(p)
     p.add_argument("--max-minutes", type=float, default=None, help="training budget per run (CPU budget mode)")
-    p.add_argument("--epochs", type=int, default=None, help="override the recipe's 3200 epochs")
     p.add_argument("--decode", choices=["paper", "fast"], default="paper", help="decoder for the held-out split")
     p.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N held-out crystals")
     p.add_argument("--probe-minutes", type=float, default=2.0, help="time-to-accuracy snapshot interval")
@@ -165,6 +211,7 @@ def _cmd_benchmark(a) -> int:
     from .protocol import ProtocolConfig, run_protocol
 
     cfg = ProtocolConfig(seeds=tuple(a.seeds), recipe=a.recipe, max_minutes=a.max_minutes, epochs=a.epochs,
+                         train_options=tuple(sorted(_recipe_options(a).items())),
                          decode=a.decode, eval_limit=a.eval_limit, probe_minutes=a.probe_minutes,
                          device=a.device, ybco13_folds=a.folds, augment_synthetic_n=a.augment_n,
                          limit_train=a.limit_train, positional_encoding_freqs=a.pe_freqs, periodic=a.periodic,

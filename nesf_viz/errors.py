@@ -49,3 +49,7 @@ class CellTooLargeWarning(UserWarning):
 
 class SkippedStructuresWarning(UserWarning):
     """Some structures were skipped while reading (on_error='skip')."""
+
+
+class ConfigError(NeSFError, ValueError):
+    """A configuration value that cannot work (the message names the field and what to give)."""

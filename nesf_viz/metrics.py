@@ -38,6 +38,8 @@ __all__ = [
     "crystal_errors",
     "paper_metrics",
     "match_metrics",
+    "CrystalVerdict",
+    "crystal_verdicts",
     "matchable",
 ]
 
@@ -242,3 +244,61 @@ def match_metrics(
         match_rate_pct=100.0 * len(rms) / n if n else float("nan"),
         rmse=float(np.mean(rms)) if rms else float("nan"),
     )
+
+
+def _formula(atomic_numbers) -> str:
+    from pymatgen.core import Composition, Element
+
+    z = [int(x) for x in atomic_numbers]
+    if not z:
+        return "(no atoms)"
+    return Composition({Element.from_Z(k): z.count(k) for k in set(z)}).reduced_formula
+
+
+@dataclass(frozen=True)
+class CrystalVerdict:
+    """How right one decoded crystal is: what a person checks first, in one row."""
+
+    id: str
+    true_formula: str
+    decoded_formula: str
+    true_atoms: int
+    decoded_atoms: int
+    composition_right: bool
+    """Same reduced composition (elements and their ratios)."""
+    matched: bool | None
+    """StructureMatcher (CDVAE tolerances) says it is the same crystal (None: not computed)."""
+    position_error_A: float
+    """The paper's actual position error of this crystal: mean over its true atoms of the
+    distance to the nearest decoded atom (inf with no decoded atom)."""
+    species_error_pct: float
+    """Share of its true atoms whose nearest decoded atom has another element."""
+    length_mae_A: float
+    angle_mae_deg: float
+
+    @property
+    def right(self) -> bool:
+        """Decoded correctly: atom count and composition right, and matched when that was computed."""
+        return (self.composition_right and self.true_atoms == self.decoded_atoms
+                and self.matched is not False)
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"right": self.right}
+
+
+def crystal_verdicts(true: Sequence[Crystal], pred, match: bool = True) -> list[CrystalVerdict]:
+    """One `CrystalVerdict` per (true, decoded) pair; `pred` is a DecodeResult or Crystals."""
+    out = []
+    for t, p in _pairs(true, pred):
+        e = crystal_errors(t, p)
+        comp = _reduced_composition(t.atomic_numbers) == _reduced_composition(p.atomic_numbers)
+        matched = None
+        if match:
+            matched = match_metrics([t], [p]).n_matched == 1
+        out.append(CrystalVerdict(
+            id=t.id, true_formula=_formula(t.atomic_numbers), decoded_formula=_formula(p.atomic_numbers),
+            true_atoms=t.num_atoms, decoded_atoms=len(p.atomic_numbers), composition_right=comp,
+            matched=matched, position_error_A=float(e.distance_actual.mean()) if t.num_atoms else 0.0,
+            species_error_pct=100.0 * float(e.species_wrong_actual.mean()) if t.num_atoms else 0.0,
+            length_mae_A=float(e.length_abs_error.mean()), angle_mae_deg=float(e.angle_abs_error.mean())))
+    return out

@@ -34,7 +34,7 @@ from .errors import DatasetError
 from .model import NeSFConfig
 from .evaluate import decode_crystals, metrics_of
 from .symmetry import spacegroup_recovery_pct, symmetrize
-from .train import TrainConfig, load_checkpoint, resolve_device, train
+from .train import RECIPES, TrainConfig, load_checkpoint, make_train_config, resolve_device, train
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,6 @@ __all__ = ["DATASETS", "RECIPES", "PAPER", "Task", "ProtocolConfig", "DatasetUna
 
 DATASETS = ("lcs6", "icsg3d", "icsg3d+synthetic", "ybco13", "perov_5", "carbon_24", "synthetic")
 
-RECIPES = {
-    "paper": TrainConfig(),
-    # bf16 autocast (4.9x float32 per step on this CPU) and the reference config's batch of 64
-    # (twice the updates per epoch, which is what matters when the budget is minutes)
-    "fast": TrainConfig(mixed_precision=True, batch_size=64),
-    # the paper's recipe with only bf16 changed: isolates what bf16 does to accuracy
-    "bf16": TrainConfig(mixed_precision=True),
-}
 
 # The paper's Table 1 (ICSG3D, mean, std over 10 seeds) and CDVAE's recalled reconstruction numbers.
 PAPER: dict[str, dict[str, tuple[float, float | None]]] = {
@@ -104,11 +96,14 @@ class ProtocolConfig:
 
     seeds: tuple[int, ...] = (0,)
     recipe: str = "paper"
-    """'paper', 'fast' or 'bf16' (see RECIPES)."""
+    """A name of `train.RECIPES`: 'paper', 'fast', 'bf16' or 'quick'."""
     max_minutes: float | None = None
     """Training budget per run (CPU budget mode); None: the recipe's epochs and early stopping."""
     epochs: int | None = None
     """Override the recipe's epochs."""
+    train_options: tuple[tuple[str, object], ...] = ()
+    """Ingredients on top of the recipe, as (TrainConfig or SamplingConfig field, value) pairs;
+    named in the row label."""
     decode: str = "paper"
     """Decoder for the held-out split: 'paper' (DecodeConfig()) or 'fast' (DecodeConfig.fast())."""
     eval_limit: int | None = None
@@ -142,7 +137,8 @@ class ProtocolConfig:
                 pe += f"w{self.positional_encoding_longest_wavelength_angstrom:g}"
             if self.positional_encoding_keep_input:
                 pe += "+xyz"
-        return self.recipe + pe + ("+periodic" if self.periodic else "")
+        opts = "".join(f"+{k}={v}" for k, v in self.train_options)
+        return self.recipe + opts + pe + ("+periodic" if self.periodic else "")
 
     def model_config(self) -> NeSFConfig:
         """The network: the paper's, with the positional-encoding option if asked for."""
@@ -152,11 +148,9 @@ class ProtocolConfig:
             positional_encoding_keep_input=self.positional_encoding_keep_input)
 
     def train_config(self, seed: int) -> TrainConfig:
-        if self.recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}")
-        base = RECIPES[self.recipe]
-        return dataclasses.replace(base, seed=seed, device=self.device, max_minutes=self.max_minutes,
-                                   epochs=self.epochs or base.epochs, periodic_targets=self.periodic)
+        return make_train_config(self.recipe, **dict(self.train_options), epochs=self.epochs, seed=seed,
+                                 device=self.device, max_minutes=self.max_minutes,
+                                 periodic_targets=self.periodic)
 
     def decode_config(self) -> DecodeConfig:
         if self.decode not in ("paper", "fast"):

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from .data import Crystal, CrystalBatch, SpeciesVocab, load_crystals
-from .decode import decode
-from .evaluate import format_table, run_evaluate
+from .decode import DecodeResult, decode
 from .hooks import TrajectoryRecorder
 from .train import Checkpoint, TrainConfig, load_checkpoint, resolve_device, train
 
@@ -46,57 +45,103 @@ def _slice_arrays(model, z: torch.Tensor, row: int, crystal: Crystal, step: floa
     )
 
 
+def _right_and_wrong(test: Sequence[Crystal], verdicts: dict[str, list], decoded: dict[str, list]):
+    """(title, original, decoded) of one crystal decoded right and one decoded wrong, preferring
+    the same crystal under two models; empty where every decode is right (or wrong)."""
+    names = list(verdicts)
+    for i in range(len(test)):
+        ok = [n for n in names if verdicts[n][i].right and decoded[n][i] is not None]
+        bad = [n for n in names if not verdicts[n][i].right and decoded[n][i] is not None]
+        if ok and bad:
+            return [(f"{ok[0]}: decoded right", i, ok[0]), (f"{bad[0]}: decoded wrong", i, bad[0])]
+    picks = []
+    for want, label in ((True, "decoded right"), (False, "decoded wrong")):
+        hit = next(((n, i) for n in reversed(names) for i in range(len(test))
+                    if verdicts[n][i].right == want and decoded[n][i] is not None), None)
+        if hit:
+            picks.append((f"{hit[0]}: {label}", hit[1], hit[0]))
+    return picks
+
+
 def build_report(
     ckpt: Checkpoint,
     test: Sequence[Crystal],
     out_html: str | Path,
     metrics_text: str,
-    n_show: int = 3,
+    n_show: int = 1,
     device: str = "cpu",
+    results: dict[str, DecodeResult] | None = None,
+    short_history: dict | None = None,
+    verdicts: dict[str, list] | None = None,
 ) -> Path:
-    """Write the standalone HTML report for a checkpoint and its test crystals."""
+    """Write the standalone HTML report: per-crystal verdicts of each model's decode of `test`
+    (`results`: model name -> DecodeResult; default: `ckpt` with the fast decoder), metrics,
+    training curves, and `ckpt` decoding its first test crystal step by step."""
+    from .decode import DecodeConfig
+    from .evaluate import decode_crystals
+    from .metrics import crystal_verdicts
     from .viz import figures as F
 
     dev = resolve_device(device)
     model = ckpt.model.to(dev).eval()
+    if results is None:
+        results = {"model": decode_crystals(test, fields=model, box=ckpt.box, vocab=ckpt.vocab,
+                                            config=DecodeConfig.fast(), device=dev, progress=False)}
+    if verdicts is None:
+        verdicts = {name: crystal_verdicts(test, res) for name, res in results.items()}
     show = list(test[:n_show])
     batch = CrystalBatch.from_crystals(show, ckpt.vocab, device=dev)
     rec = TrajectoryRecorder(every=4, max_particles=1500, seed=0)
     result = decode(model, batch, box=ckpt.box, vocab=ckpt.vocab, hooks=[rec])
     with torch.no_grad():
         z = model.latents(batch)
-    originals = batch.to_structures(ckpt.vocab)
-    decoded = result.to_structures(strict=False)
 
-    figs: list[tuple[str, object]] = [("Training curves", F.training_curves_figure(ckpt.history, "Training and validation loss"))]
-    lengths, angles = rec.lattice(0)
+    figs: list[tuple[str, object]] = []
+    pairs = []
+    decoded_by_model = {name: res.to_structures(strict=False) for name, res in results.items()}
+    originals = [c.to_structure() for c in test]
+    for label, i, name in _right_and_wrong(test, verdicts, decoded_by_model):
+        v = verdicts[name][i]
+        pairs.append((f"{label} — {test[i].id}: {v.true_formula} decoded as {v.decoded_formula}, "
+                      f"position error {v.position_error_A:.3f} Å",
+                      F.compare_figure(originals[i], decoded_by_model[name][i], title=f"{test[i].id} · {name}")))
+    if short_history:
+        figs.append(("Training curves of the short run (quick recipe)",
+                     F.training_curves_figure(short_history, "Short run: training and validation loss")))
+    figs.append(("Training curves of the shipped model", F.training_curves_figure(ckpt.history, "Shipped model")))
     cl = rec.clusters(0)
-    figs.append(("Particles flowing along the learned position field (crystal 1)",
+    figs.append(("Particles flowing along the learned position field (shipped model, crystal 1)",
                  F.particle_animation(rec.positions(0), rec.norms(0), atoms=show[0].positions_angstrom,
                                       kept=rec.kept(0), step_labels=[f"move {s}" for s in rec.steps],
                                       title=f"{show[0].id}: particles moving to atoms")))
-    figs.append(("Clusters formed by non-max suppression (crystal 1)",
+    figs.append(("Clusters formed by non-max suppression (shipped model, crystal 1)",
                  F.cluster_figure(rec.positions(0)[-1], cl.cluster_id, cl.centres, cl.counts, rec.kept(0),
                                   result.config.nms_radius_angstrom, atoms=show[0].positions_angstrom,
                                   title=f"{show[0].id}: NMS clusters")))
-    figs.append(("Learned position field, slice through the first atom (crystal 1)",
-                 F.field_slice_figure(**_slice_arrays(model, z, 0, show[0]), title=f"{show[0].id}: |f_p| and in-plane vectors")))
-    for i, (o, d) in enumerate(zip(originals, decoded)):
-        if d is None:
-            continue
-        figs.append((f"Original vs decoded: {show[i].id}", F.compare_figure(o, d, title=f"{show[i].id}")))
+    figs.append(("Learned position field, slice through the first atom (shipped model, crystal 1)",
+                 F.field_slice_figure(**_slice_arrays(model, z, 0, show[0]),
+                                      title=f"{show[0].id}: |f_p| and in-plane vectors")))
 
+    summary = "".join(f"<li><b>{html.escape(n)}</b>: {html.escape(_verdict_summary(v))}</li>"
+                      for n, v in verdicts.items())
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>NeSF report</title>",
         "<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}"
-        "pre{background:#f6f8fa;padding:1em;border-radius:6px}h2{margin-top:2em}</style></head><body>",
+        "pre{background:#f6f8fa;padding:1em;border-radius:6px}h2{margin-top:2em}"
+        "td,th{font-size:13px}</style></head><body>",
         "<h1>Neural Structure Fields — demo report</h1>",
-        f"<p>Model: {ckpt.model.num_parameters():,} parameters, {len(ckpt.vocab)} species, trained "
-        f"{ckpt.epoch} epochs. Test crystals: {len(test)}.</p>",
-        "<h2>Paper metrics on the test split</h2>",
+        f"<p>Held-out test crystals: {len(test)} (never trained on). Network: "
+        f"{ckpt.model.num_parameters():,} parameters, {len(ckpt.vocab)} species.</p>",
+        f"<h2>How right each model is</h2><ul>{summary}</ul>",
+        "<h2>Paper metrics on the held-out crystals (fast decoder)</h2>",
         f"<pre>{html.escape(metrics_text)}</pre>",
     ]
     first = True
+    for title, fig in pairs:
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append(fig.to_html(full_html=False, include_plotlyjs="inline" if first else False))
+        first = False
+    parts.append("<h2>Every crystal</h2>" + _verdict_rows(verdicts))
     for title, fig in figs:
         parts.append(f"<h2>{html.escape(title)}</h2>")
         parts.append(fig.to_html(full_html=False, include_plotlyjs="inline" if first else False))
@@ -108,26 +153,115 @@ def build_report(
     return out_html
 
 
-def run_demo(out: str | Path = "out/demo", minutes: float = 3.0, n_total: int = 600,
-             device: str = "auto", seed: int = 0) -> dict:
-    """Train a small NeSF on the embedded data within `minutes`, decode its test split, report."""
+def _verdict_rows(verdicts_by_model: dict[str, list]) -> str:
+    """HTML table: one row per crystal, per model its decoded formula, composition, match, error."""
+    names = list(verdicts_by_model)
+    first = verdicts_by_model[names[0]]
+    head = "<tr><th>crystal</th><th>true</th>" + "".join(
+        f"<th>{html.escape(n)}: decoded</th><th>composition</th><th>StructureMatcher</th><th>position error</th>"
+        for n in names) + "</tr>"
+    yes, no = "<td style='color:#1a7f37'>right</td>", "<td style='color:#cf222e'><b>wrong</b></td>"
+    rows = []
+    for i, v0 in enumerate(first):
+        cells = [f"<td>{html.escape(v0.id)}</td><td>{html.escape(v0.true_formula)} ({v0.true_atoms})</td>"]
+        for n in names:
+            v = verdicts_by_model[n][i]
+            cells.append(f"<td>{html.escape(v.decoded_formula)} ({v.decoded_atoms})</td>"
+                         + (yes if v.composition_right and v.true_atoms == v.decoded_atoms else no)
+                         + ("<td>–</td>" if v.matched is None else (yes if v.matched else no))
+                         + f"<td>{v.position_error_A:.3f} Å</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return ("<table style='border-collapse:collapse' border='1' cellpadding='4'>" + head
+            + "".join(rows) + "</table>")
+
+
+def _side_by_side(metrics_by_model: dict[str, dict]) -> str:
+    """Plain-text table: metrics (rows) x models (columns)."""
+    names = list(metrics_by_model)
+    keys = list(next(iter(metrics_by_model.values())))
+    width = max(len(k) for k in keys)
+    cols = [max(len(n), 12) for n in names]
+    lines = [" " * width + "  " + "  ".join(n.rjust(w) for n, w in zip(names, cols))]
+    for k in keys:
+        vals = []
+        for n, w in zip(names, cols):
+            v = metrics_by_model[n][k]
+            txt = "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else (
+                f"{v:.4g}" if isinstance(v, float) else str(v))
+            vals.append(txt.rjust(w))
+        lines.append(f"{k:<{width}}  " + "  ".join(vals))
+    return "\n".join(lines)
+
+
+def _verdict_summary(verdicts) -> str:
+    n = len(verdicts)
+    right = sum(v.right for v in verdicts)
+    comp = sum(v.composition_right for v in verdicts)
+    matched = sum(bool(v.matched) for v in verdicts)
+    return (f"{right}/{n} decoded right (atom count, composition and StructureMatcher); "
+            f"composition right {comp}/{n}, StructureMatcher {matched}/{n}")
+
+
+def run_demo(out: str | Path = "out/demo", minutes: float = 2.0, n_train: int = 480, n_test: int = 48,
+             device: str = "auto", seed: int = 0, checkpoint: str | Path | None = None) -> dict:
+    """The main job: a short quick-recipe training (does training work?) and the shipped,
+    converged checkpoint (does NeSF work?), both decoded on held-out embedded crystals.
+
+    Both models are scored on the first `n_test` crystals of the embedded test split, which
+    neither was trained on; the report puts their metrics side by side, gives a per-crystal
+    table, shows a crystal decoded right next to one decoded wrong, and the decoded CIFs are
+    written to `out/decoded/<model>/`. Returns the short-trained model's metrics.
+    """
+    from .assets import default_checkpoint_path
+    from .decode import DecodeConfig
+    from .evaluate import decode_crystals, metrics_of
+    from .metrics import crystal_verdicts
+
     out = Path(out)
-    splits = {s: load_crystals(f"synthetic:{n_total}", s, seed=seed) for s in ("train", "val", "test")}
-    print(f"embedded data: {', '.join(f'{k} {len(v)}' for k, v in splits.items())} cubic-prototype crystals")
+    dev = resolve_device(device)
+    shipped_path = Path(checkpoint) if checkpoint is not None else default_checkpoint_path()
+    shipped = load_checkpoint(shipped_path, dev)
+    # the shipped model's own splits: its test crystals were never trained on by either model
+    tr = load_crystals("synthetic", "train")[:n_train]
+    va = load_crystals("synthetic", "val")[: max(n_train // 8, 2)]
+    test = load_crystals("synthetic", "test")[:n_test]
+    print(f"embedded data: {len(tr)} train / {len(va)} val crystals for the short run; "
+          f"{len(test)} held-out test crystals for both models")
+    epochs = max(int(minutes * 12), 1)  # ~5 s an epoch of 480 crystals here; the budget caps it anyway
+    print(f"[1/3] training a small NeSF with the quick recipe for at most {minutes:g} min "
+          "(a short run: it shows that training works, not a converged model)")
     t0 = time.perf_counter()
-    # the generator's own element list: every split's elements get a class
-    vocab = SpeciesVocab.from_crystals([c for v in splits.values() for c in v])
-    train(splits["train"], splits["val"], out / "checkpoint",
-          TrainConfig(batch_size=32, max_minutes=minutes, early_stopping_patience_epochs=None,
-                      seed=seed, device=device), vocab=vocab)
-    ckpt = load_checkpoint(out / "checkpoint" / "best.pt", resolve_device(device))
-    print(f"trained {ckpt.epoch} epochs in {time.perf_counter() - t0:.0f} s")
-    test = splits["test"]
-    # the same decode + metrics as `nesf-viz evaluate` (prints the table)
-    m = run_evaluate("synthetic test split", checkpoint=out / "checkpoint" / "best.pt", fields="learned",
-                     device=device, crystals=test)
-    text = format_table(m)
-    report = build_report(ckpt, test, out / "report.html", text, device=device)
+    train(tr, va, out / "checkpoint",
+          TrainConfig.quick(epochs=epochs, max_minutes=minutes, seed=seed, device=device),
+          vocab=shipped.vocab)
+    short = load_checkpoint(out / "checkpoint" / "best.pt", dev)
+    print(f"      trained {short.epoch} epochs in {time.perf_counter() - t0:.0f} s")
+
+    print(f"[2/3] decoding {len(test)} held-out crystals with both models (fast decoder)")
+    models = {f"short run ({short.epoch} epochs)": short,
+              f"shipped ({shipped.epoch} epochs)": shipped}
+    metrics, verdicts, results = {}, {}, {}
+    for name, ck in models.items():
+        res = decode_crystals(test, fields=ck.model, box=ck.box, vocab=ck.vocab, config=DecodeConfig.fast(),
+                              device=dev, progress=False)
+        results[name] = res
+        metrics[name] = metrics_of(test, res, match=True)
+        verdicts[name] = crystal_verdicts(test, res)
+        folder = out / "decoded" / ("short" if name.startswith("short") else "shipped")
+        folder.mkdir(parents=True, exist_ok=True)
+        for c, st in zip(test, res.to_structures(strict=False)):
+            if st is not None:
+                st.to(filename=str(folder / f"{c.id or 'crystal'}.cif"))
+    text = _side_by_side(metrics)
+    print(text)
+    for name, v in verdicts.items():
+        print(f"  {name}: {_verdict_summary(v)}")
+    print(f"      decoded CIFs: {(out / 'decoded').resolve()}/{{short,shipped}}/")
+
+    print("[3/3] writing the report")
+    report = build_report(shipped, test, out / "report.html", text, device=device, results=results,
+                          short_history=short.history, verdicts=verdicts)
     print(f"\nreport: {report.resolve()}\n  open it in a browser (standalone, works offline)")
     print("notebooks: `make lab` starts JupyterLab on notebooks/ (01_concept ... 05_benchmark)")
+    m = metrics[next(iter(metrics))]
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}

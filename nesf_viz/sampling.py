@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .data import BoundingBox, CrystalBatch
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,18 @@ class SamplingConfig:
     """Species cube around each atom (6 per axis; the paper says 0.5 A)."""
     species_sigma_angstrom: float = 0.05
     """Paper: 0.5."""
+    global_queries_per_crystal: int | None = None
+    """Option: a fresh random subset of this many global grid points per crystal and step
+    (None: the whole grid, as the paper). The grid's points are largely redundant step to step."""
+    species_queries_per_atom: int | None = None
+    """Option: a fresh random subset of this many species-cube points per atom and step
+    (None: all 216, as the paper)."""
+
+    def __post_init__(self) -> None:
+        for name in ("global_queries_per_crystal", "species_queries_per_atom"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ConfigError(f"{name} must be a positive integer or None (all points), got {v!r}")
 
     @classmethod
     def paper(cls) -> "SamplingConfig":
@@ -61,13 +74,24 @@ def box_grid(box: BoundingBox, step: float, margin: float) -> torch.Tensor:
     return torch.stack([x.flatten() for x in g], 1)
 
 
+def _random_subset(rows: int, of: int, keep: int, generator: torch.Generator | None) -> torch.Tensor:
+    """(rows, keep) indices, each row a uniform random subset of range(of) without repeats."""
+    return torch.rand(rows, of, generator=generator).argsort(1)[:, :keep]
+
+
 def global_queries(
-    crystals: CrystalBatch, grid: torch.Tensor, sigma: float, generator: torch.Generator | None
+    crystals: CrystalBatch, grid: torch.Tensor, sigma: float, generator: torch.Generator | None,
+    per_crystal: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same (G, 3) grid for every crystal, each point jittered independently."""
+    """The (G, 3) grid for every crystal (or a random subset of `per_crystal` of its points),
+    each point jittered independently."""
     b, g = crystals.num_crystals, grid.shape[0]
     dt, dev = crystals.positions.dtype, crystals.device
-    pts = grid.to(dev, dt).expand(b, g, 3).reshape(-1, 3)
+    if per_crystal is not None and per_crystal < g:
+        pts = grid.to(dt)[_random_subset(b, g, per_crystal, generator)].reshape(-1, 3).to(dev)
+        g = per_crystal
+    else:
+        pts = grid.to(dev, dt).expand(b, g, 3).reshape(-1, 3)
     if sigma > 0:
         pts = pts + sigma * torch.randn(pts.shape, generator=generator, dtype=dt, device="cpu").to(dev)
     index = torch.arange(b, device=dev).repeat_interleave(g)
@@ -75,14 +99,22 @@ def global_queries(
 
 
 def local_queries(
-    crystals: CrystalBatch, offsets: torch.Tensor, sigma: float, generator: torch.Generator | None
+    crystals: CrystalBatch, offsets: torch.Tensor, sigma: float, generator: torch.Generator | None,
+    per_atom: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A (K, 3) offset cube around every atom, jittered; index = the atom's crystal."""
+    """A (K, 3) offset cube around every atom (or a random subset of `per_atom` of its points per
+    atom), jittered; index = the atom's crystal."""
     dt, dev = crystals.positions.dtype, crystals.device
-    pts = (crystals.positions[:, None, :] + offsets.to(dev, dt)[None]).reshape(-1, 3)
+    n, k = crystals.positions.shape[0], offsets.shape[0]
+    if per_atom is not None and per_atom < k:
+        off = offsets.to(dt)[_random_subset(n, k, per_atom, generator)].to(dev)  # (N, K', 3)
+        k = per_atom
+    else:
+        off = offsets.to(dev, dt)[None]
+    pts = (crystals.positions[:, None, :] + off).reshape(-1, 3)
     if sigma > 0:
         pts = pts + sigma * torch.randn(pts.shape, generator=generator, dtype=dt, device="cpu").to(dev)
-    index = crystals.batch.repeat_interleave(offsets.shape[0])
+    index = crystals.batch.repeat_interleave(k)
     return pts, index
 
 
@@ -108,14 +140,16 @@ class QuerySampler:
 
     def __call__(self, crystals: CrystalBatch, generator: torch.Generator | None = None) -> TrainingQueries:
         c = self.config
-        gp, gi = global_queries(crystals, self.global_grid, c.global_sigma_angstrom, generator)
+        gp, gi = global_queries(crystals, self.global_grid, c.global_sigma_angstrom, generator,
+                                c.global_queries_per_crystal)
         lp, li = local_queries(crystals, self.local_offsets, c.local_sigma_angstrom, generator)
-        sp, si = local_queries(crystals, self.species_offsets, c.species_sigma_angstrom, generator)
+        sp, si = local_queries(crystals, self.species_offsets, c.species_sigma_angstrom, generator,
+                               c.species_queries_per_atom)
         return TrainingQueries(torch.cat([gp, lp]), torch.cat([gi, li]), sp, si)
 
     def queries_per_crystal(self, num_atoms: float) -> tuple[float, float]:
         """(position queries, species queries) for a crystal of `num_atoms` atoms."""
-        return (
-            self.global_grid.shape[0] + self.local_offsets.shape[0] * num_atoms,
-            self.species_offsets.shape[0] * num_atoms,
-        )
+        c = self.config
+        g = min(self.global_grid.shape[0], c.global_queries_per_crystal or self.global_grid.shape[0])
+        s = min(self.species_offsets.shape[0], c.species_queries_per_atom or self.species_offsets.shape[0])
+        return g + self.local_offsets.shape[0] * num_atoms, s * num_atoms

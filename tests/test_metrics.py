@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nesf_viz.data import Crystal
-from nesf_viz.metrics import crystal_errors, match_metrics, matchable, paper_metrics
+from nesf_viz.metrics import crystal_errors, crystal_verdicts, match_metrics, matchable, paper_metrics
 
 NA, CL, K = 11, 17, 19
 
@@ -131,3 +131,24 @@ def test_degenerate_decoded_cell_is_unmatched_quickly():
     t0 = time.perf_counter()
     mm = match_metrics([rock], [flat])
     assert mm.n_matched == 0 and time.perf_counter() - t0 < 5
+
+
+def test_crystal_verdicts_say_which_crystals_decoded_right(split):
+    true, pred = split
+    # crystal 4: right count and positions, one species swapped (NaCl -> NaNa): composition wrong
+    t4 = C([[0, 0, 0], [2, 2, 2]], [NA, CL], id="d")
+    p4 = C([[0, 0, 0], [2, 2, 2]], [NA, NA], id="d")
+    v = crystal_verdicts([*true, t4], [*pred, p4])
+    assert [x.id for x in v] == ["a", "b", "c", "d"]
+    a, b, c, d = v
+    assert (a.true_formula, a.true_atoms, a.decoded_atoms) == ("NaCl", 2, 3)
+    assert a.decoded_formula == "Na2Cl" and not a.composition_right and not a.right
+    assert a.position_error_A == pytest.approx(0.15) and a.species_error_pct == pytest.approx(50.0)
+    assert b.decoded_formula == "(no atoms)" and b.position_error_A == math.inf and b.matched is False
+    assert c.right and c.matched and c.position_error_A == 0.0 and c.species_error_pct == 0.0
+    assert d.true_atoms == d.decoded_atoms and not d.composition_right and not d.right
+    assert d.species_error_pct == pytest.approx(50.0) and d.matched is False
+    assert a.length_mae_A == pytest.approx(0.2 / 3) and a.angle_mae_deg == pytest.approx(1.0)
+    # without StructureMatcher a right count and composition is enough
+    assert crystal_verdicts([t4], [t4], match=False)[0].matched is None
+    assert crystal_verdicts([t4], [t4], match=False)[0].right

@@ -1,7 +1,9 @@
 import numpy as np
+import pytest
 import torch
 
 from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab
+from nesf_viz.errors import ConfigError
 from nesf_viz.sampling import QuerySampler, SamplingConfig, box_grid, cube_offsets
 
 from .conftest import random_crystals
@@ -63,3 +65,41 @@ def test_jitter_has_the_configured_sigma_and_is_seeded():
     assert abs(dl.std().item() - 0.15) < 0.01
     assert abs(ds.std().item() - 0.05) < 0.003
     assert SamplingConfig.paper().local_sigma_angstrom == 0.5
+
+
+def test_subsampled_queries_are_fresh_subsets_of_the_full_sets():
+    rng = np.random.default_rng(1)
+    crystals = random_crystals(rng, 4)
+    batch = CrystalBatch.from_crystals(crystals, SpeciesVocab.from_crystals(crystals), dtype=torch.float64)
+    box = BoundingBox.from_crystals(crystals)
+    no_jitter = dict(global_sigma_angstrom=0, local_sigma_angstrom=0, species_sigma_angstrom=0)
+    full = QuerySampler(box, SamplingConfig(**no_jitter))(batch)
+    s = QuerySampler(box, SamplingConfig(**no_jitter, global_queries_per_crystal=20, species_queries_per_atom=7))
+    g = torch.Generator().manual_seed(0)
+    a, b = s(batch, g), s(batch, g)
+    n_atoms = batch.counts().tolist()
+    n_local = s.local_offsets.shape[0]
+    for q in (a, b):
+        for i in range(4):
+            pts = q.position_points[q.position_index == i]
+            assert pts.shape[0] == 20 + n_local * n_atoms[i]  # global subset + every local point
+            ref = full.position_points[full.position_index == i]
+            # every sampled point is a point of the full set, global ones without repeats
+            d = torch.cdist(pts, ref).min(1).values
+            assert float(d.max()) < 1e-6  # cdist works through a matmul
+            assert torch.unique(pts[:20], dim=0).shape[0] == 20
+            sp = q.species_points[q.species_index == i]
+            assert sp.shape[0] == 7 * n_atoms[i]
+            fref = full.species_points[full.species_index == i]
+            assert float(torch.cdist(sp, fref).min(1).values.max()) < 1e-6
+    assert not torch.equal(a.species_points, b.species_points)  # fresh every step
+    assert s.queries_per_crystal(3) == (20 + 3 * n_local, 21)
+    # asking for more than there is keeps the whole set
+    big = QuerySampler(box, SamplingConfig(**no_jitter, species_queries_per_atom=10_000))(batch)
+    assert torch.equal(big.species_points, full.species_points)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_query_counts_must_be_positive_integers(bad):
+    with pytest.raises(ConfigError, match="species_queries_per_atom must be a positive integer"):
+        SamplingConfig(species_queries_per_atom=bad)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nesf_viz.errors import CheckpointError, DatasetError
-from nesf_viz.train import LOSS_PARTS, TrainConfig, load_checkpoint, save_checkpoint, train
+from nesf_viz.errors import CheckpointError, ConfigError, DatasetError
+from nesf_viz.train import (LOSS_PARTS, RECIPES, TrainConfig, learning_rate_at, load_checkpoint, make_train_config,
+                             save_checkpoint, train)
 
 
 @pytest.fixture
@@ -163,3 +164,54 @@ def test_mixed_precision_option_trains(synthetic_small):
                 progress=False)
     assert res.history["loss"][-1] < 0.8 * res.history["loss"][0]
     assert all(v == v for v in res.history["loss"])  # no NaN
+
+
+def test_cosine_schedule_warms_up_peaks_and_decays_to_its_floor():
+    cfg = TrainConfig(lr_schedule="cosine", learning_rate=2e-3, warmup_epochs=2, epochs=12, final_lr_fraction=0.1)
+    lr = [learning_rate_at(cfg, e / 4) for e in range(0, 12 * 4 + 1)]
+    warm, decay = lr[: 2 * 4 + 1], lr[2 * 4:]
+    assert all(a < b for a, b in zip(warm[:-1], warm[1:]))  # rising during warm-up
+    assert all(a > b for a, b in zip(decay[:-1], decay[1:]))  # then falling
+    assert lr[8] == pytest.approx(2e-3) and lr[-1] == pytest.approx(2e-4)
+    assert learning_rate_at(cfg, 7.0) == pytest.approx(2e-4 + 0.5 * 1.8e-3)  # half-way: the mean
+    paper = TrainConfig()
+    assert [learning_rate_at(paper, e) for e in (0, 639.9, 640, 1280)] == [1e-3, 1e-3, 5e-4, 2.5e-4]
+
+
+def test_recipes_are_one_mechanism_and_options_override_them():
+    assert TrainConfig.paper() == TrainConfig()
+    quick = TrainConfig.quick()
+    assert quick.mixed_precision and quick.species_loss_weight == 1.0 and quick.encoder_dropout == 0.0
+    assert quick.lr_schedule == "cosine" and quick.sampling.species_queries_per_atom is not None
+    assert set(RECIPES) == {"paper", "fast", "bf16", "quick"}
+    cfg = make_train_config("paper", species_loss_weight=1.0, species_queries_per_atom=27, epochs=None)
+    assert cfg.species_loss_weight == 1.0 and cfg.sampling.species_queries_per_atom == 27
+    assert cfg.epochs == 3200 and cfg.learning_rate == 1e-3  # unset (None) options keep the recipe's
+    with pytest.raises(ConfigError, match="unknown training option 'speed'"):
+        make_train_config("quick", speed=2)
+    with pytest.raises(ConfigError, match="recipe must be one of"):
+        make_train_config("turbo")
+    with pytest.raises(ConfigError, match="batch_size must be > 0"):
+        TrainConfig(batch_size=0)
+
+
+def test_quick_recipe_trains_and_resumes_exactly(synthetic_small, tmp_path, one_thread):
+    tr, va = _small(synthetic_small)
+    # the cosine schedule is set per step from (epoch, step): a resumed run continues it exactly
+    cfg = TrainConfig.quick(epochs=3, batch_size=8, device="cpu")
+    full = train(tr, va, tmp_path / "full", cfg, progress=False)
+    assert full.model.config.encoder_dropout == 0.0  # the recipe's override reaches the network
+    assert load_checkpoint(tmp_path / "full").model_config.encoder_dropout == 0.0
+    lrs = full.history["lr"]
+    assert lrs[0] > lrs[-1] and lrs[-1] == pytest.approx(learning_rate_at(cfg, 3 - 1 / 3))
+
+    def stop_after_1(report):
+        if report.epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tr, va, tmp_path / "part", cfg, callbacks=[stop_after_1], progress=False)
+    resumed = train(tr, va, tmp_path / "part", cfg, resume=True, progress=False)
+    assert resumed.history["loss"] == full.history["loss"]
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
