@@ -13,9 +13,10 @@ from .data import (
 )
 from .decode import DecodeConfig, DecodeResult, decode
 from .errors import NeSFError
+from .evaluate import Reconstruction, decode_crystals, reconstruct
 from .hooks import DecodeHook, TrajectoryRecorder
 from .fields import ExactFields, StructureFields, ground_truth_targets, nearest_atoms
-from .metrics import match_metrics, paper_metrics
+from .metrics import CrystalVerdict, crystal_verdicts, format_verdicts, match_metrics, paper_metrics
 from .model import NeSF, NeSFConfig
 from .sampling import QuerySampler, SamplingConfig
 from .train import Checkpoint, EpochReport, TrainConfig, load_checkpoint, train
@@ -26,6 +27,7 @@ __all__ = [
     "BoundingBox",
     "Checkpoint",
     "Crystal",
+    "CrystalVerdict",
     "DecodeConfig",
     "DecodeHook",
     "DecodeResult",
@@ -36,13 +38,17 @@ __all__ = [
     "NeSFConfig",
     "NeSFError",
     "QuerySampler",
+    "Reconstruction",
     "SamplingConfig",
     "SpeciesVocab",
     "StructureFields",
     "TrainConfig",
     "TrajectoryRecorder",
     "crystal_from_structure",
+    "crystal_verdicts",
     "decode",
+    "decode_crystals",
+    "format_verdicts",
     "ground_truth_targets",
     "load_checkpoint",
     "load_crystals",
@@ -52,5 +58,6 @@ __all__ = [
     "read_cif_folder",
     "read_csv",
     "read_structures",
+    "reconstruct",
     "train",
 ]

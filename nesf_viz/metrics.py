@@ -40,6 +40,7 @@ __all__ = [
     "match_metrics",
     "CrystalVerdict",
     "crystal_verdicts",
+    "format_verdicts",
     "matchable",
 ]
 
@@ -302,3 +303,24 @@ def crystal_verdicts(true: Sequence[Crystal], pred, match: bool = True) -> list[
             species_error_pct=100.0 * float(e.species_wrong_actual.mean()) if t.num_atoms else 0.0,
             length_mae_A=float(e.length_abs_error.mean()), angle_mae_deg=float(e.angle_abs_error.mean())))
     return out
+
+
+def format_verdicts(verdicts: Sequence[CrystalVerdict]) -> str:
+    """Plain-text table, one crystal per line, with a summary line: how many decoded right."""
+    if not verdicts:
+        return "(no crystals)"
+    w_id = max(8, *(len(v.id) for v in verdicts))
+    w_f = max(7, *(len(v.true_formula) for v in verdicts), *(len(v.decoded_formula) for v in verdicts))
+    lines = [f"{'crystal':<{w_id}}  {'true':<{w_f}}  {'decoded':<{w_f}}  atoms  composition  matcher  "
+             f"position err  species err  verdict"]
+    for v in verdicts:
+        matched = "–" if v.matched is None else ("yes" if v.matched else "no")
+        lines.append(f"{v.id:<{w_id}}  {v.true_formula:<{w_f}}  {v.decoded_formula:<{w_f}}  "
+                     f"{v.decoded_atoms:>2}/{v.true_atoms:<2}  {'right' if v.composition_right else 'WRONG':<11}  "
+                     f"{matched:<7}  {v.position_error_A:>10.3f} Å  {v.species_error_pct:>9.1f} %  "
+                     f"{'right' if v.right else 'WRONG'}")
+    n = len(verdicts)
+    lines.append(f"{sum(v.right for v in verdicts)}/{n} decoded right (atom count, composition"
+                 + (", StructureMatcher" if any(v.matched is not None for v in verdicts) else "")
+                 + f"); composition right {sum(v.composition_right for v in verdicts)}/{n}")
+    return "\n".join(lines)

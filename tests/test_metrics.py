@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from nesf_viz.data import Crystal
-from nesf_viz.metrics import crystal_errors, crystal_verdicts, match_metrics, matchable, paper_metrics
+from nesf_viz.metrics import (crystal_errors, crystal_verdicts, format_verdicts, match_metrics, matchable,
+                              paper_metrics)
 
 NA, CL, K = 11, 17, 19
 
@@ -152,3 +153,14 @@ def test_crystal_verdicts_say_which_crystals_decoded_right(split):
     # without StructureMatcher a right count and composition is enough
     assert crystal_verdicts([t4], [t4], match=False)[0].matched is None
     assert crystal_verdicts([t4], [t4], match=False)[0].right
+
+
+def test_format_verdicts_names_every_crystal_and_counts_the_right_ones(split):
+    true, pred = split
+    text = format_verdicts(crystal_verdicts(true, pred))
+    lines = text.splitlines()
+    assert len(lines) == 1 + 3 + 1
+    assert lines[1].startswith("a ") and "NaCl" in lines[1] and "Na2Cl" in lines[1] and lines[1].endswith("WRONG")
+    assert "(no atoms)" in lines[2] and "inf" in lines[2]
+    assert lines[3].endswith("right")
+    assert lines[-1].startswith("1/3 decoded right") and "composition right 1/3" in lines[-1]

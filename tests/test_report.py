@@ -1,13 +1,25 @@
 """The main job (`make demo`) end to end, at a tiny size."""
 
+import re
+
 from nesf_viz.evaluate import METRIC_KEYS
 from nesf_viz.report import run_demo
 
 
-def test_demo_trains_decodes_and_writes_standalone_report(tmp_path, capsys):
-    metrics = run_demo(tmp_path, minutes=0.05, n_total=30, device="cpu")
+def test_demo_trains_decodes_both_models_and_says_how_right_each_is(tmp_path, capsys):
+    metrics = run_demo(tmp_path, minutes=0.05, n_train=24, n_test=3, device="cpu")
     assert tuple(metrics) == METRIC_KEYS and metrics["n_structures"] == 3
+    out = capsys.readouterr().out
     html = (tmp_path / "report.html").read_text()
-    assert "Paper metrics on the test split" in html and "plotly" in html.lower()
     assert (tmp_path / "checkpoint" / "best.pt").is_file()
-    assert "make lab" in capsys.readouterr().out
+    # both models, side by side, each with how many crystals decoded right
+    summaries = re.findall(r"<li><b>(short run \(\d+ epochs\)|shipped \(\d+ epochs\))</b>: (\d)/3 decoded right", html)
+    assert [name.split()[0] for name, _ in summaries] == ["short", "shipped"]
+    assert int(summaries[1][1]) == 3  # the converged shipped model decodes these held-out crystals right
+    assert "Every crystal" in html and html.count("<tr>") == 1 + 3
+    assert "decoded right" in html and "plotly" in html.lower()
+    # the decoded crystals are written as CIF files, one per crystal and model
+    for model in ("short", "shipped"):
+        cifs = sorted((tmp_path / "decoded" / model).glob("*.cif"))
+        assert len(cifs) <= 3 and (model == "short" or len(cifs) == 3)
+    assert "shipped (" in out and "decoded right" in out and "make lab" in out

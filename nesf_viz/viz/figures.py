@@ -932,8 +932,11 @@ _TTA_PANELS = (("val_loss", "validation loss", True), ("atom_count_error_pct", "
                ("species_error_actual_pct", "species error, actual [%]", False))
 
 
-def time_to_accuracy_figure(runs: Sequence[Mapping[str, Any]], title: str | None = None) -> go.Figure:
+def time_to_accuracy_figure(runs: Sequence[Mapping[str, Any]], title: str | None = None,
+                            targets: Mapping[str, float] | None = None) -> go.Figure:
     """Validation loss and probe metrics against training wall-clock minutes.
+
+    targets: metric key -> target value, drawn as a dashed line in that metric's panel.
 
     One colour and one legend entry per (dataset, recipe); its seeds and folds are lines of that
     colour (20 YBCO13 folds stay one entry). runs: protocol records with 'dataset', 'run',
@@ -968,8 +971,12 @@ def time_to_accuracy_figure(runs: Sequence[Mapping[str, Any]], title: str | None
                     marker=dict(size=5), opacity=1.0 if len(members) == 1 else 0.6,
                     hovertemplate=f"{name}<br>%{{x:.1f}} min<br>{label}: %{{y:.4g}}<extra></extra>",
                 ), row=j // 2 + 1, col=j % 2 + 1)
-    for j, (_, _, log) in enumerate(_TTA_PANELS):
+    for j, (key, _, log) in enumerate(_TTA_PANELS):
         fig.update_yaxes(type="log" if log else "linear", row=j // 2 + 1, col=j % 2 + 1)
+        if targets and key in targets:
+            fig.add_hline(y=targets[key], line=dict(color="#444", dash="dash", width=1),
+                          annotation_text=f"target {targets[key]:g}", annotation_position="top right",
+                          row=j // 2 + 1, col=j % 2 + 1)
     fig.update_xaxes(title_text="training wall-clock [min]", rangemode="tozero")
     _layout(fig, title or "Time to accuracy", height=820, width=1100)
     # legend below the panels, left-aligned: a right-hand legend squeezes four panels
