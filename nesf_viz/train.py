@@ -79,11 +79,12 @@ class TrainConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
-                    "lr_halving_epochs": self.lr_halving_epochs}
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr_halving_epochs": self.lr_halving_epochs}
         for name, v in positive.items():
             if not v > 0:
                 raise ConfigError(f"{name} must be > 0, got {v!r}")
+        if not self.learning_rate >= 0:
+            raise ConfigError(f"learning_rate must be >= 0, got {self.learning_rate!r}")
         if self.lr_schedule not in ("step", "cosine"):
             raise ConfigError(f"lr_schedule must be 'step' or 'cosine', got {self.lr_schedule!r}")
         if self.warmup_epochs < 0 or not 0 <= self.final_lr_fraction <= 1:
