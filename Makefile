@@ -31,8 +31,12 @@ test-slow: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/nesf-viz demo
 
+# page_config.json stops the "Build Recommended" dialog that Dash's lab extension (pulled in by
+# crystal-toolkit) raises on every launch; --allow-root because containers run as root.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	mkdir -p $(VENV)/etc/jupyter/labconfig
+	echo '{"buildCheck": false, "buildAvailable": false}' > $(VENV)/etc/jupyter/labconfig/page_config.json
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # Regenerates the shipped embedded-data checkpoint nesf_viz/assets/synthetic_quick.pt with this
 # project's CLI (the quick recipe, ~10 min on a 2-core CPU; README, 'Shipped models').

@@ -99,6 +99,24 @@ def table(results: dict, dataset: str) -> str:
     return "\n".join(lines)
 
 
+def table_at(results: dict, dataset: str, minutes: float) -> str:
+    """Every run's probe metrics at the last probe taken within `minutes` of training: variants
+    with different budgets compared at one wall time."""
+    head = ["variant (label)", "probe at min", "epoch", "val loss", "atoms err %", "pos act Å", "spec act %"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results["runs"]:
+        if r["dataset"] != dataset:
+            continue
+        probes = [c for c in r.get("curve", []) if c["minutes"] <= minutes + 0.15]
+        if not probes:
+            continue
+        c = probes[-1]
+        lines.append("| " + " | ".join([r["recipe"], f"{c['minutes']:.1f}", str(c["epoch"]), f"{c['val_loss']:.3g}",
+                                        f"{c['atom_count_error_pct']:.1f}", f"{c['position_error_actual_A']:.3f}",
+                                        f"{c['species_error_actual_pct']:.1f}"]) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="synthetic", help="a protocol dataset (synthetic, lcs6, icsg3d, ...)")
@@ -112,6 +130,8 @@ def main() -> int:
     p.add_argument("--out", default="out/time-to-accuracy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table-only", action="store_true", help="print the table of what OUT holds, run nothing")
+    p.add_argument("--at-minutes", type=float, default=None,
+                   help="also print every run's probe metrics at this many training minutes")
     a = p.parse_args()
     variants = [v for name in a.variants for v in (INGREDIENTS if name == "ingredients" else [name])]
     out = Path(a.out)
@@ -124,6 +144,8 @@ def main() -> int:
             subprocess.run(cmd, check=True)
     results = json.loads((out / "results.json").read_text())
     text = table(results, a.dataset)
+    if a.at_minutes is not None:
+        text += f"\n\nAt {a.at_minutes:g} minutes of training (probes):\n\n" + table_at(results, a.dataset, a.at_minutes)
     (out / "time_to_accuracy.md").write_text(text + "\n")
     print(text)
     from nesf_viz.viz.figures import save_html, save_png, time_to_accuracy_figure

@@ -3,12 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import re
 import dataclasses
 import logging
 import sys
 from pathlib import Path
 
 from .errors import NeSFError
+
+
+def _positive_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0:  # also rejects NaN
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+def _non_negative_float(text: str) -> float:
+    v = float(text)
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return v
+
+
+def _device(text: str) -> str:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", text):
+        raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
 
 
 def _add_pe_args(p) -> None:
@@ -29,17 +64,17 @@ def _add_recipe_args(p) -> None:
     from .train import RECIPES
 
     p.add_argument("--recipe", choices=list(RECIPES), default="paper", help=RECIPE_HELP)
-    p.add_argument("--epochs", type=int, default=None, help="epochs (paper 3200, quick 60)")
-    p.add_argument("--batch-size", type=int, default=None, help="crystals per step (paper 128)")
-    p.add_argument("--lr", type=float, default=None, help="(peak) learning rate (paper 1e-3)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="epochs (paper 3200, quick 60)")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="crystals per step (paper 128)")
+    p.add_argument("--lr", type=_non_negative_float, default=None, help="(peak) learning rate (paper 1e-3)")
     p.add_argument("--lr-schedule", choices=["step", "cosine"], default=None,
                    help="step: halved every 640 epochs (paper); cosine: warm-up, then cosine decay over --epochs")
-    p.add_argument("--warmup-epochs", type=float, default=None, help="cosine schedule: linear warm-up epochs")
-    p.add_argument("--species-weight", type=float, default=None, help="species loss weight (paper 0.1)")
+    p.add_argument("--warmup-epochs", type=_non_negative_float, default=None, help="cosine schedule: linear warm-up epochs")
+    p.add_argument("--species-weight", type=_non_negative_float, default=None, help="species loss weight (paper 0.1)")
     p.add_argument("--encoder-dropout", type=float, default=None, help="encoder dropout (paper 0.3)")
-    p.add_argument("--global-queries", type=int, default=None,
+    p.add_argument("--global-queries", type=_positive_int, default=None,
                    help="random global grid points per crystal and step (default: the whole grid)")
-    p.add_argument("--species-queries", type=int, default=None,
+    p.add_argument("--species-queries", type=_positive_int, default=None,
                    help="random species-cube points per atom and step (default: all 216)")
     p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
                    help="bfloat16 autocast (~3x faster per step on a 2-core AVX512-BF16 CPU, same accuracy per epoch)")
@@ -66,13 +101,14 @@ def _add_train(sub) -> None:
     p.add_argument("--val", required=True, help="validation data (same forms as --train)")
     p.add_argument("--out", required=True, help="output folder for last.pt / best.pt")
     _add_recipe_args(p)
-    p.add_argument("--patience", type=int, default=None,
+    p.add_argument("--patience", type=_non_negative_int, default=None,
                    help="early stopping patience in epochs (paper 400; quick: off); 0 = off")
-    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--max-minutes", type=_positive_float, default=None, help="wall-clock budget")
+    p.add_argument("--device", type=_device, default="auto")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=int, default=None, help="use only the first N training structures")
+    p.add_argument("--limit", type=_positive_int, default=None, help="use only the first N training structures")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly")
+    p.add_argument("--overwrite", action="store_true", help="start over in an OUT that already holds a run")
     p.add_argument("--keep-cell", action="store_true", help="keep cells as given (default: conventional standard cell)")
     p.add_argument("--vae", action="store_true", help="variational latent (option; off in the paper)")
     _add_pe_args(p)
@@ -85,7 +121,7 @@ def _cmd_train(a) -> int:
     from .data import load_crystals
     from .model import NeSFConfig
     from .sampling import SamplingConfig
-    from .train import train
+    from .train import saved_train_config, train
 
     on_error = "skip" if a.skip_bad else "raise"
     tr = load_crystals(a.train, "train", not a.keep_cell, on_error, limit=a.limit, seed=a.seed)
@@ -97,13 +133,16 @@ def _cmd_train(a) -> int:
         species_sigma_angstrom=paper_sigmas.species_sigma_angstrom if a.paper_sampling else None)
     if a.patience is not None:
         cfg = dataclasses.replace(cfg, early_stopping_patience_epochs=a.patience or None)
+    if a.resume:  # the run's own recipe; only --epochs, --max-minutes and --device may change
+        saved = saved_train_config(a.out)
+        cfg = dataclasses.replace(saved, epochs=a.epochs or saved.epochs, max_minutes=a.max_minutes, device=a.device)
     mcfg = NeSFConfig(num_species=1, vae=a.vae, positional_encoding_freqs=a.pe_freqs,
                       positional_encoding_longest_wavelength_angstrom=a.pe_wavelength,
                       positional_encoding_keep_input=a.pe_keep_input)
     print(f"recipe {a.recipe}: {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.learning_rate:g} "
           f"({cfg.lr_schedule}), species weight {cfg.species_loss_weight:g}, "
           f"{'bf16' if cfg.mixed_precision else 'float32'}" + (f", budget {cfg.max_minutes:g} min" if cfg.max_minutes else ""))
-    res = train(tr, va, a.out, cfg, mcfg, resume=a.resume)
+    res = train(tr, va, a.out, cfg, mcfg, resume=a.resume, overwrite=a.overwrite)
     h = res.history
     if h:
         print(f"{len(h['epoch'])} epochs logged; last train loss {h['loss'][-1]:.4f}, "
@@ -113,19 +152,37 @@ def _cmd_train(a) -> int:
 
 
 def _add_decode(sub) -> None:
-    p = sub.add_parser("decode", help="decode crystals with a trained checkpoint into a CSV of CIFs")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True, help="CSV with material_id,cif")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=64)
+    p = sub.add_parser("decode", help="encode and decode crystals with a trained checkpoint; write the decoded CIFs")
+    p.add_argument("--checkpoint", required=True,
+                   help="a .pt file, a training output folder, or a shipped model's name (synthetic, lcs6)")
+    p.add_argument("--data", required=True, help="one .cif file, a folder of .cif files, a CSV with a cif column, "
+                                                 "or 'synthetic[:N]' (its test split)")
+    p.add_argument("--out", required=True, help="a folder (one CIF per crystal + summary.csv saying how right "
+                                                "each decode is) or a path ending in .csv (material_id,cif)")
+    p.add_argument("--decode", choices=["paper", "fast"], default="paper",
+                   help="paper: DecodeConfig(); fast: in-cell particles, early stop, <= 32 moves (~40x faster)")
+    p.add_argument("--device", type=_device, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--limit", type=_positive_int, default=None, help="decode only the first N crystals")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="crystals decoded together")
+    p.add_argument("--keep-cell", action="store_true", help="keep cells as given (default: conventional standard cell)")
+
+
+def _checkpoint_arg(name: str | None) -> str | None:
+    """A checkpoint path as given, or a shipped model's name when no such path exists."""
+    from .assets import CHECKPOINTS, checkpoint_path
+
+    if name is None or Path(name).exists() or name not in CHECKPOINTS:
+        return name
+    return str(checkpoint_path(name))
 
 
 def _cmd_decode(a) -> int:
+    from .decode import DecodeConfig
     from .evaluate import run_decode
 
-    run_decode(a.checkpoint, a.data, a.out, device=a.device, batch_size=a.batch_size, limit=a.limit)
+    run_decode(_checkpoint_arg(a.checkpoint), a.data, a.out, device=a.device, batch_size=a.batch_size,
+               limit=a.limit, decode_config=DecodeConfig.fast() if a.decode == "fast" else DecodeConfig(),
+               conventional=not a.keep_cell)
     return 0
 
 
@@ -136,8 +193,8 @@ def _add_evaluate(sub) -> None:
     g.add_argument("--checkpoint")
     g.add_argument("--fields", choices=["exact"], help="exact ground-truth fields (no model): tests the decoder")
     p.add_argument("--json", default=None, help="write the metrics here")
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--limit", type=_positive_int, default=None)
+    p.add_argument("--device", type=_device, default="auto")
     p.add_argument("--decode", choices=["paper", "fast"], default="paper",
                    help="paper: DecodeConfig(); fast: in-cell particles, early stop, <= 32 moves")
     p.add_argument("--keep-cell", action="store_true", help="keep cells as given (default: conventional standard cell)")
@@ -147,7 +204,7 @@ def _cmd_evaluate(a) -> int:
     from .decode import DecodeConfig
     from .evaluate import run_evaluate
 
-    run_evaluate(a.data, checkpoint=a.checkpoint, fields="exact" if a.fields else "learned",
+    run_evaluate(a.data, checkpoint=_checkpoint_arg(a.checkpoint), fields="exact" if a.fields else "learned",
                  json_out=a.json, limit=a.limit, device=a.device, conventional=not a.keep_cell,
                  decode_config=DecodeConfig.fast() if a.decode == "fast" else DecodeConfig())
     return 0
@@ -157,11 +214,11 @@ def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="the main job on the embedded data: a short training run and the "
                                     "shipped model, both decoded on held-out crystals, and a report")
     p.add_argument("--out", default="out/demo", help="report.html, checkpoint/, decoded/ CIFs")
-    p.add_argument("--minutes", type=float, default=2.0, help="budget of the short training run")
-    p.add_argument("--n-train", type=int, default=480, help="embedded training crystals of the short run")
-    p.add_argument("--n-test", type=int, default=48, help="held-out test crystals decoded by both models")
+    p.add_argument("--minutes", type=_positive_float, default=2.0, help="budget of the short training run")
+    p.add_argument("--n-train", type=_positive_int, default=480, help="embedded training crystals of the short run")
+    p.add_argument("--n-test", type=_positive_int, default=48, help="held-out test crystals decoded by both models")
     p.add_argument("--checkpoint", default=None, help="the converged model to show (default: the shipped one)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=_device, default="auto")
 
 
 def _cmd_demo(a) -> int:
@@ -194,17 +251,17 @@ def _add_benchmark(sub) -> None:
     p.add_argument("--out", default="out/benchmark", help="results.md, results.json, time_to_accuracy.html, runs/")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     _add_recipe_args(p)
-    p.add_argument("--max-minutes", type=float, default=None, help="training budget per run (CPU budget mode)")
+    p.add_argument("--max-minutes", type=_positive_float, default=None, help="training budget per run (CPU budget mode)")
     p.add_argument("--decode", choices=["paper", "fast"], default="paper", help="decoder for the held-out split")
-    p.add_argument("--eval-limit", type=int, default=None, help="evaluate only the first N held-out crystals")
-    p.add_argument("--probe-minutes", type=float, default=2.0, help="time-to-accuracy snapshot interval")
-    p.add_argument("--folds", type=int, default=20, help="YBCO13 folds to run (first N)")
+    p.add_argument("--eval-limit", type=_positive_int, default=None, help="evaluate only the first N held-out crystals")
+    p.add_argument("--probe-minutes", type=_positive_float, default=2.0, help="time-to-accuracy snapshot interval")
+    p.add_argument("--folds", type=_positive_int, default=20, help="YBCO13 folds to run (first N)")
     p.add_argument("--augment-n", type=int, default=2400, help="synthetic structures for icsg3d+synthetic")
-    p.add_argument("--limit-train", type=int, default=None, help="first N training structures (smoke tests)")
+    p.add_argument("--limit-train", type=_positive_int, default=None, help="first N training structures (smoke tests)")
     _add_pe_args(p)
     p.add_argument("--periodic", action="store_true", help="periodic training targets and decoding (option)")
     p.add_argument("--data-root", default=None, help="default: $NESF_VIZ_DATA or ../shared/data")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", type=_device, default="auto")
 
 
 def _cmd_benchmark(a) -> int:

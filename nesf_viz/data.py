@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
 import sys
 import warnings
 from collections import Counter
@@ -418,14 +419,19 @@ def read_csv(
     if not path.is_file():
         raise DatasetError(f"no CSV file at {path}")
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or "cif" not in reader.fieldnames:
-            raise DatasetError(
-                f"{path} has no 'cif' column (columns: {reader.fieldnames}); "
-                "expected the layout material_id,...,cif"
-            )
-        rows = list(reader)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or "cif" not in reader.fieldnames:
+                raise DatasetError(
+                    f"{path} has no 'cif' column (columns: {reader.fieldnames}); "
+                    "expected the layout material_id,...,cif"
+                )
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
+    if not rows:
+        raise DatasetError(f"{path} has a header but no rows: nothing to read")
     if limit is not None:
         rows = rows[:limit]
 
@@ -451,18 +457,24 @@ def read_cif_folder(
     conventional: bool = True,
     on_error: OnError = "raise",
     report: ReadReport | None = None,
+    files: Sequence[Path] | None = None,
 ) -> list[Crystal]:
-    """Read every `*.cif` in a folder (id = file stem), sorted by name."""
+    """Read every `*.cif` in a folder (id = file stem), sorted by name; or just `files`."""
     path = Path(path)
-    files = sorted(path.glob("*.cif"))
+    files = sorted(path.glob("*.cif")) if files is None else [Path(f) for f in files]
     if not files:
         raise DatasetError(f"no .cif files in {path}")
 
+    def read(f: Path, label: str) -> str:
+        try:
+            return f.read_text()
+        except UnicodeDecodeError as exc:
+            raise MalformedCIFError(f"{label}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                                    "save the CIF as UTF-8") from exc
+
     def item(f: Path):
         label = f"{f.name}"
-        return label, lambda: crystal_from_structure(
-            _parse_cif(f.read_text(), label), f.stem, conventional
-        )
+        return label, lambda: crystal_from_structure(_parse_cif(read(f, label), label), f.stem, conventional)
 
     return _collect((item(f) for f in files), on_error, report or ReadReport())
 
@@ -491,20 +503,25 @@ def load_crystals(
     limit: int | None = None,
     seed: int = 0,
 ) -> list[Crystal]:
-    """One entry point for data: a CSV path, a CIF folder, or 'synthetic[:N]'.
+    """One entry point for data: a CSV path, a CIF folder, a single .cif file, or 'synthetic[:N]'.
 
     For 'synthetic' the split ('train', 'val', 'test') selects a fixed 80/10/10 part.
     """
     src = str(source)
-    if src.startswith("synthetic"):
+    # only the exact names are the embedded data: 'synthetic_mine.csv' is a file like any other
+    embedded = re.fullmatch(r"synthetic(?::(\d+))?", src)
+    if embedded and not Path(src).exists():
         from .synthetic import synthetic_split
 
-        n = int(src.split(":", 1)[1]) if ":" in src else None
+        n = int(embedded.group(1)) if embedded.group(1) else None
         crystals = synthetic_split(split, n_total=n, seed=seed)
         return crystals[:limit] if limit is not None else crystals
     path = Path(src)
     if path.is_dir():
         out = read_cif_folder(path, conventional, on_error)
+        return out[:limit] if limit is not None else out
+    if path.suffix.lower() == ".cif" and path.is_file():
+        out = read_cif_folder(path.parent, conventional, on_error, files=[path])
         return out[:limit] if limit is not None else out
     if path.suffix.lower() == ".csv":
         return read_csv(path, conventional, on_error, limit=limit)

@@ -89,28 +89,64 @@ def decode_crystals(
 def run_decode(
     checkpoint: str | Path,
     data: str | Path,
-    out_csv: str | Path,
+    out: str | Path,
     device: str = "auto",
     batch_size: int = 64,
     limit: int | None = None,
     split: str = "test",
     decode_config: DecodeConfig = DecodeConfig(),
+    conventional: bool = True,
 ) -> DecodeResult:
-    """Decode `data` with a trained checkpoint and write `material_id,cif` to `out_csv`."""
+    """Decode `data` (a CSV, a CIF folder, one .cif file, 'synthetic') with a trained checkpoint.
+
+    `out` ending in .csv: one CSV of `material_id,cif`. Otherwise a folder (created; an existing
+    file there is an error): one `<id>.cif` per decoded crystal and `summary.csv`, a row per
+    input crystal saying how right its decode is (atom count, composition, StructureMatcher,
+    position and species error against the input itself: NeSF is an autoencoder).
+    """
+    from .errors import DatasetError
     from .train import load_checkpoint
 
+    out = Path(out)
+    if Path(str(data)).exists() and out.resolve() == Path(str(data)).resolve():
+        raise DatasetError(f"--out {out} is the input itself; choose another path")
+    as_csv = out.suffix.lower() == ".csv"
+    if not as_csv and out.exists() and not out.is_dir():
+        raise DatasetError(f"--out {out} is an existing file; give a folder (or a path ending in .csv)")
     dev = _device(device)
     ckpt = load_checkpoint(checkpoint, dev)
-    crystals = load_crystals(data, split=split, limit=limit)
-    for c in crystals:
+    crystals = load_crystals(data, split=split, limit=limit, conventional=conventional)
+    for c in crystals:  # unknown elements fail here, before any decoding
+        ckpt.vocab.encode(c.atomic_numbers, c.id)
         ckpt.box.check(c)
     result = decode_crystals(crystals, fields=ckpt.model, box=ckpt.box, vocab=ckpt.vocab,
                              config=decode_config, batch_size=batch_size, device=dev)
-    result.to_csv(out_csv)
-    log.info("decoded %d crystals (%.2f /s) into %s", len(result), result.structures_per_second, out_csv)
+    if as_csv:
+        result.to_csv(out)
+    else:
+        _write_decoded_folder(crystals, result, out)
+    log.info("decoded %d crystals (%.2f /s) into %s", len(result), result.structures_per_second, out)
     print(f"decoded {len(result)} crystals ({result.structures_per_second:.2f} structures/s, "
-          f"{result.n_no_atoms} without atoms) -> {out_csv}")
+          f"{result.n_no_atoms} without atoms) -> {out}")
     return result
+
+
+def _write_decoded_folder(crystals: Sequence[Crystal], result: DecodeResult, out: Path) -> None:
+    import csv
+
+    from .metrics import format_verdicts
+
+    out.mkdir(parents=True, exist_ok=True)
+    verdicts = crystal_verdicts(crystals, result)
+    for i, (c, st) in enumerate(zip(crystals, result.to_structures(strict=False))):
+        if st is not None:
+            st.to(filename=str(out / f"{c.id or f'crystal{i}'}.cif"))
+    with (out / "summary.csv").open("w", newline="") as fh:
+        rows = [v.to_dict() for v in verdicts]
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(format_verdicts(verdicts))
 
 
 def format_table(metrics: dict) -> str:
@@ -261,15 +297,12 @@ def _as_crystal(item, conventional: bool) -> Crystal:
     if isinstance(item, Crystal):
         return item
     if isinstance(item, (str, Path)):
-        from .data import _parse_cif
-
         path = Path(item)
-        if not path.is_file():
+        if path.suffix.lower() != ".cif" or not path.is_file():
             from .errors import DatasetError
 
-            raise DatasetError(f"no CIF file at {path}")
-        return crystal_from_structure(_parse_cif(path.read_text(errors="replace"), str(path)), path.stem,
-                                      conventional)
+            raise DatasetError(f"no CIF file at {path} (reconstruct takes one .cif file, a Structure or a Crystal)")
+        return load_crystals(path, conventional=conventional)[0]
     if hasattr(item, "lattice") and hasattr(item, "frac_coords"):
         return crystal_from_structure(item, item.composition.reduced_formula, conventional)
     raise TypeError(f"reconstruct takes a pymatgen Structure, a CIF path or a Crystal, got {type(item).__name__}")

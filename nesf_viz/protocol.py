@@ -21,7 +21,7 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -447,7 +447,7 @@ def markdown_table(summary: Sequence[dict], skipped: dict | None = None) -> str:
                                             *[_fmt(ref[k]) if k in ref else "" for k in TABLE_KEYS]]) + " |")
     sym = [r for r in summary if "symmetrized_position_error_actual_A" in r]
     if sym:
-        lines += ["", f"Symmetrisation option (SpacegroupAnalyzer, projected onto the group found at the "
+        lines += ["", "Symmetrisation option (SpacegroupAnalyzer, projected onto the group found at the "
                       "tolerance; same runs):", "",
                   "| dataset | pos act Å | spec act % | len Å | ang ° | match % | RMSE | SG % |", "|---|---|---|---|---|---|---|---|"]
         for r in sym:

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .data import Crystal, CrystalBatch, SpeciesVocab, load_crystals
+from .data import Crystal, CrystalBatch, load_crystals
 from .decode import DecodeResult, decode
 from .hooks import TrajectoryRecorder
 from .train import Checkpoint, TrainConfig, load_checkpoint, resolve_device, train
@@ -233,7 +233,7 @@ def run_demo(out: str | Path = "out/demo", minutes: float = 2.0, n_train: int = 
     t0 = time.perf_counter()
     train(tr, va, out / "checkpoint",
           TrainConfig.quick(epochs=epochs, max_minutes=minutes, seed=seed, device=device),
-          vocab=shipped.vocab)
+          vocab=shipped.vocab, overwrite=True)  # the demo's own folder: a rerun starts over
     short = load_checkpoint(out / "checkpoint" / "best.pt", dev)
     print(f"      trained {short.epoch} epochs in {time.perf_counter() - t0:.0f} s")
 

@@ -50,7 +50,7 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 import numpy as np
 

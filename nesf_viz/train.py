@@ -275,8 +275,26 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     )
 
 
+def saved_train_config(out_dir: str | Path) -> TrainConfig:
+    """The TrainConfig of the run in `out_dir` (its last.pt), e.g. to resume it with its own epochs."""
+    path = Path(out_dir) / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(f"--resume: no checkpoint to resume at {path}")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        return TrainConfig.from_dict(raw["train_config"])
+    except Exception as exc:
+        raise CheckpointError(f"{path} could not be read as a checkpoint to resume ({type(exc).__name__}: {exc})") from exc
+
+
 def export_checkpoint(src: str | Path, dst: str | Path) -> Path:
-    """A slim copy for shipping: everything but the optimizer state (not resumable)."""
+    """A slim copy for shipping: everything but the optimizer state (not resumable).
+    Never overwrites its source (that would lose the run's optimizer state for good)."""
+    src_path = Path(src)
+    if src_path.is_dir():
+        src_path = next((src_path / n for n in ("best.pt", "last.pt") if (src_path / n).is_file()), src_path)
+    if Path(dst).resolve() == src_path.resolve():
+        raise CheckpointError(f"export would overwrite its source {src_path}; give another --out")
     ck = load_checkpoint(src)
     slim = {k: v for k, v in ck.raw.items() if k != "optimizer_state"}
     save_checkpoint(dst, slim)
@@ -369,6 +387,7 @@ def train(
     progress: bool = True,
     check_replicas: bool = False,
     vocab: SpeciesVocab | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train NeSF; writes `last.pt` every epoch and `best.pt` on validation improvement.
 
@@ -376,6 +395,7 @@ def train(
     this trains data-parallel; only rank 0 writes files and shows progress.
     `vocab` defaults to the elements of train + val; give one to reserve classes for more.
     `check_replicas` (for tests) asserts after every step that all ranks hold identical weights.
+    A folder that already holds a run is refused unless `resume` (continue it) or `overwrite`.
     """
     if not train_crystals:
         raise DatasetError("the training set is empty")
@@ -387,6 +407,9 @@ def train(
     last_path = out / "last.pt" if out else None
     best_path = out / "best.pt" if out else None
 
+    if out is not None and not resume and not overwrite and (last_path.is_file() or best_path.is_file()):
+        raise CheckpointError(f"{out} already holds a training run ({last_path.name}); continue it with "
+                              "--resume, start over with --overwrite, or choose another --out")
     state = None
     if resume:
         if last_path is None or not last_path.is_file():

@@ -1,6 +1,6 @@
+import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +215,29 @@ def test_quick_recipe_trains_and_resumes_exactly(synthetic_small, tmp_path, one_
     assert resumed.history["loss"] == full.history["loss"]
     for k, v in full.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_a_run_folder_is_never_overwritten_without_being_asked(synthetic_small, tmp_path):
+    tr, va = _small(synthetic_small, 16)
+    cfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    train(tr, va, tmp_path, cfg, progress=False)
+    before = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="already holds a training run.*--resume.*--overwrite"):
+        train(tr, va, tmp_path, cfg, progress=False)
+    assert (tmp_path / "last.pt").read_bytes() == before
+    train(tr, va, tmp_path, dataclasses.replace(cfg, seed=1), progress=False, overwrite=True)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["train_config"]["seed"] == 1
+
+
+def test_export_refuses_to_overwrite_its_source(synthetic_small, tmp_path):
+    from nesf_viz.train import export_checkpoint
+
+    tr, va = _small(synthetic_small, 16)
+    train(tr, va, tmp_path, TrainConfig(epochs=1, batch_size=8, device="cpu"), progress=False)
+    for src in (tmp_path / "last.pt", tmp_path):
+        dst = tmp_path / ("last.pt" if src.name == "last.pt" else "best.pt")
+        with pytest.raises(CheckpointError, match="would overwrite its source"):
+            export_checkpoint(src, dst)
+    assert "optimizer_state" in torch.load(tmp_path / "last.pt", weights_only=True)
+    slim = export_checkpoint(tmp_path, tmp_path / "slim.pt")
+    assert "optimizer_state" not in torch.load(slim, weights_only=True)

@@ -58,6 +58,26 @@ CHECKPOINTS: dict[str, ShippedCheckpoint] = {
             bounds={"atom_count_error_pct": 0.0, "species_error_actual_pct": 1.0, "match_rate_pct": 95.0,
                     "position_error_actual_A": 0.06},
         ),
+        ShippedCheckpoint(
+            name="lcs6",
+            filename="lcs6_quick.pt",
+            dataset="lcs6",
+            trained_on="LCS6Å train split of the NeSF paper (5418 Materials Project structures, conventional cells "
+                       "<= 6 Å, 1-28 atoms, 80 elements; Materials Project data, CC BY 4.0; split as published "
+                       "with the authors' MIT-licensed code)",
+            command="python benchmarks/time_to_accuracy.py --dataset lcs6 --minutes 60 --variants quick "
+                    "--quick-epochs 149 --probe-minutes 5 --out out/tta-lcs6 (= nesf-viz benchmark --datasets lcs6 "
+                    "--recipe quick --epochs 149 --max-minutes 60 --decode fast --probe-minutes 5 --seeds 0 "
+                    "--out out/tta-lcs6), then nesf-viz export --checkpoint "
+                    "out/tta-lcs6/runs/quick/lcs6/seed0/best.pt --out nesf_viz/assets/lcs6_quick.pt",
+            evaluated_on="LCS6Å test split (301 crystals)",
+            metrics={"epochs": 149, "train_minutes": 57.7, "atom_count_error_pct": 9.97,
+                     "position_error_actual_A": 0.169, "position_error_detected_A": 0.111,
+                     "species_error_actual_pct": 8.06, "length_mae_A": 0.060, "angle_mae_deg": 0.60,
+                     "match_rate_pct": 78.7, "match_rmse": 0.0127},
+            bounds={"atom_count_error_pct": 25.0, "species_error_actual_pct": 15.0, "match_rate_pct": 60.0,
+                    "position_error_actual_A": 0.3},
+        ),
     )
 }
 DEFAULT = "synthetic"

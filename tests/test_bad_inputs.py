@@ -1,0 +1,58 @@
+"""Bad input through the CLI: exit 2, a line naming the problem, no traceback, inputs unchanged."""
+
+import hashlib
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "header_only.csv").write_text("material_id,cif\n")
+    (tmp_path / "latin1.csv").write_bytes("material_id,cif\nx,caf\xe9\n".encode("latin-1"))
+    (tmp_path / "latin1.cif").write_bytes("data_x\n_cell_length_a caf\xe9\n".encode("latin-1"))
+    (tmp_path / "synthetic_mine.csv").write_text("material_id,cif\n")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.pt").write_bytes(b"an earlier run")
+    return tmp_path
+
+
+TRAIN = ["train", "--val", "synthetic:30", "--device", "cpu"]
+CASES = [
+    (["train", "--train", "synthetic", "--val", "synthetic", "--out", "o", "--limit", "-1"],
+     "argument --limit: must be a positive integer, got -1"),
+    (["train", "--train", "synthetic", "--val", "synthetic", "--out", "o", "--batch-size", "0"],
+     "argument --batch-size: must be a positive integer"),
+    (["train", "--train", "synthetic", "--val", "synthetic", "--out", "o", "--epochs", "-5"],
+     "argument --epochs: must be a positive integer"),
+    (["train", "--train", "synthetic", "--val", "synthetic", "--out", "o", "--max-minutes", "-1"],
+     "argument --max-minutes: must be a positive number"),
+    (["train", "--train", "synthetic", "--val", "synthetic", "--out", "o", "--device", "gpu"],
+     "argument --device: must be auto, cpu, cuda or cuda:N"),
+    ([*TRAIN, "--train", "{d}/header_only.csv", "--out", "o"], "has a header but no rows"),
+    ([*TRAIN, "--train", "{d}/latin1.csv", "--out", "o"], "is not UTF-8 text"),
+    ([*TRAIN, "--train", "{d}/latin1.cif", "--out", "o"], "latin1.cif: not UTF-8 text"),
+    # a file named like the embedded data is read as that file, not replaced by the embedded data
+    ([*TRAIN, "--train", "{d}/synthetic_mine.csv", "--out", "o"], "synthetic_mine.csv has a header but no rows"),
+    ([*TRAIN, "--train", "synthetic:30", "--out", "{d}/run"], "already holds a training run"),
+    (["export", "--checkpoint", "{d}/run/last.pt", "--out", "{d}/run/last.pt"], "would overwrite its source"),
+]
+
+
+def _hashes(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("args,message", CASES, ids=[" ".join(a[:1] + [m[:30]]) for a, m in CASES])
+def test_bad_input_is_one_named_line_and_leaves_inputs_alone(files, args, message):
+    before = _hashes(files)
+    argv = [a.format(d=files) for a in args]
+    r = subprocess.run([sys.executable, "-m", "nesf_viz.cli", *argv], capture_output=True, text=True,
+                       timeout=300, cwd=files)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert message in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    errors = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, r.stderr
+    assert _hashes(files) == before
