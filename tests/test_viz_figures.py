@@ -438,6 +438,12 @@ def test_time_to_accuracy_groups_folds_and_seeds_under_one_legend_entry():
     assert list(loss.x) == [1.0, 2.0] and list(loss.y) == [2.0, 1.0]
     species = [t for t in fig.data if t.xaxis == "x4"][0]
     assert np.isnan(species.y[0])  # a missing probe value is a gap, not a zero
+    # targets: a dashed line in their panel, labelled at the value (log10 of it on a log axis)
+    fig = time_to_accuracy_figure(runs, targets={"position_error_actual_A": 0.08, "species_error_actual_pct": 10})
+    lines = {(sh.yref, sh.y0) for sh in fig.layout.shapes}
+    assert lines == {("y3", 0.08), ("y4", 10)}
+    labels = {(a.yref, a.text): a.y for a in fig.layout.annotations if a.text.startswith("target")}
+    assert labels == {("y3", "target 0.08"): pytest.approx(np.log10(0.08)), ("y4", "target 10"): 10}
 
 
 def test_update_training_curves_on_figure_widget():

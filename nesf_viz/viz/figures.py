@@ -11,6 +11,7 @@ D latent size, U x V pixels of a 2-D slice. Lengths in Å, angles in degrees.
 from __future__ import annotations
 
 import logging
+import math
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -974,9 +975,12 @@ def time_to_accuracy_figure(runs: Sequence[Mapping[str, Any]], title: str | None
     for j, (key, _, log) in enumerate(_TTA_PANELS):
         fig.update_yaxes(type="log" if log else "linear", row=j // 2 + 1, col=j % 2 + 1)
         if targets and key in targets:
-            fig.add_hline(y=targets[key], line=dict(color="#444", dash="dash", width=1),
-                          annotation_text=f"target {targets[key]:g}", annotation_position="top right",
-                          row=j // 2 + 1, col=j % 2 + 1)
+            v = targets[key]
+            fig.add_hline(y=v, line=dict(color="#444", dash="dash", width=1), row=j // 2 + 1, col=j % 2 + 1)
+            # on a log axis an annotation's y is log10 of the value (add_hline's own label misplaces it)
+            fig.add_annotation(x=1, xref="x domain", y=math.log10(v) if log and v > 0 else v, yref="y",
+                               text=f"target {v:g}", showarrow=False, xanchor="right", yanchor="bottom",
+                               font=dict(size=11, color="#444"), row=j // 2 + 1, col=j % 2 + 1)
     fig.update_xaxes(title_text="training wall-clock [min]", rangemode="tozero")
     _layout(fig, title or "Time to accuracy", height=820, width=1100)
     # legend below the panels, left-aligned: a right-hand legend squeezes four panels
