@@ -168,12 +168,9 @@ def _add_decode(sub) -> None:
 
 
 def _checkpoint_arg(name: str | None) -> str | None:
-    """A checkpoint path as given, or a shipped model's name when no such path exists."""
-    from .assets import CHECKPOINTS, checkpoint_path
+    from .assets import resolve_checkpoint
 
-    if name is None or Path(name).exists() or name not in CHECKPOINTS:
-        return name
-    return str(checkpoint_path(name))
+    return None if name is None else str(resolve_checkpoint(name))
 
 
 def _cmd_decode(a) -> int:

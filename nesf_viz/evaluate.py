@@ -322,10 +322,9 @@ def reconstruct(item, checkpoint="synthetic", *, decoder: Literal["fast", "paper
     if isinstance(checkpoint, Checkpoint):
         ckpt, label = checkpoint, "checkpoint"
     else:
-        from .assets import CHECKPOINTS, checkpoint_path
+        from .assets import resolve_checkpoint
 
-        path = checkpoint_path(checkpoint) if str(checkpoint) in CHECKPOINTS else Path(checkpoint)
-        ckpt, label = load_checkpoint(path, dev), str(checkpoint)
+        ckpt, label = load_checkpoint(resolve_checkpoint(checkpoint), dev), str(checkpoint)
     crystal = _as_crystal(item, conventional)
     ckpt.vocab.encode(crystal.atomic_numbers, crystal.id)  # unknown elements: a named error, before any work
     ckpt.box.check(crystal)

@@ -94,6 +94,13 @@ def checkpoint_path(name: str = DEFAULT) -> Path:
     return path
 
 
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A checkpoint path as given, or a shipped model's path when no such file or folder exists."""
+    if Path(name_or_path).exists() or str(name_or_path) not in CHECKPOINTS:
+        return Path(name_or_path)
+    return checkpoint_path(str(name_or_path))
+
+
 def default_checkpoint_path() -> Path:
     """The shipped checkpoint the notebooks and the demo show (trained on the embedded data)."""
     return checkpoint_path(DEFAULT)
