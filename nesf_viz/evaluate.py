@@ -16,7 +16,14 @@ from typing import Literal, Sequence
 
 import torch
 
-from .data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab, crystal_from_structure, load_crystals
+from .data import (
+    BoundingBox,
+    Crystal,
+    CrystalBatch,
+    SpeciesVocab,
+    crystal_from_structure,
+    load_crystals,
+)
 from .decode import DecodeConfig, DecodeResult, decode
 from .fields import ExactFields
 from .metrics import CrystalVerdict, crystal_verdicts, match_metrics, paper_metrics
@@ -24,7 +31,7 @@ from .metrics import CrystalVerdict, crystal_verdicts, match_metrics, paper_metr
 log = logging.getLogger(__name__)
 
 __all__ = ["METRIC_KEYS", "run_decode", "run_evaluate", "decode_crystals", "metrics_of", "format_table",
-           "Reconstruction", "reconstruct"]
+           "write_decoded_folder", "Reconstruction", "reconstruct"]
 
 METRIC_KEYS = (
     "n_structures",
@@ -124,20 +131,24 @@ def run_decode(
     if as_csv:
         result.to_csv(out)
     else:
-        _write_decoded_folder(crystals, result, out)
+        from .metrics import format_verdicts
+
+        print(format_verdicts(write_decoded_folder(crystals, result, out)))
     log.info("decoded %d crystals (%.2f /s) into %s", len(result), result.structures_per_second, out)
     print(f"decoded {len(result)} crystals ({result.structures_per_second:.2f} structures/s, "
           f"{result.n_no_atoms} without atoms) -> {out}")
     return result
 
 
-def _write_decoded_folder(crystals: Sequence[Crystal], result: DecodeResult, out: Path) -> None:
+def write_decoded_folder(crystals: Sequence[Crystal], result: DecodeResult, out: str | Path,
+                         verdicts: Sequence[CrystalVerdict] | None = None) -> list[CrystalVerdict]:
+    """One `<id>.cif` per decoded crystal and `summary.csv` (a `CrystalVerdict` row per input
+    crystal) in the folder `out`; returns the verdicts (computed unless given)."""
     import csv
 
-    from .metrics import format_verdicts
-
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    verdicts = crystal_verdicts(crystals, result)
+    verdicts = list(verdicts) if verdicts is not None else crystal_verdicts(crystals, result)
     for i, (c, st) in enumerate(zip(crystals, result.to_structures(strict=False))):
         if st is not None:
             st.to(filename=str(out / f"{c.id or f'crystal{i}'}.cif"))
@@ -146,7 +157,7 @@ def _write_decoded_folder(crystals: Sequence[Crystal], result: DecodeResult, out
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(format_verdicts(verdicts))
+    return verdicts
 
 
 def format_table(metrics: dict) -> str:

@@ -41,6 +41,7 @@ __all__ = [
     "CrystalVerdict",
     "crystal_verdicts",
     "format_verdicts",
+    "verdict_summary",
     "matchable",
 ]
 
@@ -319,8 +320,17 @@ def format_verdicts(verdicts: Sequence[CrystalVerdict]) -> str:
                      f"{v.decoded_atoms:>2}/{v.true_atoms:<2}  {'right' if v.composition_right else 'WRONG':<11}  "
                      f"{matched:<7}  {v.position_error_A:>10.3f} Å  {v.species_error_pct:>9.1f} %  "
                      f"{'right' if v.right else 'WRONG'}")
-    n = len(verdicts)
-    lines.append(f"{sum(v.right for v in verdicts)}/{n} decoded right (atom count, composition"
-                 + (", StructureMatcher" if any(v.matched is not None for v in verdicts) else "")
-                 + f"); composition right {sum(v.composition_right for v in verdicts)}/{n}")
+    lines.append(verdict_summary(verdicts))
     return "\n".join(lines)
+
+
+def verdict_summary(verdicts: Sequence[CrystalVerdict]) -> str:
+    """One line: how many decoded right, how many with the right composition (and matched)."""
+    n = len(verdicts)
+    with_match = any(v.matched is not None for v in verdicts)
+    text = (f"{sum(v.right for v in verdicts)}/{n} decoded right (atom count, composition"
+            + (", StructureMatcher" if with_match else "")
+            + f"); composition right {sum(v.composition_right for v in verdicts)}/{n}")
+    if with_match:
+        text += f", StructureMatcher {sum(bool(v.matched) for v in verdicts)}/{n}"
+    return text

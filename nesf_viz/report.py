@@ -19,6 +19,7 @@ import torch
 from .data import Crystal, CrystalBatch, load_crystals
 from .decode import DecodeResult, decode
 from .hooks import TrajectoryRecorder
+from .metrics import verdict_summary
 from .train import Checkpoint, TrainConfig, load_checkpoint, resolve_device, train
 
 
@@ -122,7 +123,7 @@ def build_report(
                  F.field_slice_figure(**_slice_arrays(model, z, 0, show[0]),
                                       title=f"{show[0].id}: |f_p| and in-plane vectors")))
 
-    summary = "".join(f"<li><b>{html.escape(n)}</b>: {html.escape(_verdict_summary(v))}</li>"
+    summary = "".join(f"<li><b>{html.escape(n)}</b>: {html.escape(verdict_summary(v))}</li>"
                       for n, v in verdicts.items())
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>NeSF report</title>",
@@ -193,15 +194,6 @@ def _side_by_side(metrics_by_model: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def _verdict_summary(verdicts) -> str:
-    n = len(verdicts)
-    right = sum(v.right for v in verdicts)
-    comp = sum(v.composition_right for v in verdicts)
-    matched = sum(bool(v.matched) for v in verdicts)
-    return (f"{right}/{n} decoded right (atom count, composition and StructureMatcher); "
-            f"composition right {comp}/{n}, StructureMatcher {matched}/{n}")
-
-
 def run_demo(out: str | Path = "out/demo", minutes: float = 2.0, n_train: int = 480, n_test: int = 48,
              device: str = "auto", seed: int = 0, checkpoint: str | Path | None = None) -> dict:
     """The main job: a short quick-recipe training (does training work?) and the shipped,
@@ -214,8 +206,7 @@ def run_demo(out: str | Path = "out/demo", minutes: float = 2.0, n_train: int = 
     """
     from .assets import default_checkpoint_path
     from .decode import DecodeConfig
-    from .evaluate import decode_crystals, metrics_of
-    from .metrics import crystal_verdicts
+    from .evaluate import decode_crystals, metrics_of, write_decoded_folder
 
     out = Path(out)
     dev = resolve_device(device)
@@ -246,16 +237,12 @@ def run_demo(out: str | Path = "out/demo", minutes: float = 2.0, n_train: int = 
                               device=dev, progress=False)
         results[name] = res
         metrics[name] = metrics_of(test, res, match=True)
-        verdicts[name] = crystal_verdicts(test, res)
         folder = out / "decoded" / ("short" if name.startswith("short") else "shipped")
-        folder.mkdir(parents=True, exist_ok=True)
-        for c, st in zip(test, res.to_structures(strict=False)):
-            if st is not None:
-                st.to(filename=str(folder / f"{c.id or 'crystal'}.cif"))
+        verdicts[name] = write_decoded_folder(test, res, folder)
     text = _side_by_side(metrics)
     print(text)
     for name, v in verdicts.items():
-        print(f"  {name}: {_verdict_summary(v)}")
+        print(f"  {name}: {verdict_summary(v)}")
     print(f"      decoded CIFs: {(out / 'decoded').resolve()}/{{short,shipped}}/")
 
     print("[3/3] writing the report")
