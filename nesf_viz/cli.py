@@ -109,6 +109,9 @@ def _add_train(sub) -> None:
     p.add_argument("--limit", type=_positive_int, default=None, help="use only the first N training structures")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly")
     p.add_argument("--overwrite", action="store_true", help="start over in an OUT that already holds a run")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="warm start: a new run from this checkpoint's weights, vocabulary and network "
+                        "(fresh optimizer and schedule), e.g. a shipped model's name or file")
     p.add_argument("--keep-cell", action="store_true", help="keep cells as given (default: conventional standard cell)")
     p.add_argument("--vae", action="store_true", help="variational latent (option; off in the paper)")
     _add_pe_args(p)
@@ -142,7 +145,12 @@ def _cmd_train(a) -> int:
     print(f"recipe {a.recipe}: {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.learning_rate:g} "
           f"({cfg.lr_schedule}), species weight {cfg.species_loss_weight:g}, "
           f"{'bf16' if cfg.mixed_precision else 'float32'}" + (f", budget {cfg.max_minutes:g} min" if cfg.max_minutes else ""))
-    res = train(tr, va, a.out, cfg, mcfg, resume=a.resume, overwrite=a.overwrite)
+    init = None
+    if a.init_from and not a.resume:
+        from .assets import resolve_checkpoint
+
+        init = resolve_checkpoint(a.init_from)
+    res = train(tr, va, a.out, cfg, mcfg, resume=a.resume, overwrite=a.overwrite, init_from=init)
     h = res.history
     if h:
         print(f"{len(h['epoch'])} epochs logged; last train loss {h['loss'][-1]:.4f}, "

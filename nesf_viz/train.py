@@ -388,6 +388,7 @@ def train(
     check_replicas: bool = False,
     vocab: SpeciesVocab | None = None,
     overwrite: bool = False,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train NeSF; writes `last.pt` every epoch and `best.pt` on validation improvement.
 
@@ -396,6 +397,9 @@ def train(
     `vocab` defaults to the elements of train + val; give one to reserve classes for more.
     `check_replicas` (for tests) asserts after every step that all ranks hold identical weights.
     A folder that already holds a run is refused unless `resume` (continue it) or `overwrite`.
+    `init_from` (a checkpoint file) starts a new run from its weights, vocabulary, box and network
+    config (a warm restart: fresh optimizer and schedule), e.g. to train a shipped model further
+    when its run folder is gone; `resume` is the exact continuation and wins over it.
     """
     if not train_crystals:
         raise DatasetError("the training set is empty")
@@ -411,6 +415,7 @@ def train(
         raise CheckpointError(f"{out} already holds a training run ({last_path.name}); continue it with "
                               "--resume, start over with --overwrite, or choose another --out")
     state = None
+    init = None
     if resume:
         if last_path is None or not last_path.is_file():
             raise CheckpointError(f"--resume: no checkpoint to resume at {last_path}")
@@ -424,6 +429,13 @@ def train(
         # epochs and the time budget may be extended on resume; everything else must match
         config = dataclasses.replace(saved, epochs=config.epochs, max_minutes=config.max_minutes,
                                      device=config.device)
+    elif init_from is not None:
+        init = load_checkpoint(init_from, device)
+        vocab, box, model_config = init.vocab, init.box, init.model_config
+        for c in [*train_crystals, *val_crystals]:  # fail fast, naming the crystal and element
+            vocab.encode(c.atomic_numbers, c.id)
+        if config.encoder_dropout is not None:
+            model_config = dataclasses.replace(model_config, encoder_dropout=config.encoder_dropout)
     else:
         vocab = vocab or SpeciesVocab.from_crystals([*train_crystals, *val_crystals])
         box = BoundingBox.from_crystals(train_crystals)
@@ -439,6 +451,8 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     history: dict[str, list[float]] = {}
     start_epoch, best_val, best_epoch, elapsed_before = 0, math.inf, -1, 0.0
+    if init is not None:
+        model.load_state_dict(init.model.state_dict())
     if state is not None:
         model.load_state_dict(state["model_state"])
         optimizer.load_state_dict(state["optimizer_state"])
@@ -477,6 +491,7 @@ def train(
             "best_epoch": best_epoch,
             "elapsed_seconds": elapsed,
             "torch_version": str(torch.__version__),
+            "init_from": str(init_from) if init is not None else (state or {}).get("init_from"),
         }
 
     show = progress and rank == 0

@@ -241,3 +241,23 @@ def test_export_refuses_to_overwrite_its_source(synthetic_small, tmp_path):
     assert "optimizer_state" in torch.load(tmp_path / "last.pt", weights_only=True)
     slim = export_checkpoint(tmp_path, tmp_path / "slim.pt")
     assert "optimizer_state" not in torch.load(slim, weights_only=True)
+
+
+def test_warm_start_takes_weights_vocab_and_box_and_refuses_unknown_elements(synthetic_small, tmp_path):
+    from nesf_viz.errors import UnknownSpeciesError
+
+    tr, va = _small(synthetic_small, 16)
+    src = train(tr, va, tmp_path / "src", TrainConfig(epochs=2, batch_size=8, device="cpu"), progress=False)
+    frozen = dataclasses.replace(TrainConfig(epochs=1, batch_size=8, device="cpu"), learning_rate=0.0)
+    warm = train(tr[:8], va, tmp_path / "warm", frozen, progress=False, init_from=src.last_checkpoint)
+    assert warm.vocab == src.vocab and warm.box == src.box
+    warm_params = dict(warm.model.named_parameters())  # lr 0: the warm run holds the source's weights
+    for k, v in src.model.named_parameters():  # (batch-norm running stats move in train mode)
+        assert torch.equal(v, warm_params[k]), k
+    assert torch.load(warm.last_checkpoint, weights_only=True)["init_from"] == str(src.last_checkpoint)
+    scratch = train(tr[:8], va, tmp_path / "scratch", frozen, progress=False)
+    assert warm.history["val_loss"][0] < scratch.history["val_loss"][0]
+    odd = dataclasses.replace(tr[0], atomic_numbers=tr[0].atomic_numbers.copy(), id="odd")
+    odd.atomic_numbers[0] = 118  # Og: in no synthetic vocabulary
+    with pytest.raises(UnknownSpeciesError, match="Og in 'odd'"):
+        train([odd], va, tmp_path / "bad", frozen, progress=False, init_from=src.last_checkpoint)
