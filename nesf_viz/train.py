@@ -69,10 +69,12 @@ class TrainConfig:
     """Wall-clock budget; training stops at the last epoch that fits."""
     periodic_targets: bool = False
     """Minimum-image ground truth (named option; the paper's fields are not periodic)."""
-    mixed_precision: bool = False
-    """Option: bfloat16 autocast for the forward pass (CPU with AVX512-BF16, or CUDA).
-    Measured 3.3x float32 per step on a 2-core AVX512-BF16 CPU (118 vs 36 structures/s) with
-    the same validation loss per epoch (README, Results); off by default (the paper trains in float32)."""
+    mixed_precision: bool | str = False
+    """Option: bfloat16 autocast for the forward pass. Measured 3.3x float32 per step on a 2-core
+    AVX512-BF16 CPU (118 vs 36 structures/s) with the same validation loss per epoch, but 6.5x
+    *slower* than float32 on a CPU without native bf16 (AMD EPYC, AVX2: emulated). 'auto' = bf16
+    where the hardware has it (`native_bf16`), resolved when training starts and recorded resolved
+    in the checkpoint. Off by default (the paper trains in float32)."""
     encoder_dropout: float | None = None
     """Option: overrides the network's encoder dropout (paper 0.3; it acts only in training,
     so it is a training choice; the checkpoint's network config records the value used)."""
@@ -94,6 +96,8 @@ class TrainConfig:
             raise ConfigError(f"encoder_dropout must be in [0, 1), got {self.encoder_dropout!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ConfigError(f"max_minutes must be > 0 (or None: no budget), got {self.max_minutes!r}")
+        if self.mixed_precision not in (True, False, "auto"):
+            raise ConfigError(f"mixed_precision must be True, False or 'auto', got {self.mixed_precision!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -131,7 +135,7 @@ class TrainConfig:
 # The quick recipe, ingredient by ingredient (measured one at a time against the paper's
 # recipe in benchmarks/time_to_accuracy.py; the README tabulates what each one does).
 QUICK_INGREDIENTS: dict = {
-    "mixed_precision": True,
+    "mixed_precision": "auto",
     "batch_size": 64,
     "species_loss_weight": 1.0,
     "encoder_dropout": 0.0,
@@ -211,6 +215,20 @@ class Checkpoint:
     epoch: int
     best_val_loss: float
     raw: dict
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast runs natively here: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or
+    AMX (Linux /proc/cpuinfo flags). Elsewhere torch emulates it, measured 6.5x slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_device(device: str) -> torch.device:
@@ -445,6 +463,11 @@ def train(
         if config.encoder_dropout is not None:
             model_config = dataclasses.replace(model_config, encoder_dropout=config.encoder_dropout)
 
+    if config.mixed_precision == "auto":  # recorded resolved, so a resume repeats the same arithmetic
+        config = dataclasses.replace(config, mixed_precision=native_bf16(device))
+    elif config.mixed_precision and not native_bf16(device):
+        log.warning("bf16 autocast is emulated on %s (no AVX512-BF16/AMX): expect it to be several times "
+                    "slower than float32 (mixed_precision='auto' picks float32 here)", device)
     torch.manual_seed(config.seed)
     model = NeSF(config=model_config).to(device)
     loss_module = LossModule(model, config).to(device)

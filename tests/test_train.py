@@ -261,3 +261,15 @@ def test_warm_start_takes_weights_vocab_and_box_and_refuses_unknown_elements(syn
     odd.atomic_numbers[0] = 118  # Og: in no synthetic vocabulary
     with pytest.raises(UnknownSpeciesError, match="Og in 'odd'"):
         train([odd], va, tmp_path / "bad", frozen, progress=False, init_from=src.last_checkpoint)
+
+
+def test_mixed_precision_auto_resolves_to_the_hardware_and_is_recorded(synthetic_small, tmp_path):
+    from nesf_viz.train import native_bf16
+
+    assert TrainConfig.quick().mixed_precision == "auto"
+    with pytest.raises(ConfigError, match="mixed_precision must be True, False or 'auto'"):
+        TrainConfig(mixed_precision="yes")
+    tr, va = _small(synthetic_small, 8)
+    train(tr, va, tmp_path, TrainConfig(epochs=1, batch_size=8, device="cpu", mixed_precision="auto"), progress=False)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)["train_config"]["mixed_precision"]
+    assert saved is native_bf16(torch.device("cpu"))
