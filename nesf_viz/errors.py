@@ -53,3 +53,7 @@ class SkippedStructuresWarning(UserWarning):
 
 class ConfigError(NeSFError, ValueError):
     """A configuration value that cannot work (the message names the field and what to give)."""
+
+
+class DeviceError(NeSFError, ValueError):
+    """A device that this machine does not have (e.g. 'cuda' without a GPU torch can see)."""

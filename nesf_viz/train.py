@@ -7,6 +7,7 @@ epoch k continues exactly as an uninterrupted run would.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -21,9 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab
-from .errors import CheckpointError, ConfigError, DatasetError
+from .errors import CheckpointError, ConfigError, DatasetError, DeviceError
 from .fields import ground_truth_targets
 from .model import NeSF, NeSFConfig
+from .runs import RunFolder
 from .sampling import QuerySampler, SamplingConfig, TrainingQueries
 
 log = logging.getLogger(__name__)
@@ -231,12 +233,20 @@ def native_bf16(device: torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' = CUDA when torch sees a GPU, else CPU; a device this machine lacks is a `DeviceError`."""
+    if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceError(f"device {str(device)!r} is not a device name (auto, cpu, cuda, cuda:N)") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {str(device)!r} asked for, but torch sees no CUDA GPU on this machine "
+                              f"(torch {torch.__version__}); use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {str(device)!r} asked for, but torch sees {torch.cuda.device_count()} GPU(s)")
     return dev
 
 
@@ -258,8 +268,49 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
             tmp.unlink()
 
 
+_REQUIRED_KEYS = ("model_config", "train_config", "vocab", "box_min_angstrom", "box_max_angstrom", "model_state",
+                  "epoch", "history", "best_val_loss")
+
+
+def _read_checkpoint(path: Path, device: torch.device, purpose: str = "") -> dict:
+    """torch.load (weights only) and check the parts every reader needs; any failure -> CheckpointError."""
+    what = f"{purpose}: " if purpose else ""
+    try:
+        raw = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{what}{path} could not be read as a checkpoint ({type(exc).__name__}: "
+                              f"{str(exc)[:200]}); it may be truncated or not a nesf_viz checkpoint") from exc
+    if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{what}{path} is not a nesf_viz checkpoint of format {CHECKPOINT_FORMAT}")
+    missing = [k for k in _REQUIRED_KEYS if k not in raw]
+    if missing:
+        raise CheckpointError(f"{what}{path} lacks {', '.join(missing)}: damaged or written by other code")
+    box = [*raw["box_min_angstrom"], *raw["box_max_angstrom"]]
+    if len(box) != 6 or not all(math.isfinite(float(v)) for v in box):
+        raise CheckpointError(f"{what}{path} has a bounding box that is not 6 finite numbers: {box}")
+    if not raw["vocab"]:
+        raise CheckpointError(f"{what}{path} has an empty species vocabulary")
+    return raw
+
+
+def _rebuild_model(raw: dict, path: Path, device: torch.device) -> tuple[NeSF, NeSFConfig]:
+    try:
+        cfg = NeSFConfig.from_dict(raw["model_config"])
+        model = NeSF(config=cfg).to(device)
+        model.load_state_dict(raw["model_state"])
+    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0][:300]
+        raise CheckpointError(f"{path}: its network config and weights do not fit this version of nesf_viz "
+                              f"({type(exc).__name__}: {first})") from exc
+    if cfg.num_species != len(raw["vocab"]):
+        raise CheckpointError(f"{path}: the network has {cfg.num_species} species classes but the vocabulary "
+                              f"{len(raw['vocab'])} elements")
+    return model, cfg
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild the model (eval mode) and its metadata from a checkpoint file."""
+    """Rebuild the model (eval mode) and its metadata from a checkpoint file (or a run folder:
+    its best.pt, else last.pt). Anything wrong with the file is a `CheckpointError`."""
     path = Path(path)
     if path.is_dir():
         for name in ("best.pt", "last.pt"):
@@ -268,24 +319,20 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
                 break
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path} (give a .pt file or a training output folder)")
-    dev = resolve_device(str(device)) if isinstance(device, str) else device
-    try:
-        raw = torch.load(path, map_location=dev, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path} could not be read as a checkpoint ({type(exc).__name__}: {exc}); "
-                              "it may be truncated or not a nesf_viz checkpoint") from exc
-    if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a nesf_viz checkpoint of format {CHECKPOINT_FORMAT}")
-    cfg = NeSFConfig.from_dict(raw["model_config"])
-    model = NeSF(config=cfg).to(dev)
-    model.load_state_dict(raw["model_state"])
+    dev = resolve_device(device)
+    raw = _read_checkpoint(path, dev)
+    model, cfg = _rebuild_model(raw, path, dev)
     model.eval()
+    try:
+        train_config = TrainConfig.from_dict(raw["train_config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: its training config does not fit this version of nesf_viz ({exc})") from exc
     return Checkpoint(
         model=model,
-        vocab=SpeciesVocab(tuple(raw["vocab"])),
+        vocab=SpeciesVocab(tuple(int(z) for z in raw["vocab"])),
         box=BoundingBox(tuple(raw["box_min_angstrom"]), tuple(raw["box_max_angstrom"])),
         model_config=cfg,
-        train_config=TrainConfig.from_dict(raw["train_config"]),
+        train_config=train_config,
         history={k: list(v) for k, v in raw["history"].items()},
         epoch=int(raw["epoch"]),
         best_val_loss=float(raw["best_val_loss"]),
@@ -298,11 +345,11 @@ def saved_train_config(out_dir: str | Path) -> TrainConfig:
     path = Path(out_dir) / "last.pt"
     if not path.is_file():
         raise CheckpointError(f"--resume: no checkpoint to resume at {path}")
+    raw = _read_checkpoint(path, torch.device("cpu"), "--resume")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
         return TrainConfig.from_dict(raw["train_config"])
-    except Exception as exc:
-        raise CheckpointError(f"{path} could not be read as a checkpoint to resume ({type(exc).__name__}: {exc})") from exc
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"--resume: {path}: its training config does not fit this version ({exc})") from exc
 
 
 def export_checkpoint(src: str | Path, dst: str | Path) -> Path:
@@ -419,6 +466,28 @@ def train(
     config (a warm restart: fresh optimizer and schedule), e.g. to train a shipped model further
     when its run folder is gone; `resume` is the exact continuation and wins over it.
     """
+    rank = int(os.environ.get("RANK", "0"))
+    owner = RunFolder(out_dir).lock() if out_dir is not None and rank == 0 else contextlib.nullcontext()
+    with owner:  # one writer per run folder; temp files of killed writers removed
+        return _train(train_crystals, val_crystals, out_dir, config, model_config, callbacks, resume, progress,
+                      check_replicas, vocab, overwrite, init_from)
+
+
+def _train(
+    train_crystals: Sequence[Crystal],
+    val_crystals: Sequence[Crystal],
+    out_dir: str | Path | None,
+    config: TrainConfig = TrainConfig(),
+    model_config: NeSFConfig | None = None,
+    callbacks: Sequence[EpochCallback] = (),
+    resume: bool = False,
+    progress: bool = True,
+    check_replicas: bool = False,
+    vocab: SpeciesVocab | None = None,
+    overwrite: bool = False,
+    init_from: str | Path | None = None,
+) -> TrainResult:
+    """`train` inside the run folder's lock."""
     if not train_crystals:
         raise DatasetError("the training set is empty")
     if not val_crystals:
@@ -437,13 +506,16 @@ def train(
     if resume:
         if last_path is None or not last_path.is_file():
             raise CheckpointError(f"--resume: no checkpoint to resume at {last_path}")
-        state = torch.load(last_path, map_location=device, weights_only=True)
+        state = _read_checkpoint(last_path, device, "--resume")
         if "optimizer_state" not in state:
             raise CheckpointError(f"{last_path} has no optimizer state (an exported checkpoint); cannot resume")
         vocab = SpeciesVocab(tuple(state["vocab"]))
         box = BoundingBox(tuple(state["box_min_angstrom"]), tuple(state["box_max_angstrom"]))
-        model_config = NeSFConfig.from_dict(state["model_config"])
-        saved = TrainConfig.from_dict(state["train_config"])
+        _, model_config = _rebuild_model(state, last_path, device)  # validates config and weights
+        try:
+            saved = TrainConfig.from_dict(state["train_config"])
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"--resume: {last_path}: its training config does not fit this version ({exc})") from exc
         # epochs and the time budget may be extended on resume; everything else must match
         config = dataclasses.replace(saved, epochs=config.epochs, max_minutes=config.max_minutes,
                                      device=config.device)
@@ -478,7 +550,10 @@ def train(
         model.load_state_dict(init.model.state_dict())
     if state is not None:
         model.load_state_dict(state["model_state"])
-        optimizer.load_state_dict(state["optimizer_state"])
+        try:
+            optimizer.load_state_dict(state["optimizer_state"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"--resume: {last_path}: its optimizer state does not fit the network ({exc})") from exc
         history = {k: list(v) for k, v in state["history"].items()}
         start_epoch = int(state["epoch"])
         best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
@@ -556,9 +631,11 @@ def train(
             elapsed = elapsed_before + time.perf_counter() - t0
             if rank == 0 and out is not None:
                 data = payload(epoch + 1, elapsed)
-                save_checkpoint(last_path, data)
+                # best before last: a kill between the two leaves last.pt one epoch behind, and
+                # --resume recomputes that epoch exactly and rewrites the same best.pt
                 if is_best:
                     save_checkpoint(best_path, data)
+                save_checkpoint(last_path, data)
             bar.update(1)
             bar.set_postfix({k.replace("loss_", ""): f"{v:.3g}" for k, v in train_parts.items()}
                             | {"val": f"{val_parts['loss']:.3g}"})

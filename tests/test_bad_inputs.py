@@ -40,6 +40,14 @@ CASES = [
 ]
 
 
+if not __import__("torch").cuda.is_available():  # a device this machine lacks: one line, not a torch error
+    CASES += [
+        (["decode", "--checkpoint", "synthetic", "--data", "synthetic:2", "--out", "o", "--device", "cuda"],
+         "torch sees no CUDA GPU"),
+        ([*TRAIN[:-2], "--train", "synthetic:30", "--out", "o", "--device", "cuda:0"], "torch sees no CUDA GPU"),
+    ]
+
+
 def _hashes(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 

@@ -129,8 +129,12 @@ def test_cuda_device_without_gpu_is_a_clear_error(synthetic_small):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     tr, va = _small(synthetic_small)
-    with pytest.raises(ValueError, match="no CUDA GPU"):
+    from nesf_viz.errors import DeviceError
+
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
         train(tr, va, None, TrainConfig(epochs=1, device="cuda"), progress=False)
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
+        load_checkpoint(__import__("nesf_viz.assets", fromlist=["x"]).checkpoint_path("synthetic"), "cuda")
 
 
 def test_ddp_two_cpu_ranks(tmp_path):
