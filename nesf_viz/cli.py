@@ -174,6 +174,8 @@ def _add_decode(sub) -> None:
     p.add_argument("--limit", type=_positive_int, default=None, help="decode only the first N crystals")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="crystals decoded together")
     p.add_argument("--keep-cell", action="store_true", help="keep cells as given (default: conventional standard cell)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable structures and elements outside the model's vocabulary (named) instead of stopping")
 
 
 def _checkpoint_arg(name: str | None) -> str | None:
@@ -188,7 +190,7 @@ def _cmd_decode(a) -> int:
 
     run_decode(_checkpoint_arg(a.checkpoint), a.data, a.out, device=a.device, batch_size=a.batch_size,
                limit=a.limit, decode_config=DecodeConfig.fast() if a.decode == "fast" else DecodeConfig(),
-               conventional=not a.keep_cell)
+               conventional=not a.keep_cell, skip_bad=a.skip_bad)
     return 0
 
 
@@ -204,6 +206,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--decode", choices=["paper", "fast"], default="paper",
                    help="paper: DecodeConfig(); fast: in-cell particles, early stop, <= 32 moves")
     p.add_argument("--keep-cell", action="store_true", help="keep cells as given (default: conventional standard cell)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable structures and elements outside the model's vocabulary (named) instead of stopping")
 
 
 def _cmd_evaluate(a) -> int:
@@ -212,7 +216,7 @@ def _cmd_evaluate(a) -> int:
 
     run_evaluate(a.data, checkpoint=_checkpoint_arg(a.checkpoint), fields="exact" if a.fields else "learned",
                  json_out=a.json, limit=a.limit, device=a.device, conventional=not a.keep_cell,
-                 decode_config=DecodeConfig.fast() if a.decode == "fast" else DecodeConfig())
+                 decode_config=DecodeConfig.fast() if a.decode == "fast" else DecodeConfig(), skip_bad=a.skip_bad)
     return 0
 
 

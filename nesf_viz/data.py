@@ -375,7 +375,10 @@ class ReadReport:
     def summary(self) -> str:
         reasons = Counter(r.split(":")[0] for _, r in self.skipped)
         parts = ", ".join(f"{n} {k}" for k, n in reasons.items())
-        return f"read {self.read}, skipped {len(self.skipped)}" + (f" ({parts})" if parts else "")
+        named = "; ".join(f"{label}: {reason}" for label, reason in self.skipped[:5])
+        more = f"; and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
+        return (f"read {self.read}, skipped {len(self.skipped)}" + (f" ({parts})" if parts else "")
+                + (f": {named}{more}" if named else ""))
 
 
 def _collect(items, on_error: OnError, report: ReadReport) -> list[Crystal]:

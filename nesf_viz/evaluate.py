@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -93,6 +94,51 @@ def decode_crystals(
     return DecodeResult.concat(results)
 
 
+def usable_crystals(crystals: Sequence[Crystal], vocab: SpeciesVocab, box: BoundingBox,
+                    skip_bad: bool = False) -> list[Crystal]:
+    """Check every crystal against a model's vocabulary and box before any decoding (fail fast).
+    An unknown element raises `UnknownSpeciesError` naming the crystal, or with `skip_bad` the
+    crystal is dropped and one `SkippedStructuresWarning` names what was skipped and why."""
+    import warnings
+
+    from .errors import SkippedStructuresWarning, UnknownSpeciesError
+
+    kept, skipped = [], []
+    for c in crystals:
+        try:
+            vocab.encode(c.atomic_numbers, c.id)
+        except UnknownSpeciesError as exc:
+            if not skip_bad:
+                raise
+            skipped.append(str(exc).split(" not in ")[0])
+            continue
+        box.check(c)
+        kept.append(c)
+    if skipped:
+        more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        warnings.warn(f"skipped {len(skipped)} of {len(crystals)} crystals with elements outside the model's "
+                      f"vocabulary: {'; '.join(skipped[:5])}{more}", SkippedStructuresWarning, stacklevel=2)
+    if not kept:
+        from .errors import DatasetError
+
+        raise DatasetError("no crystal left to decode: every one has elements outside the model's vocabulary")
+    return kept
+
+
+def _check_output(path: Path, folder: bool) -> None:
+    """Fail before decoding when an output cannot be written (read-only, under a file)."""
+    from .errors import DatasetError
+
+    target = path if folder else path.parent
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        probe = target / f".write-probe{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise DatasetError(f"output {path} cannot be written ({exc.strerror or exc}); choose a writable path") from exc
+
+
 def run_decode(
     checkpoint: str | Path,
     data: str | Path,
@@ -103,6 +149,7 @@ def run_decode(
     split: str = "test",
     decode_config: DecodeConfig = DecodeConfig(),
     conventional: bool = True,
+    skip_bad: bool = False,
 ) -> DecodeResult:
     """Decode `data` (a CSV, a CIF folder, one .cif file, 'synthetic') with a trained checkpoint.
 
@@ -110,6 +157,8 @@ def run_decode(
     file there is an error): one `<id>.cif` per decoded crystal and `summary.csv`, a row per
     input crystal saying how right its decode is (atom count, composition, StructureMatcher,
     position and species error against the input itself: NeSF is an autoencoder).
+    `skip_bad`: unreadable structures and elements outside the vocabulary are skipped (named in
+    a warning) instead of stopping. Output, checkpoint and every crystal are checked first.
     """
     from .errors import DatasetError
     from .train import load_checkpoint
@@ -120,12 +169,12 @@ def run_decode(
     as_csv = out.suffix.lower() == ".csv"
     if not as_csv and out.exists() and not out.is_dir():
         raise DatasetError(f"--out {out} is an existing file; give a folder (or a path ending in .csv)")
+    _check_output(out, folder=not as_csv)
     dev = _device(device)
     ckpt = load_checkpoint(checkpoint, dev)
-    crystals = load_crystals(data, split=split, limit=limit, conventional=conventional)
-    for c in crystals:  # unknown elements fail here, before any decoding
-        ckpt.vocab.encode(c.atomic_numbers, c.id)
-        ckpt.box.check(c)
+    crystals = load_crystals(data, split=split, limit=limit, conventional=conventional,
+                             on_error="skip" if skip_bad else "raise")
+    crystals = usable_crystals(crystals, ckpt.vocab, ckpt.box, skip_bad)
     result = decode_crystals(crystals, fields=ckpt.model, box=ckpt.box, vocab=ckpt.vocab,
                              config=decode_config, batch_size=batch_size, device=dev)
     if as_csv:
@@ -218,6 +267,7 @@ def run_evaluate(
     crystals: Sequence[Crystal] | None = None,
     verbose: bool = True,
     conventional: bool = True,
+    skip_bad: bool = False,
 ) -> dict:
     """Decode `data` and compute the metrics; prints a table and returns `METRIC_KEYS`.
 
@@ -225,10 +275,14 @@ def run_evaluate(
     data itself, or the box from `box_from` (e.g. the training CSV, as a model would have).
     fields="learned": the checkpoint's model, vocabulary and training box.
     `crystals` skips reading `data` (already loaded). JSON writes non-finite values as null.
+    `skip_bad` as in `run_decode`.
     """
+    if json_out is not None:
+        _check_output(Path(json_out), folder=False)
     dev = _device(device)
     if crystals is None:
-        crystals = load_crystals(data, split=split, limit=limit, conventional=conventional)
+        crystals = load_crystals(data, split=split, limit=limit, conventional=conventional,
+                                 on_error="skip" if skip_bad else "raise")
     elif limit is not None:
         crystals = list(crystals)[:limit]
     if fields == "exact":
@@ -243,8 +297,7 @@ def run_evaluate(
 
         ckpt = load_checkpoint(checkpoint, dev)
         vocab, box, model = ckpt.vocab, ckpt.box, ckpt.model
-        for c in crystals:
-            box.check(c)
+        crystals = usable_crystals(crystals, vocab, box, skip_bad)
     else:
         raise ValueError(f"fields must be 'learned' or 'exact', got {fields!r}")
 

@@ -13,9 +13,17 @@ def files(tmp_path):
     (tmp_path / "latin1.csv").write_bytes("material_id,cif\nx,caf\xe9\n".encode("latin-1"))
     (tmp_path / "latin1.cif").write_bytes("data_x\n_cell_length_a caf\xe9\n".encode("latin-1"))
     (tmp_path / "synthetic_mine.csv").write_text("material_id,cif\n")
+    (tmp_path / "mixed.csv").write_text("material_id,cif\n" + "".join(
+        f'{name},"{_cif(el)}"\n' for name, el in [("nacl", "Na"), ("uranium-1", "U"), ("kcl", "K")]))
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "last.pt").write_bytes(b"an earlier run")
     return tmp_path
+
+
+def _cif(metal):
+    from pymatgen.core import Lattice, Structure
+
+    return str(Structure(Lattice.cubic(5.6), [metal, "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(fmt="cif"))
 
 
 TRAIN = ["train", "--val", "synthetic:30", "--device", "cpu"]
@@ -37,6 +45,14 @@ CASES = [
     ([*TRAIN, "--train", "{d}/synthetic_mine.csv", "--out", "o"], "synthetic_mine.csv has a header but no rows"),
     ([*TRAIN, "--train", "synthetic:30", "--out", "{d}/run"], "already holds a training run"),
     (["export", "--checkpoint", "{d}/run/last.pt", "--out", "{d}/run/last.pt"], "would overwrite its source"),
+    # found before any decoding, naming the crystal and the element
+    (["decode", "--checkpoint", "synthetic", "--data", "{d}/mixed.csv", "--out", "o"],
+     "element(s) U in 'uranium-1' not in the model's species vocabulary"),
+    (["evaluate", "--checkpoint", "synthetic", "--data", "{d}/mixed.csv"], "element(s) U in 'uranium-1'"),
+    # unwritable outputs found before any work
+    (["decode", "--checkpoint", "synthetic", "--data", "synthetic:2", "--out", "{d}/mixed.csv/o"], "cannot be written"),
+    (["evaluate", "--fields", "exact", "--data", "synthetic:2", "--json", "{d}/mixed.csv/m.json"], "cannot be written"),
+    ([*TRAIN, "--train", "synthetic:30", "--out", "{d}/mixed.csv/run"], "cannot be written"),
 ]
 
 
@@ -64,3 +80,14 @@ def test_bad_input_is_one_named_line_and_leaves_inputs_alone(files, args, messag
     errors = [line for line in r.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1, r.stderr
     assert _hashes(files) == before
+
+
+def test_skip_bad_decodes_the_rest_and_names_what_it_skipped(files):
+    before = _hashes(files)
+    r = subprocess.run([sys.executable, "-m", "nesf_viz.cli", "decode", "--checkpoint", "synthetic", "--data",
+                        str(files / "mixed.csv"), "--out", "dec", "--decode", "fast", "--skip-bad", "--device", "cpu"],
+                       capture_output=True, text=True, timeout=300, cwd=files)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "skipped 1 of 3 crystals" in r.stderr and "U in 'uranium-1'" in r.stderr
+    assert sorted(p.name for p in (files / "dec").glob("*.cif")) == ["kcl.cif", "nacl.cif"]
+    assert {k: v for k, v in _hashes(files).items() if k in before} == before
