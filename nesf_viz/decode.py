@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab
-from .errors import CrystalInputError, ShapeError
+from .errors import CrystalInputError, LatticeClampedWarning, ShapeError
 from .fields import lattice_matrices
 
 log = logging.getLogger(__name__)
@@ -644,6 +644,36 @@ def decode(
             module.train(was_training)
 
 
+ANGLE_RANGE_DEG = (10.0, 170.0)
+"""Lattice angles a decoded cell may have; a prediction outside is clamped (with a warning)."""
+
+
+def length_range_angstrom(box: BoundingBox) -> tuple[float, float]:
+    """Lattice lengths a decoded cell may have: 0.5 A up to twice the training box's longest side
+    plus 2 A (atoms of a longer cell could not lie in the box the model was trained on)."""
+    span = max(hi - lo for lo, hi in zip(box.min_angstrom, box.max_angstrom))
+    return 0.5, 2.0 * span + 2.0
+
+
+def _clamp_lattice(lengths: torch.Tensor, angles_rad: torch.Tensor, box: BoundingBox, ids: list[str]):
+    """Clamp (B, 3) lengths and angles into the physical range; warn naming the crystals.
+    An untrained or out-of-distribution model predicts 1000 A lengths and 7000 degree angles,
+    which would otherwise decode into an empty cell silently."""
+    lo_l, hi_l = length_range_angstrom(box)
+    lo_a, hi_a = (math.radians(a) for a in ANGLE_RANGE_DEG)
+    finite = torch.isfinite(lengths) & torch.isfinite(angles_rad)
+    new_l = torch.nan_to_num(lengths, nan=lo_l).clamp(lo_l, hi_l)
+    new_a = torch.nan_to_num(angles_rad, nan=math.pi / 2).clamp(lo_a, hi_a)
+    changed = (~finite | (new_l != lengths) | (new_a != angles_rad)).any(1)
+    if changed.any():
+        rows = changed.nonzero().flatten().tolist()
+        names = ", ".join(ids[i] for i in rows[:5]) + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
+        warnings.warn(f"{len(rows)} predicted lattice(s) outside {lo_l:g}-{hi_l:g} A / {ANGLE_RANGE_DEG[0]:g}-"
+                      f"{ANGLE_RANGE_DEG[1]:g} deg clamped into that range ({names}); the model is out of its "
+                      "depth for these crystals", LatticeClampedWarning, stacklevel=4)
+    return new_l, new_a
+
+
 def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress, ids) -> DecodeResult:
     t_start = time.perf_counter()
     timing: dict[str, float] = {}
@@ -669,7 +699,7 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
 
     # 1. lattice
     lengths, angles = fields.lattice(z)
-    lengths, angles = lengths.to(dt), angles.to(dt)
+    lengths, angles = _clamp_lattice(lengths.to(dt), angles.to(dt), box, ids)
     lat_inv = _lattice_and_inverse(lengths, angles) if (cfg.periodic or cfg.particles_in_cell) else None
     _emit(hooks, "on_start", list(ids), cfg, lengths.cpu(), angles.cpu())
     t = lap("lattice", t)

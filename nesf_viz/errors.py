@@ -57,3 +57,7 @@ class ConfigError(NeSFError, ValueError):
 
 class DeviceError(NeSFError, ValueError):
     """A device that this machine does not have (e.g. 'cuda' without a GPU torch can see)."""
+
+
+class LatticeClampedWarning(UserWarning):
+    """A predicted lattice outside the physical range was clamped into it before decoding."""

@@ -384,3 +384,28 @@ def test_config_is_frozen_and_validated():
         DecodeConfig(num_moves=0)
     assert dataclasses.replace(cfg, periodic=True).periodic
     assert DecodeConfig.fast().early_stop_tolerance_angstrom is not None
+
+
+class _WildLattice(_Contracting):
+    """A model far out of its depth: 1000 A lengths, a 7211 degree angle, a NaN."""
+
+    def lattice(self, z):
+        lengths = torch.tensor([[4.0, 4.0, 4.0], [1000.0, 4.0, 4.0], [4.0, float("nan"), 4.0]])
+        angles = torch.full((3, 3), float(np.pi / 2))
+        angles[1, 2] = np.radians(7211.0)
+        return lengths[: z.shape[0]], angles[: z.shape[0]]
+
+
+def test_predicted_lattice_is_clamped_into_the_physical_range_with_a_warning():
+    from nesf_viz.decode import ANGLE_RANGE_DEG, length_range_angstrom
+    from nesf_viz.errors import LatticeClampedWarning
+
+    box = BoundingBox((0.0, 0.0, 0.0), (6.0, 5.0, 4.0))
+    lo, hi = length_range_angstrom(box)
+    assert (lo, hi) == (0.5, 14.0)
+    with pytest.warns(LatticeClampedWarning, match=r"2 predicted lattice\(s\).*\(b, c\)"):
+        r = decode(_WildLattice([0, 0, 0]), latents=torch.zeros(3, 1), box=box, vocab=SpeciesVocab((1, 2)),
+                   config=DecodeConfig(num_moves=2), ids=["a", "b", "c"])
+    np.testing.assert_allclose(r.lengths_angstrom[0], 4.0)  # in range: untouched
+    assert r.lengths_angstrom[1, 0] == pytest.approx(hi) and r.angles_deg[1, 2] == pytest.approx(ANGLE_RANGE_DEG[1])
+    assert np.isfinite(r.lengths_angstrom).all() and (r.lengths_angstrom >= lo).all()
