@@ -12,9 +12,8 @@ particles, closest pair of atoms).
 
 Speed, without changing any result: the box is the dataset's own (as `nesf-viz evaluate
 --fields exact`), early_stop_tolerance_angstrom=0.0 stops only particles whose move was exactly
-zero (fixed points, so the result is that of all 64 moves; checked where affordable), and the
-ground truth is `SlotExactFields`, bitwise equal to nesf_viz's ExactFields (checked per dataset)
-but 5-8x faster. carbon_24's box holds 115,056 particles per crystal; the whole run takes
+zero (fixed points, so the result is that of all 64 moves; checked where affordable; the
+library's decoder now does this by itself for exact fields). carbon_24's box holds 115,056 particles per crystal; the whole run takes
 about 10-25 minutes on 2 cores.
 
     .venv/bin/python benchmarks/exact_oracle.py                 # all datasets
@@ -65,73 +64,6 @@ FIXES = {
 }
 
 
-class SlotExactFields(ExactFields):
-    """`ExactFields` with the same answers (bitwise), computed crystal by crystal.
-
-    nesf_viz's `nearest_atoms` gathers a (points x atom slots x 3) copy of the padded atoms per
-    chunk, which makes 64 moves over 115,056 particles (carbon_24's box) impractical here.
-    This visits each crystal's run of points against its own atoms only (the decoder sends
-    points sorted by crystal), with the same arithmetic and tie rule (lowest slot, images
-    first). `check_same` verifies identity on a sample before each dataset is decoded."""
-
-    def _nearest(self, points: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        c = self.crystals
-        counts = c.counts()
-        starts = torch.cumsum(counts, 0) - counts
-        lat = _cell(c.lengths, c.angles).to(points.dtype) if self.periodic else None
-        shifts = torch.stack(torch.meshgrid(*([torch.arange(-1, 2)] * 3), indexing="ij"), -1).reshape(27, 3)
-        atom = torch.empty(points.shape[0], dtype=torch.long)
-        vec = torch.empty_like(points)
-        # runs of equal rows (sorted input gives one run per crystal; any order still works)
-        change = torch.ones(rows.shape[0], dtype=torch.bool)
-        change[1:] = rows[1:] != rows[:-1]
-        bounds = torch.nonzero(change).squeeze(1).tolist() + [rows.shape[0]]
-        for s0, s1 in zip(bounds[:-1], bounds[1:]):
-            b = int(rows[s0])
-            n = int(counts[b])
-            cand = c.positions[starts[b] : starts[b] + n]
-            if lat is not None:
-                img = shifts.to(points.dtype) @ lat[b]
-                cand = (cand[None] + img[:, None]).reshape(-1, 3)  # image-major, like nearest_atoms
-            p = points[s0:s1]
-            dx = cand[None, :, 0] - p[:, 0:1]
-            dy = cand[None, :, 1] - p[:, 1:2]
-            dz = cand[None, :, 2] - p[:, 2:3]
-            d2 = dx * dx + dy * dy + dz * dz  # the same sum order as .sum(-1) over 3 (checked)
-            slot = d2.argmin(1)
-            vec[s0:s1] = cand[slot] - p
-            atom[s0:s1] = starts[b] + slot % n
-        return atom, vec
-
-    def position_field(self, z, points, index):
-        return self._nearest(points, self._rows(z, index))[1]
-
-    def species_field(self, z, points, index):
-        atom, _ = self._nearest(points, self._rows(z, index))
-        return torch.nn.functional.one_hot(self.crystals.species[atom], self.num_species).to(points.dtype)
-
-
-def _cell(lengths, angles):
-    from nesf_viz.fields import lattice_matrices
-
-    return lattice_matrices(lengths, angles)
-
-
-def check_same(crystals, vocab, box: BoundingBox, cfg: DecodeConfig, n: int = 8) -> None:
-    """SlotExactFields == ExactFields (atoms and vectors, bitwise) on grid points and jitter."""
-    batch = CrystalBatch.from_crystals(crystals[:n], vocab)
-    grid = box_particles(box, cfg.grid_step_angstrom, cfg.box_margin_angstrom).float()
-    g = torch.Generator().manual_seed(0)
-    pts = torch.cat([grid, grid + 0.3 * torch.randn(grid.shape, generator=g)])
-    pts = pts.repeat(batch.num_crystals, 1)
-    idx = torch.arange(batch.num_crystals).repeat_interleave(2 * len(grid))
-    for periodic in (False, True):
-        want_a, want_v = nearest_atoms(batch, pts, idx, periodic)
-        f = SlotExactFields(batch, len(vocab), periodic)
-        got_a, got_v = f._nearest(pts, idx)
-        assert torch.equal(want_a, got_a) and torch.equal(want_v, got_v), "SlotExactFields differs"
-
-
 def diagnose(crystal, box: BoundingBox, cfg: DecodeConfig, decoded_positions: np.ndarray) -> dict:
     """Why the exact fields miss atoms in this crystal, with numbers."""
     pos = crystal.positions_angstrom
@@ -157,22 +89,29 @@ def diagnose(crystal, box: BoundingBox, cfg: DecodeConfig, decoded_positions: np
     }
 
 
-def decode_exact(crystals, vocab, box, cfg: DecodeConfig, batch_size: int, library_fields: bool) -> DecodeResult:
+class EveryMoveExactFields(ExactFields):
+    """Exact fields without the decoder's fixed-point shortcut: all num_moves moves run."""
+
+    pointwise = False
+
+
+def decode_exact(crystals, vocab, box, cfg: DecodeConfig, batch_size: int, every_move: bool = False) -> DecodeResult:
     """Decode the exact fields of `crystals` batch by batch."""
+    cls = EveryMoveExactFields if every_move else ExactFields
     out = []
     for i in range(0, len(crystals), batch_size):
         batch = CrystalBatch.from_crystals(crystals[i : i + batch_size], vocab)
-        cls = ExactFields if library_fields else SlotExactFields
-        out.append(decode(cls(batch, len(vocab), periodic=cfg.periodic), batch, box=box, vocab=vocab, config=cfg))
+        out.append(decode(cls(batch, len(vocab), periodic=cfg.periodic), batch, box=box, vocab=vocab,
+                          config=cfg))
     return DecodeResult.concat(out)
 
 
 def evaluate(name: str, crystals, cfg: DecodeConfig, match: bool, batch_size: int,
-             box: BoundingBox | None = None, library_fields: bool = False) -> tuple[dict, DecodeResult, BoundingBox]:
+             box: BoundingBox | None = None) -> tuple[dict, DecodeResult, BoundingBox]:
     """Exact-field decode + metrics; the box is the dataset's own unless given."""
     vocab = SpeciesVocab.from_crystals(crystals)
     box = box or BoundingBox.from_crystals(crystals)
-    res = decode_exact(crystals, vocab, box, cfg, batch_size, library_fields)
+    res = decode_exact(crystals, vocab, box, cfg, batch_size)
     metrics = metrics_of(crystals, res, match=match, periodic=cfg.periodic)
     if not match:
         del metrics["match_rate_pct"], metrics["match_rmse"]
@@ -211,8 +150,6 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--no-match", action="store_true", help="skip StructureMatcher")
     ap.add_argument("--json", default=None, help="write rows and diagnoses here")
-    ap.add_argument("--library-fields", action="store_true",
-                    help="nesf_viz.fields.ExactFields instead of the (identical, faster) SlotExactFields")
     ap.add_argument("--full-moves-max-particles", type=float, default=2e6,
                     help="also run all 64 moves (no early stop) when crystals x particles is below this, "
                          "and check the result is identical")
@@ -235,15 +172,13 @@ def main(argv=None) -> int:
         t_load = time.perf_counter() - t0
         vocab = SpeciesVocab.from_crystals(crystals)
         box = BoundingBox.from_crystals(crystals)
-        if not a.library_fields:
-            check_same(crystals, vocab, box, cfg)
         bs = max(1, min(a.batch_size, int(2e6 // box_particles(box, 0.5, 0.5).shape[0])))
-        row, res, box = evaluate(name, crystals, cfg, not a.no_match, bs, box, a.library_fields)
+        row, res, box = evaluate(name, crystals, cfg, not a.no_match, bs, box)
         row["load_s"] = round(t_load, 1)
         n_part = len(crystals) * box_particles(box, cfg.grid_step_angstrom, cfg.box_margin_angstrom).shape[0]
         if n_part <= a.full_moves_max_particles:
             t1 = time.perf_counter()
-            full = decode_exact(crystals, vocab, box, DecodeConfig(), bs, a.library_fields)
+            full = decode_exact(crystals, vocab, box, DecodeConfig(), bs, every_move=True)
             row["identical_to_64_moves"] = same_atoms(full, res)
             row["decode_structures_per_s_64_moves"] = len(crystals) / (time.perf_counter() - t1)
         report["rows"].append(row)
@@ -259,8 +194,7 @@ def main(argv=None) -> int:
             fixes = {}
             for fix, change in FIXES.items():
                 # same box as the full dataset run, so only the option changes
-                frow, _, _ = evaluate(name, sub, dataclasses.replace(cfg, **change), False, bs, box,
-                                      a.library_fields)
+                frow, _, _ = evaluate(name, sub, dataclasses.replace(cfg, **change), False, bs, box)
                 fixes[fix] = {k: frow[k] for k in ("atom_count_error_pct", "position_error_actual_A",
                                                   "species_error_actual_pct", "decode_structures_per_s")}
                 print(f"    fix {fix:<22} on the {len(sub)} missed: {fixes[fix]}")

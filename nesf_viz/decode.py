@@ -728,6 +728,11 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
     m = pos.shape[0]
     last = torch.zeros_like(pos)
     early = cfg.early_stop_tolerance_angstrom
+    if early is None and not hooks and getattr(fields, "pointwise", False):
+        # fields whose answer for a point never depends on the other points of the call (exact
+        # fields) stop particles at fixed points: bitwise the paper's loop, 9x faster (README);
+        # observers still see all num_moves steps
+        early = 0.0
     active = torch.ones(m, dtype=torch.bool, device=dev) if early is not None else None
     steps = range(1, cfg.num_moves + 1)
     if progress:

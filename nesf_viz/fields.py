@@ -70,25 +70,68 @@ def nearest_atoms(
     Returns (atom (Q,) long index into crystals.positions, vector (Q, 3)).
     periodic=False is the paper's convention (atoms of the cell only, no images);
     periodic=True uses the nearest of the 27 neighbouring images (minimum image).
-    Ties go to the lowest atom index. Chunked so memory stays bounded.
+    Ties go to the lowest (image, atom) slot. Chunked so memory stays bounded.
+
+    On the CPU, points that arrive in runs of one crystal (the decoder's and the sampler's
+    order) are compared with that crystal's atoms only; otherwise (many short runs, or CUDA)
+    every point is compared with a padded copy of all crystals' atoms. Both give bitwise the
+    same answer (same arithmetic, same tie rule; tests/test_fields.py).
     """
     if points.ndim != 2 or points.shape[-1] != 3 or index.shape != points.shape[:1]:
         from .errors import ShapeError
 
         raise ShapeError(f"points must be (Q, 3) with index (Q,); got {tuple(points.shape)}, {tuple(index.shape)}")
-    padded, mask = crystals.padded_positions()  # (B, A, 3), (B, A)
     counts = crystals.counts()
     starts = torch.cumsum(counts, 0) - counts
-    if periodic:
-        lat = lattice_matrices(crystals.lengths, crystals.angles).to(padded.dtype)  # (B,3,3)
-        shifts = torch.stack(
-            torch.meshgrid(*([torch.arange(-1, 2, device=points.device)] * 3), indexing="ij"), -1
-        ).reshape(27, 3).to(padded.dtype)
-        img = torch.einsum("kj,bjd->bkd", shifts, lat)  # (B, 27, 3)
+    img = _image_shifts(crystals) if periodic else None  # (B, 27, 3)
+    if points.device.type == "cpu" and points.shape[0]:
+        change = torch.ones(points.shape[0], dtype=torch.bool)
+        change[1:] = index[1:] != index[:-1]
+        bounds = torch.nonzero(change).flatten()
+        if bounds.numel() <= 4 * crystals.num_crystals + 16:
+            return _nearest_by_runs(crystals, points, index, bounds.tolist(), counts, starts, img)
+    return _nearest_padded(crystals, points, index, counts, starts, img)
+
+
+def _image_shifts(crystals: CrystalBatch) -> torch.Tensor:
+    """(B, 27, 3) cartesian shifts of the 27 neighbouring images, image-major order."""
+    lat = lattice_matrices(crystals.lengths, crystals.angles).to(crystals.positions.dtype)
+    shifts = torch.stack(
+        torch.meshgrid(*([torch.arange(-1, 2, device=lat.device)] * 3), indexing="ij"), -1
+    ).reshape(27, 3).to(lat.dtype)
+    return torch.einsum("kj,bjd->bkd", shifts, lat)
+
+
+def _nearest_by_runs(crystals, points, index, bounds, counts, starts, img):
+    out_atom = torch.empty(points.shape[0], dtype=torch.long)
+    out_vec = torch.empty_like(points)
+    pos = crystals.positions
+    for s0, s1 in zip(bounds, bounds[1:] + [points.shape[0]]):
+        b = int(index[s0])
+        n = int(counts[b])
+        cand = pos[int(starts[b]) : int(starts[b]) + n]
+        if img is not None:
+            cand = (cand[None] + img[b][:, None]).reshape(-1, 3)  # image-major
+        step = max(1, _CHUNK_PAIRS // max(cand.shape[0], 1))
+        for c0 in range(s0, s1, step):
+            c1 = min(c0 + step, s1)
+            p = points[c0:c1]
+            dx = cand[None, :, 0] - p[:, 0:1]
+            dy = cand[None, :, 1] - p[:, 1:2]
+            dz = cand[None, :, 2] - p[:, 2:3]
+            slot = (dx * dx + dy * dy + dz * dz).argmin(1)  # the sum order of .sum(-1) over 3
+            out_vec[c0:c1] = cand[slot] - p
+            out_atom[c0:c1] = starts[b] + slot % n
+    return out_atom, out_vec
+
+
+def _nearest_padded(crystals, points, index, counts, starts, img):
+    padded, mask = crystals.padded_positions()  # (B, A, 3), (B, A)
+    if img is not None:
         padded = (padded[:, None, :, :] + img[:, :, None, :]).reshape(padded.shape[0], -1, 3)
         mask = mask[:, None, :].expand(-1, 27, -1).reshape(mask.shape[0], -1)
     n_slots = padded.shape[1]
-    n_atoms_max = mask.shape[1] // (27 if periodic else 1)
+    n_atoms_max = mask.shape[1] // (27 if img is not None else 1)
     out_atom = torch.empty(points.shape[0], dtype=torch.long, device=points.device)
     out_vec = torch.empty_like(points)
     chunk = max(1, _CHUNK_PAIRS // max(n_slots, 1))
@@ -111,6 +154,11 @@ class ExactFields:
     The latent of crystal i is simply its row i of `crystals` (a (B, 1) float tensor), so
     `position_field(z, points, index)` stays a pure function of (z, points).
     """
+
+    pointwise = True
+    """Each point's answer is independent of the other points of a call (bitwise), so the
+    decoder may stop particles at fixed points without changing any result. A network's
+    batched matmuls do not promise this, so learned fields leave it unset."""
 
     def __init__(self, crystals: CrystalBatch, num_species: int, periodic: bool = False):
         self.crystals = crystals

@@ -26,13 +26,16 @@ def _plain_nearest(crystal, point, periodic):
 
 
 @pytest.mark.parametrize("periodic", [False, True])
-def test_nearest_atoms_matches_plain_loop_on_random_crystals(periodic):
+@pytest.mark.parametrize("order", ["random", "runs"])  # padded path / per-crystal-run path
+def test_nearest_atoms_matches_plain_loop_on_random_crystals(periodic, order):
     rng = np.random.default_rng(7)
     crystals = random_crystals(rng, 6)
     vocab = SpeciesVocab.from_crystals(crystals)
     batch = CrystalBatch.from_crystals(crystals, vocab, dtype=torch.float64)
     q = 400
     idx = torch.as_tensor(rng.integers(0, len(crystals), q))
+    if order == "runs":
+        idx = idx.sort().values
     pts = torch.as_tensor(rng.uniform(-2, 9, (q, 3)))
     atom, vec = nearest_atoms(batch, pts, idx, periodic=periodic)
     starts = np.cumsum([0] + [c.num_atoms for c in crystals])
@@ -43,7 +46,8 @@ def test_nearest_atoms_matches_plain_loop_on_random_crystals(periodic):
         np.testing.assert_allclose(vec[k].numpy(), v, atol=1e-12)
 
 
-def test_nearest_atoms_chunking_gives_same_answer(monkeypatch):
+@pytest.mark.parametrize("order", ["random", "runs"])
+def test_nearest_atoms_chunking_gives_same_answer(monkeypatch, order):
     import nesf_viz.fields as f
 
     rng = np.random.default_rng(1)
@@ -51,10 +55,36 @@ def test_nearest_atoms_chunking_gives_same_answer(monkeypatch):
     batch = CrystalBatch.from_crystals(crystals, SpeciesVocab.from_crystals(crystals), dtype=torch.float64)
     pts = torch.as_tensor(rng.uniform(0, 6, (333, 3)))
     idx = torch.as_tensor(rng.integers(0, 4, 333))
+    if order == "runs":
+        idx = idx.sort().values
     full = nearest_atoms(batch, pts, idx)
     monkeypatch.setattr(f, "_CHUNK_PAIRS", 17)
     small = nearest_atoms(batch, pts, idx)
     assert torch.equal(full[0], small[0]) and torch.equal(full[1], small[1])
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_run_path_is_bitwise_the_padded_path_including_ties(periodic, dtype):
+    import nesf_viz.fields as f
+
+    rng = np.random.default_rng(3)
+    crystals = random_crystals(rng, 5)
+    batch = CrystalBatch.from_crystals(crystals, SpeciesVocab.from_crystals(crystals), dtype=dtype)
+    grid = torch.stack(torch.meshgrid(*[torch.arange(-1.0, 8.0, 0.5)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    jitter = grid + torch.as_tensor(rng.normal(0, 0.3, grid.shape), dtype=torch.float32)
+    pts = torch.cat([grid, jitter, batch.positions.float()]).to(dtype)  # grid ties and atoms themselves
+    pts = pts.repeat(5, 1)
+    idx = torch.arange(5).repeat_interleave(pts.shape[0] // 5)
+    counts = batch.counts()
+    starts = torch.cumsum(counts, 0) - counts
+    img = f._image_shifts(batch) if periodic else None
+    change = torch.ones(len(idx), dtype=torch.bool)
+    change[1:] = idx[1:] != idx[:-1]
+    runs = f._nearest_by_runs(batch, pts, idx, torch.nonzero(change).flatten().tolist(), counts, starts, img)
+    padded = f._nearest_padded(batch, pts, idx, counts, starts, img)
+    assert torch.equal(runs[0], padded[0]) and torch.equal(runs[1], padded[1])
+    assert torch.equal(nearest_atoms(batch, pts, idx, periodic)[0], runs[0])
 
 
 def test_exact_fields_follow_the_protocol_and_point_at_atoms():
