@@ -175,6 +175,15 @@ def make_train_config(recipe: str = "paper", **options) -> TrainConfig:
     return dataclasses.replace(base, **top, sampling=dataclasses.replace(base.sampling, **sampling))
 
 
+def epochs_in_budget(config: TrainConfig, epochs_done: int, seconds_per_epoch: float, elapsed_s: float) -> int:
+    """How many epochs this run will end with: `config.epochs`, or fewer when the time budget
+    (at the epoch time seen so far) ends it first. The progress bar's total, so its ETA is honest."""
+    if config.max_minutes is None or seconds_per_epoch <= 0:
+        return config.epochs
+    left_s = 60 * config.max_minutes - elapsed_s
+    return min(config.epochs, epochs_done + max(0, int(left_s // seconds_per_epoch)))
+
+
 def learning_rate_at(config: TrainConfig, epoch: float) -> float:
     """The learning rate at a (fractional) epoch of `config`'s schedule."""
     if config.lr_schedule == "step":
@@ -595,7 +604,8 @@ def _train(
     show = progress and rank == 0
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=config.epochs, initial=start_epoch, desc="train", unit="epoch", disable=not show)
+    desc = "train" if config.max_minutes is None else f"train ({config.max_minutes:g} min budget)"
+    bar = tqdm(total=config.epochs, initial=start_epoch, desc=desc, unit="epoch", disable=not show)
     t0 = time.perf_counter()
     stopped = "epochs done"
     last_epoch_seconds = 0.0
@@ -637,6 +647,10 @@ def _train(
                     save_checkpoint(best_path, data)
                 save_checkpoint(last_path, data)
             bar.update(1)
+            if config.max_minutes is not None:  # the budget, not the epoch count, sets the end: honest ETA
+                bar.total = epochs_in_budget(config, epoch + 1, (time.perf_counter() - t0) / (epoch + 1 - start_epoch),
+                                             elapsed_before + time.perf_counter() - t0)
+                bar.refresh()
             bar.set_postfix({k.replace("loss_", ""): f"{v:.3g}" for k, v in train_parts.items()}
                             | {"val": f"{val_parts['loss']:.3g}"})
             report = EpochReport(epoch + 1, train_parts, val_parts, history, elapsed, is_best)

@@ -277,3 +277,14 @@ def test_mixed_precision_auto_resolves_to_the_hardware_and_is_recorded(synthetic
     train(tr, va, tmp_path, TrainConfig(epochs=1, batch_size=8, device="cpu", mixed_precision="auto"), progress=False)
     saved = torch.load(tmp_path / "last.pt", weights_only=True)["train_config"]["mixed_precision"]
     assert saved is native_bf16(torch.device("cpu"))
+
+
+def test_progress_total_follows_the_time_budget():
+    from nesf_viz.train import epochs_in_budget
+
+    paper = TrainConfig()  # 3200 epochs, no budget: the bar counts epochs
+    assert epochs_in_budget(paper, 3, 10.0, 30.0) == 3200
+    budget = TrainConfig(max_minutes=2)  # 120 s at 10 s/epoch: 12 epochs in all
+    assert epochs_in_budget(budget, 3, 10.0, 30.0) == 12
+    assert epochs_in_budget(budget, 12, 10.0, 119.0) == 12  # nothing more fits
+    assert epochs_in_budget(dataclasses.replace(budget, epochs=5), 3, 10.0, 30.0) == 5
