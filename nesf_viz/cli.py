@@ -157,7 +157,7 @@ def _cmd_train(a) -> int:
         print(f"{len(h['epoch'])} epochs logged; last train loss {h['loss'][-1]:.4f}, "
               f"val loss {h['val_loss'][-1]:.4f}; stopped: {res.stopped_because}")
     print(f"checkpoints: {res.last_checkpoint} {res.best_checkpoint}")
-    return 0
+    return 130 if res.stopped_because.startswith("interrupted") else 0
 
 
 def _add_decode(sub) -> None:

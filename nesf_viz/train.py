@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -656,6 +657,21 @@ def _train(
             report = EpochReport(epoch + 1, train_parts, val_parts, history, elapsed, is_best)
             for cb in callbacks:
                 cb(report)
+    except KeyboardInterrupt:
+        if world > 1:
+            raise
+        # Ctrl-C or Kernel > Interrupt: the epoch in flight is dropped, nothing written is lost;
+        # the returned model is the one in last.pt, so what the user holds matches the file
+        stopped = "interrupted by the user"
+        if last_path is not None and last_path.is_file():
+            saved = _read_checkpoint(last_path, device)
+            model.load_state_dict(saved["model_state"])
+            best = f" and {best_path.name} the best (epoch {int(saved['best_epoch']) + 1})" if best_path.is_file() else ""
+            stopped += (f" after epoch {int(saved['epoch'])}: {last_path} holds it{best}; "
+                        "resume=True (--resume) continues exactly")
+        else:
+            stopped += " before the first epoch ended: nothing was saved"
+        print(f"training {stopped}", file=sys.stderr)
     finally:
         bar.close()
     if start_epoch >= config.epochs:

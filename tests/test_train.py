@@ -288,3 +288,24 @@ def test_progress_total_follows_the_time_budget():
     assert epochs_in_budget(budget, 3, 10.0, 30.0) == 12
     assert epochs_in_budget(budget, 12, 10.0, 119.0) == 12  # nothing more fits
     assert epochs_in_budget(dataclasses.replace(budget, epochs=5), 3, 10.0, 30.0) == 5
+
+
+def test_an_interrupt_keeps_the_checkpoint_returns_its_model_and_says_so(synthetic_small, tmp_path, capsys):
+    tr, va = _small(synthetic_small, 16)
+    calls = []
+
+    def interrupt_in_epoch_3(report):  # as Ctrl-C / Kernel > Interrupt arriving mid-training
+        calls.append(report.epoch)
+        if report.epoch == 2:
+            raise KeyboardInterrupt
+
+    res = train(tr, va, tmp_path, TrainConfig(epochs=5, batch_size=8, device="cpu"), progress=False,
+                callbacks=[interrupt_in_epoch_3])
+    assert res.stopped_because.startswith("interrupted by the user after epoch 2")
+    assert "resume=True (--resume) continues exactly" in capsys.readouterr().err
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved.epoch == 2
+    for k, v in saved.model.state_dict().items():
+        assert torch.equal(v, res.model.state_dict()[k]), k
+    more = train(tr, va, tmp_path, TrainConfig(epochs=3, batch_size=8, device="cpu"), progress=False, resume=True)
+    assert more.history["epoch"] == [1, 2, 3]
