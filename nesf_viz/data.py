@@ -406,8 +406,36 @@ def _parse_cif(text: str, label: str):
             warnings.simplefilter("ignore")
             s = Structure.from_str(text, fmt="cif")
     except Exception as exc:
-        raise MalformedCIFError(f"{label}: could not parse CIF ({type(exc).__name__}: {exc})") from exc
+        raise _cif_problem(text, label, exc) from exc
     return s
+
+
+def _cif_problem(text: str, label: str, exc: Exception) -> CrystalInputError:
+    """The named error for a CIF pymatgen could not read, saying what is wrong where we can tell
+    (no atom sites, non-finite coordinates) instead of pymatgen's internals."""
+    try:
+        from pymatgen.io.cif import CifFile
+
+        blocks = CifFile.from_str(text).data.values()
+    except ZeroDivisionError:  # pymatgen's reader on a loop with a header and no rows
+        if "_atom_site_fract_x" in text or "_atom_site_cartn_x" in text.lower():
+            return EmptyStructureError(f"{label}: the CIF's atom-site loop has no rows (an empty structure)")
+        blocks = []
+    except Exception:
+        blocks = []
+    for block in blocks:
+        coords = [block.data.get(f"_atom_site_fract_{a}") for a in "xyz"]
+        if all(c is None for c in coords) or any(isinstance(c, list) and not c for c in coords):
+            return EmptyStructureError(f"{label}: the CIF has no atom sites (an empty structure)")
+        for c in coords:
+            for v in c if isinstance(c, list) else [c]:
+                try:
+                    bad = not math.isfinite(float(str(v).split("(")[0]))
+                except ValueError:
+                    bad = str(v).strip().lower() in ("nan", "inf", "-inf")
+                if bad:
+                    return NonFiniteCoordinatesError(f"{label}: the CIF has a non-finite atom coordinate ({v})")
+    return MalformedCIFError(f"{label}: could not parse CIF ({type(exc).__name__}: {exc})")
 
 
 def read_csv(

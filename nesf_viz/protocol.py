@@ -334,7 +334,16 @@ def run_protocol(datasets: Sequence[str], cfg: ProtocolConfig, out_dir: str | Pa
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     results_path = out / "results.json"
-    state = json.loads(results_path.read_text()) if results_path.is_file() else {"runs": [], "skipped": {}}
+    state = {"runs": [], "skipped": {}}
+    if results_path.is_file():  # finished runs are kept and skipped: the benchmark resumes
+        try:
+            state = json.loads(results_path.read_text())
+            if not isinstance(state.get("runs"), list):
+                raise ValueError("no list of runs")
+            state.setdefault("skipped", {})
+        except (ValueError, AttributeError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{results_path} is not a results file this benchmark wrote ({exc}); move it "
+                               "away or choose another --out (its finished runs would be lost)") from exc
     done = {(r["run"], r["seed"], r["recipe"]) for r in state["runs"]}
     model_config = cfg.model_config()
     for ds in datasets:

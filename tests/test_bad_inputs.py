@@ -15,6 +15,13 @@ def files(tmp_path):
     (tmp_path / "synthetic_mine.csv").write_text("material_id,cif\n")
     (tmp_path / "mixed.csv").write_text("material_id,cif\n" + "".join(
         f'{name},"{_cif(el)}"\n' for name, el in [("nacl", "Na"), ("uranium-1", "U"), ("kcl", "K")]))
+    head = ("data_x\n_cell_length_a 4\n_cell_length_b 4\n_cell_length_c 4\n_cell_angle_alpha 90\n"
+            "_cell_angle_beta 90\n_cell_angle_gamma 90\n_symmetry_space_group_name_H-M 'P 1'\nloop_\n"
+            "_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n")
+    (tmp_path / "zero_atoms.cif").write_text(head)
+    (tmp_path / "nan_coords.cif").write_text(head + "Na1 Na nan 0 0\nCl1 Cl 0.5 0.5 0.5\n")
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "results.json").write_text("{broken")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "last.pt").write_bytes(b"an earlier run")
     return tmp_path
@@ -49,6 +56,13 @@ CASES = [
     (["decode", "--checkpoint", "synthetic", "--data", "{d}/mixed.csv", "--out", "o"],
      "element(s) U in 'uranium-1' not in the model's species vocabulary"),
     (["evaluate", "--checkpoint", "synthetic", "--data", "{d}/mixed.csv"], "element(s) U in 'uranium-1'"),
+    # pymatgen's internals ("integer modulo by zero", "no structures") become the named errors
+    (["decode", "--checkpoint", "synthetic", "--data", "{d}/zero_atoms.cif", "--out", "o"],
+     "atom-site loop has no rows (an empty structure)"),
+    (["decode", "--checkpoint", "synthetic", "--data", "{d}/nan_coords.cif", "--out", "o"],
+     "non-finite atom coordinate (nan)"),
+    (["benchmark", "--datasets", "synthetic", "--out", "{d}/bench", "--epochs", "1", "--device", "cpu"],
+     "results.json is not a results file this benchmark wrote"),
     # unwritable outputs found before any work
     (["decode", "--checkpoint", "synthetic", "--data", "synthetic:2", "--out", "{d}/mixed.csv/o"], "cannot be written"),
     (["evaluate", "--fields", "exact", "--data", "synthetic:2", "--json", "{d}/mixed.csv/m.json"], "cannot be written"),
