@@ -83,6 +83,10 @@ class DecodeConfig:
     """Most query points per field evaluation: bounds memory (activations of one chunk). 8192
     keeps a chunk's activations in cache: the position field runs at ~130 GFLOP/s on this
     2-core CPU at 8192 vs ~98 at 65536 (measured); raise it on a GPU."""
+    max_particles: int = 8_000_000
+    """Memory budget: the most particles one decode call holds (about 100 bytes each in the
+    moves and NMS, so ~0.8 GB). `decode_crystals` sizes its batches to fit; a single crystal
+    whose box needs more is a `DecodeMemoryError` saying how many it would need."""
     nms_collapse_tolerance_angstrom: float | None = 1e-4
     """Speed only, never changes results: before NMS, particles in the same cube of this size
     are merged into weighted groups; a group that could straddle a seed's NMS sphere sends
@@ -112,8 +116,8 @@ class DecodeConfig:
             raise ValueError("DecodeConfig.nms_min_particles and species points must be >= 1")
         if self.early_stop_tolerance_angstrom is not None and not self.early_stop_tolerance_angstrom >= 0:
             raise ValueError("DecodeConfig.early_stop_tolerance_angstrom must be >= 0 or None")
-        if self.chunk_particles < 1:
-            raise ValueError("DecodeConfig.chunk_particles must be >= 1")
+        if self.chunk_particles < 1 or self.max_particles < 1:
+            raise ValueError("DecodeConfig.chunk_particles and max_particles must be >= 1")
 
     @classmethod
     def fast(cls, **overrides) -> "DecodeConfig":
@@ -185,6 +189,33 @@ def box_particles(box: BoundingBox, step_angstrom: float, margin_angstrom: float
     ]
     g = torch.meshgrid(*axes, indexing="ij")
     return torch.stack([x.reshape(-1) for x in g], 1)
+
+
+def particles_per_crystal(box: BoundingBox, config: "DecodeConfig") -> int:
+    """Grid particles one crystal starts with (the count `box_particles` would make, without
+    making them); an upper bound with `particles_in_cell`."""
+    lo = torch.tensor(box.min_angstrom, dtype=torch.float32) - config.box_margin_angstrom
+    hi = torch.tensor(box.max_angstrom, dtype=torch.float32) + config.box_margin_angstrom
+    n = 1
+    for i in range(3):
+        n *= max(0, math.ceil((float(hi[i]) - float(lo[i])) / config.grid_step_angstrom))
+    return n
+
+
+def check_particle_budget(n_crystals: int, box: BoundingBox, config: "DecodeConfig") -> int:
+    """Particles per crystal; a `DecodeMemoryError` before any work when one crystal alone
+    exceeds `config.max_particles` (n_crystals only adds to the message)."""
+    from .errors import DecodeMemoryError
+
+    per = particles_per_crystal(box, config)
+    if per * n_crystals > config.max_particles:
+        need = per * n_crystals
+        raise DecodeMemoryError(
+            f"decoding {n_crystals} crystal(s) in a {np.round(np.subtract(box.max_angstrom, box.min_angstrom), 1).tolist()} A "
+            f"box needs {need:,} particles (~{need * 100 / 2**30:.1f} GiB), over the budget of "
+            f"{config.max_particles:,} (DecodeConfig.max_particles): decode fewer crystals at once, use a coarser "
+            "grid_step_angstrom or particles_in_cell=True, or raise max_particles if the memory is there")
+    return per
 
 
 def species_offsets(step_angstrom: float, points_per_axis: int) -> torch.Tensor:
@@ -705,6 +736,7 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
     t = lap("lattice", t)
 
     # 2. particles
+    check_particle_budget(nb, box, cfg)
     grid = box_particles(box, cfg.grid_step_angstrom, cfg.box_margin_angstrom).to(dev, dt)
     g = grid.shape[0]
     pos = grid.expand(nb, g, 3).reshape(-1, 3).clone()

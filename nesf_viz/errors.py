@@ -61,3 +61,7 @@ class DeviceError(NeSFError, ValueError):
 
 class LatticeClampedWarning(UserWarning):
     """A predicted lattice outside the physical range was clamped into it before decoding."""
+
+
+class DecodeMemoryError(NeSFError, MemoryError):
+    """A decode would hold more particles than `DecodeConfig.max_particles` allows."""

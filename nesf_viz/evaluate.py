@@ -25,7 +25,7 @@ from .data import (
     crystal_from_structure,
     load_crystals,
 )
-from .decode import DecodeConfig, DecodeResult, decode
+from .decode import DecodeConfig, DecodeResult, check_particle_budget, decode
 from .fields import ExactFields
 from .metrics import CrystalVerdict, crystal_verdicts, match_metrics, paper_metrics
 
@@ -74,6 +74,8 @@ def decode_crystals(
 
     exact_periodic: periodic ground-truth fields (default: config.periodic)."""
     dev = _device(device)
+    per = check_particle_budget(1, box, config)  # one crystal must fit; batches are sized to the budget
+    batch_size = max(1, min(batch_size, config.max_particles // max(per, 1)))
     batches = [crystals[i : i + batch_size] for i in range(0, len(crystals), batch_size)]
     it = batches
     if progress:

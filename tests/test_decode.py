@@ -409,3 +409,34 @@ def test_predicted_lattice_is_clamped_into_the_physical_range_with_a_warning():
     np.testing.assert_allclose(r.lengths_angstrom[0], 4.0)  # in range: untouched
     assert r.lengths_angstrom[1, 0] == pytest.approx(hi) and r.angles_deg[1, 2] == pytest.approx(ANGLE_RANGE_DEG[1])
     assert np.isfinite(r.lengths_angstrom).all() and (r.lengths_angstrom >= lo).all()
+
+
+def test_particle_count_without_the_grid_matches_the_grid_on_random_boxes():
+    from nesf_viz.decode import particles_per_crystal
+
+    rng = np.random.default_rng(5)
+    for _ in range(100):
+        lo = rng.uniform(-3, 3, 3)
+        box = BoundingBox(tuple(lo), tuple(lo + rng.uniform(0.01, 12, 3)))
+        cfg = DecodeConfig(grid_step_angstrom=float(rng.choice([0.25, 0.3, 0.5, 0.7])),
+                           box_margin_angstrom=float(rng.choice([0.0, 0.3, 0.5])))
+        assert particles_per_crystal(box, cfg) == len(box_particles(box, cfg.grid_step_angstrom, cfg.box_margin_angstrom))
+
+
+def test_particle_budget_splits_batches_and_refuses_a_crystal_that_cannot_fit(oracle_set):
+    from nesf_viz.decode import particles_per_crystal
+    from nesf_viz.errors import DecodeMemoryError
+    from nesf_viz.evaluate import decode_crystals
+
+    crystals, vocab, box = oracle_set
+    per = particles_per_crystal(box, DecodeConfig())
+    whole = decode_crystals(crystals, box=box, vocab=vocab, progress=False)
+    tight = decode_crystals(crystals, box=box, vocab=vocab, progress=False,
+                            config=DecodeConfig(max_particles=2 * per))  # two crystals per call
+    for x, y in zip(whole.positions_angstrom, tight.positions_angstrom):
+        assert np.array_equal(x, y)
+    with pytest.raises(DecodeMemoryError, match=rf"needs {per:,} particles .* over the budget of {per - 1:,}"):
+        decode_crystals(crystals, box=box, vocab=vocab, progress=False, config=DecodeConfig(max_particles=per - 1))
+    batch, fields = _batch_and_fields(crystals[:3], vocab)
+    with pytest.raises(DecodeMemoryError, match="decoding 3 crystal"):
+        decode(fields, batch, box=box, vocab=vocab, config=DecodeConfig(max_particles=2 * per))
