@@ -305,8 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     except NeSFError as exc:
         print(f"nesf-viz {a.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"nesf-viz {a.command}: interrupted (training can continue with --resume)", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        why = str(exc) or ("training can continue with --resume" if a.command in ("train", "benchmark", "demo")
+                           else "nothing was written")
+        print(f"nesf-viz {a.command}: {why if str(exc) else 'interrupted (' + why + ')'}", file=sys.stderr)
         return 130
 
 

@@ -533,6 +533,8 @@ class DecodeResult:
     n_particles: np.ndarray
     timing_s: dict[str, float]
     config: DecodeConfig = field(default_factory=DecodeConfig)
+    interrupted: bool = False
+    """True when a batch-by-batch decode was interrupted and this holds the batches done so far."""
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -7,6 +7,7 @@ which measures the decoder itself (the box and vocabulary then come from the dat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -69,10 +70,13 @@ def decode_crystals(
     device: str | torch.device = "cpu",
     progress: bool = True,
     exact_periodic: bool | None = None,
+    keep_partial: bool = False,
 ) -> DecodeResult:
     """Decode crystals batch by batch with a model (`fields` = a NeSF) or their exact fields.
 
-    exact_periodic: periodic ground-truth fields (default: config.periodic)."""
+    exact_periodic: periodic ground-truth fields (default: config.periodic).
+    keep_partial: on Ctrl-C / Kernel > Interrupt, return the batches already decoded (the first
+    len(result) crystals; `result.interrupted` is True) instead of losing them."""
     dev = _device(device)
     per = check_particle_budget(1, box, config)  # one crystal must fit; batches are sized to the budget
     batch_size = max(1, min(batch_size, config.max_particles // max(per, 1)))
@@ -82,17 +86,27 @@ def decode_crystals(
         from tqdm.auto import tqdm
 
         it = tqdm(batches, desc="decode", unit="batch")
+    if isinstance(fields, str) and fields != "exact":
+        raise ValueError(f"fields must be 'exact' or a model, got {fields!r}")
     results = []
-    for chunk in it:
-        batch = CrystalBatch.from_crystals(chunk, vocab, device=dev)
-        if isinstance(fields, str):
-            if fields != "exact":
-                raise ValueError(f"fields must be 'exact' or a model, got {fields!r}")
-            periodic = config.periodic if exact_periodic is None else exact_periodic
-            f = ExactFields(batch, len(vocab), periodic=periodic)
-        else:
-            f = fields
-        results.append(decode(f, batch, box=box, vocab=vocab, config=config))
+    try:
+        for chunk in it:
+            batch = CrystalBatch.from_crystals(chunk, vocab, device=dev)
+            if isinstance(fields, str):
+                periodic = config.periodic if exact_periodic is None else exact_periodic
+                f = ExactFields(batch, len(vocab), periodic=periodic)
+            else:
+                f = fields
+            results.append(decode(f, batch, box=box, vocab=vocab, config=config))
+    except KeyboardInterrupt:
+        if not keep_partial or not results:
+            raise
+        out = dataclasses.replace(DecodeResult.concat(results), interrupted=True)
+        log.warning("interrupted: keeping the %d of %d crystals decoded so far", len(out), len(crystals))
+        return out
+    finally:
+        if progress:
+            it.close()
     return DecodeResult.concat(results)
 
 
@@ -178,7 +192,8 @@ def run_decode(
                              on_error="skip" if skip_bad else "raise")
     crystals = usable_crystals(crystals, ckpt.vocab, ckpt.box, skip_bad)
     result = decode_crystals(crystals, fields=ckpt.model, box=ckpt.box, vocab=ckpt.vocab,
-                             config=decode_config, batch_size=batch_size, device=dev)
+                             config=decode_config, batch_size=batch_size, device=dev, keep_partial=True)
+    crystals = crystals[: len(result)]
     if as_csv:
         result.to_csv(out)
     else:
@@ -188,6 +203,8 @@ def run_decode(
     log.info("decoded %d crystals (%.2f /s) into %s", len(result), result.structures_per_second, out)
     print(f"decoded {len(result)} crystals ({result.structures_per_second:.2f} structures/s, "
           f"{result.n_no_atoms} without atoms) -> {out}")
+    if result.interrupted:
+        raise KeyboardInterrupt(f"interrupted: the first {len(result)} crystals were decoded and written to {out}")
     return result
 
 

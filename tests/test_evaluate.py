@@ -122,3 +122,30 @@ def test_reconstruct_ones_own_crystal_in_one_call(tmp_path):
         nv.reconstruct(uranium)
     with pytest.raises(TypeError, match="pymatgen Structure, a CIF path or a Crystal"):
         nv.reconstruct(42)
+
+
+def test_an_interrupted_decode_keeps_and_writes_the_batches_done(tmp_path, monkeypatch):
+    import nesf_viz.evaluate as ev
+    from nesf_viz.assets import checkpoint_path
+    from nesf_viz.data import load_crystals
+    from nesf_viz.decode import decode as real_decode
+
+    calls = []
+
+    def decode_then_interrupt(*args, **kwargs):  # Ctrl-C arriving during the third batch
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(ev, "decode", decode_then_interrupt)
+    crystals = load_crystals("synthetic", "test")[:5]
+    with pytest.raises(KeyboardInterrupt):  # the library default: nothing swallowed
+        ev.decode_crystals(crystals, box=ev.BoundingBox.from_crystals(crystals),
+                           vocab=ev.SpeciesVocab.from_crystals(crystals), batch_size=2, progress=False)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt, match="the first 4 crystals were decoded and written"):
+        ev.run_decode(checkpoint_path("synthetic"), "synthetic:50", tmp_path / "out", batch_size=2, limit=5, device="cpu",
+                      decode_config=ev.DecodeConfig.fast())
+    assert len(list((tmp_path / "out").glob("*.cif"))) == 4
+    assert len((tmp_path / "out" / "summary.csv").read_text().splitlines()) == 5  # header + 4 rows
