@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
-from nesf_viz.decode import DecodeConfig, box_particles, decode, nms, species_offsets  # noqa: E402
+from nesf_viz.decode import DecodeConfig, box_particles, decode, species_offsets  # noqa: E402
+from nesf_viz.nms import nms  # noqa: E402
 from nesf_viz.hooks import DecodeHook  # noqa: E402
 from nesf_viz.fields import ExactFields  # noqa: E402
 from nesf_viz.model import NeSF  # noqa: E402
@@ -56,7 +57,7 @@ def straightforward_nms(centers: torch.Tensor, scores: torch.Tensor, radius: flo
         d2 = (centers - centers[0]).pow(2).sum(1)
         inner = d2 < radius**2
         if int(inner.sum()) >= min_points:
-            w = F.softmax(-scores[inner].double(), dim=0)  # float64 like nesf_viz (see _centres)
+            w = F.softmax(-scores[inner].double(), dim=0)  # float64 like nesf_viz (see nesf_viz.nms._centres)
             out.append((w @ centers[inner].double()).to(centers.dtype))
         centers, scores = centers[~inner], scores[~inner]
     return torch.stack(out) if out else centers.new_zeros(0, 3)

@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     # (a zero move is a fixed point), checked against all 64 moves where affordable.
     cfg = DecodeConfig(early_stop_tolerance_angstrom=0.0)
     report = {"config": cfg.to_dict(), "rows": [], "misses": {}, "fixes": {}}
-    print(f"config: paper defaults + early_stop_tolerance_angstrom=0.0 (exact fixed points only)")
+    print("config: paper defaults + early_stop_tolerance_angstrom=0.0 (exact fixed points only)")
     for name, files in datasets().items():
         if a.only and name not in a.only:
             continue

@@ -7,7 +7,6 @@ import re
 import dataclasses
 import logging
 import sys
-from pathlib import Path
 
 from .errors import NeSFError
 

@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from .data import CrystalBatch
+from .geometry import image_shifts, lattice_matrices  # noqa: F401  (lattice_matrices: public here too)
 
 # Bounds the (queries x atoms) distance matrix of one chunk (~64 MB of float32).
 _CHUNK_PAIRS = 1 << 24
@@ -38,25 +39,6 @@ class StructureFields(Protocol):
     def species_field(
         self, z: torch.Tensor, points: torch.Tensor, index: torch.Tensor
     ) -> torch.Tensor: ...
-
-
-def lattice_matrices(lengths: torch.Tensor, angles_rad: torch.Tensor) -> torch.Tensor:
-    """(B, 3, 3) row-vector lattice matrices, frame 'a along x, b in the xy plane'.
-
-    Same formula as ``nesf_viz.data.lattice_matrix``; NaN rows for impossible (predicted) angles."""
-    a, b, c = lengths.unbind(-1)
-    ca, cb, cg = torch.cos(angles_rad).unbind(-1)
-    sg = torch.sin(angles_rad[..., 2])
-    cy = (ca - cb * cg) / sg
-    cz2 = 1 - cb * cb - cy * cy
-    cz = torch.where(cz2 > 0, torch.sqrt(cz2.clamp(min=0)), torch.full_like(cz2, float("nan")))
-    zero = torch.zeros_like(a)
-    rows = [
-        torch.stack([a, zero, zero], -1),
-        torch.stack([b * cg, b * sg, zero], -1),
-        torch.stack([c * cb, c * cy, c * cz], -1),
-    ]
-    return torch.stack(rows, -2)
 
 
 def nearest_atoms(
@@ -83,7 +65,7 @@ def nearest_atoms(
         raise ShapeError(f"points must be (Q, 3) with index (Q,); got {tuple(points.shape)}, {tuple(index.shape)}")
     counts = crystals.counts()
     starts = torch.cumsum(counts, 0) - counts
-    img = _image_shifts(crystals) if periodic else None  # (B, 27, 3)
+    img = image_shifts(crystals.lengths, crystals.angles).to(crystals.positions.dtype) if periodic else None  # (B, 27, 3)
     if points.device.type == "cpu" and points.shape[0]:
         change = torch.ones(points.shape[0], dtype=torch.bool)
         change[1:] = index[1:] != index[:-1]
@@ -91,15 +73,6 @@ def nearest_atoms(
         if bounds.numel() <= 4 * crystals.num_crystals + 16:
             return _nearest_by_runs(crystals, points, index, bounds.tolist(), counts, starts, img)
     return _nearest_padded(crystals, points, index, counts, starts, img)
-
-
-def _image_shifts(crystals: CrystalBatch) -> torch.Tensor:
-    """(B, 27, 3) cartesian shifts of the 27 neighbouring images, image-major order."""
-    lat = lattice_matrices(crystals.lengths, crystals.angles).to(crystals.positions.dtype)
-    shifts = torch.stack(
-        torch.meshgrid(*([torch.arange(-1, 2, device=lat.device)] * 3), indexing="ij"), -1
-    ).reshape(27, 3).to(lat.dtype)
-    return torch.einsum("kj,bjd->bkd", shifts, lat)
 
 
 def _nearest_by_runs(crystals, points, index, bounds, counts, starts, img):

@@ -230,7 +230,8 @@ class TrajectoryRecorder(DecodeHook):
 
         None takes the decoder's setting. With every particle recorded and the decoder's
         settings this reproduces its atoms; with a subsample the counts shrink accordingly."""
-        from .decode import _lattice_and_inverse, nms
+        from .geometry import lattice_and_inverse
+        from .nms import nms
 
         c = self._check(crystal)
         cfg = self.config
@@ -242,7 +243,7 @@ class TrajectoryRecorder(DecodeHook):
         kept = (sc <= thr**2) & torch.isfinite(pos).all(1)
         lattice = None
         if cfg.periodic:
-            lattice = _lattice_and_inverse(self._lengths, self._angles)[0][c : c + 1].to(pos.dtype)
+            lattice = lattice_and_inverse(self._lengths, self._angles)[0][c : c + 1].to(pos.dtype)
         kidx = torch.nonzero(kept).squeeze(1)
         out = nms(pos[kidx], sc[kidx], torch.zeros(kidx.numel(), dtype=torch.long), 1, rad, mnp,
                   lattice=lattice, collapse_tolerance=cfg.nms_collapse_tolerance_angstrom)

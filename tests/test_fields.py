@@ -78,7 +78,7 @@ def test_run_path_is_bitwise_the_padded_path_including_ties(periodic, dtype):
     idx = torch.arange(5).repeat_interleave(pts.shape[0] // 5)
     counts = batch.counts()
     starts = torch.cumsum(counts, 0) - counts
-    img = f._image_shifts(batch) if periodic else None
+    img = f.image_shifts(batch.lengths, batch.angles).to(batch.positions.dtype) if periodic else None
     change = torch.ones(len(idx), dtype=torch.bool)
     change[1:] = idx[1:] != idx[:-1]
     runs = f._nearest_by_runs(batch, pts, idx, torch.nonzero(change).flatten().tolist(), counts, starts, img)
