@@ -83,6 +83,10 @@ class DecodeConfig:
     """Most query points per field evaluation: bounds memory (activations of one chunk). 8192
     keeps a chunk's activations in cache: the position field runs at ~130 GFLOP/s on this
     2-core CPU at 8192 vs ~98 at 65536 (measured); raise it on a GPU."""
+    move_fraction: float = 1.0
+    """Teaching option (not in the paper): each move applies this fraction of the field vector,
+    p <- p + move_fraction * f_p(p), so particles visibly flow over several moves (exact fields
+    land in one full move). The score stays the last field vector itself. 1.0 = the paper."""
     max_particles: int = 8_000_000
     """Memory budget: the most particles one decode call holds (about 100 bytes each in the
     moves and NMS, so ~0.8 GB). `decode_crystals` sizes its batches to fit; a single crystal
@@ -116,6 +120,8 @@ class DecodeConfig:
             raise ValueError("DecodeConfig.nms_min_particles and species points must be >= 1")
         if self.early_stop_tolerance_angstrom is not None and not self.early_stop_tolerance_angstrom >= 0:
             raise ValueError("DecodeConfig.early_stop_tolerance_angstrom must be >= 0 or None")
+        if not 0 < self.move_fraction <= 1:
+            raise ValueError(f"DecodeConfig.move_fraction must be in (0, 1], got {self.move_fraction}")
         if self.chunk_particles < 1 or self.max_particles < 1:
             raise ValueError("DecodeConfig.chunk_particles and max_particles must be >= 1")
 
@@ -448,7 +454,7 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
             for s in range(0, m, cfg.chunk_particles):
                 p = pos[s : s + cfg.chunk_particles]
                 v = fields.position_field(z, p, index[s : s + cfg.chunk_particles]).to(dt)
-                p += v
+                p += v if cfg.move_fraction == 1.0 else cfg.move_fraction * v
                 last[s : s + cfg.chunk_particles] = v
             if lat_inv is not None and cfg.periodic:
                 pos = wrap(pos, lat_inv[0][index], lat_inv[1][index])
@@ -459,7 +465,7 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
             if sel.numel() == 0:
                 break
             v = _chunked_field(fields.position_field, z, pos[sel], index[sel], cfg.chunk_particles).to(dt)
-            newp = pos[sel] + v
+            newp = pos[sel] + (v if cfg.move_fraction == 1.0 else cfg.move_fraction * v)
             if lat_inv is not None and cfg.periodic:
                 newp = wrap(newp, lat_inv[0][index[sel]], lat_inv[1][index[sel]])
             pos[sel] = newp

@@ -372,3 +372,22 @@ def test_particle_budget_splits_batches_and_refuses_a_crystal_that_cannot_fit(or
     batch, fields = _batch_and_fields(crystals[:3], vocab)
     with pytest.raises(DecodeMemoryError, match="decoding 3 crystal"):
         decode(fields, batch, box=box, vocab=vocab, config=DecodeConfig(max_particles=2 * per))
+
+
+def test_teaching_moves_flow_over_several_steps_and_still_find_every_atom(oracle_set):
+    from nesf_viz.hooks import TrajectoryRecorder
+
+    crystals, vocab, box = oracle_set
+    batch, fields = _batch_and_fields(crystals[:2], vocab)
+    full, damped = TrajectoryRecorder(max_particles=None), TrajectoryRecorder(max_particles=None)
+    decode(fields, batch, box=box, vocab=vocab, config=DecodeConfig(num_moves=3), hooks=[full])
+    r = decode(fields, batch, box=box, vocab=vocab, config=DecodeConfig(num_moves=40, move_fraction=0.3),
+               hooks=[damped])
+    _assert_recovered(r, crystals[:2])
+    # a full move lands every particle (its second move is ~0); a 0.3 move leaves 70 % of the way
+    assert np.nanmax(full.norms(0)[2]) < 1e-5
+    first, second = damped.norms(0)[1], damped.norms(0)[2]
+    ok = first > 0.1
+    np.testing.assert_allclose(second[ok], 0.7 * first[ok], rtol=1e-3)
+    with pytest.raises(ValueError, match="move_fraction"):
+        DecodeConfig(move_fraction=0.0)
