@@ -238,3 +238,31 @@ def test_latent_table_labels():
     assert compute.latent_table(model, crystals, None, vocab=vocab)["labels"] == ["crystal"] * 12
     with pytest.raises(Exception, match="labels"):
         compute.latent_table(model, crystals, ["a"], vocab=vocab)
+
+
+def test_species_votes_agree_with_the_decoders_own_vote_learned_and_exact(rocksalt):
+    from nesf_viz.assets import checkpoint_path
+    from nesf_viz.data import load_crystals
+    from nesf_viz.train import load_checkpoint
+    from nesf_viz.viz import species_vote_figure
+
+    ck = load_checkpoint(checkpoint_path("synthetic"))
+    test = load_crystals("synthetic", "test")[:3]
+    batch = CrystalBatch.from_crystals(test, ck.vocab)
+    res = decode(ck.model, batch, box=ck.box, vocab=ck.vocab, config=DecodeConfig.fast())
+    z = ck.model.latents(batch)
+    for i in range(3):
+        v = compute.species_votes(ck.model, z, res, i, vocab=ck.vocab, originals=test)
+        decoded = compute.element_symbols(res.atomic_numbers[i])
+        assert v["winners"] == decoded  # recomputed from the fields: the decoder's own step 5
+        assert len(v["points"]) == 216 * len(decoded) and ((v["shares"] > 0) & (v["shares"] <= 1)).all()
+        assert len(v["truth"]) == len(decoded)
+        fig = species_vote_figure(**v)
+        n_wrong = sum(t != w for t, w in zip(v["truth"], v["winners"]))
+        rings = [t for t in fig.data if t.name == "winner is not the true element"]
+        assert (len(rings[0].x) if rings else 0) == n_wrong
+        assert f"{len(decoded) - n_wrong}/{len(decoded)} atoms voted the true element" in fig.layout.title.text
+    batch, vocab, fields = rocksalt  # exact fields: every point votes the true element
+    res = decode(fields, batch, box=BoundingBox.from_crystals(batch.to_crystals(vocab)), vocab=vocab)
+    v = compute.species_votes(fields, fields.latents(), res, 0, vocab=vocab, originals=batch.to_crystals(vocab))
+    assert (v["shares"] == 1.0).all() and v["truth"] == v["winners"] and sorted(v["winners"]) == ["Cl"] * 4 + ["Na"] * 4

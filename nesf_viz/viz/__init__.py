@@ -16,6 +16,7 @@ from .figures import (
     save_html,
     save_png,
     species_slice_figure,
+    species_vote_figure,
     training_curves_figure,
     update_training_curves,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "save_png",
     "scene_to_traces",
     "species_slice_figure",
+    "species_vote_figure",
     "structure_traces",
     "training_curves_figure",
     "update_training_curves",

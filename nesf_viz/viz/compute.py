@@ -553,3 +553,46 @@ def latent_table(
     if len(lab) != len(names):
         raise ShapeError(f"{len(lab)} labels for {len(names)} crystals")
     return {"latents": z.detach().double().cpu().numpy(), "labels": lab, "names": names}
+
+
+# ----------------------------------------------------------------------------- species vote
+
+
+def species_votes(fields: Any, z: torch.Tensor, result: Any, crystal: int = 0, *,
+                  vocab: SpeciesVocab | None = None, originals: Any = None) -> dict[str, Any]:
+    """The decoder's step 5 for one crystal, drawn from the fields again (pure, no recording).
+
+    Every decoded atom votes with argmax f_s on the decoder's small grid around it. Returns
+    points (A*G, 3) the voting points, point_labels (A*G,) the element each votes for,
+    atoms (A, 3), winners (A,) element, shares (A,) fraction of the atom's G points voting for
+    its winner, truth (A,) the element of the nearest true atom or None, class_names. The
+    winners are the decoder's own (tests/test_viz_compute.py checks they agree).
+    """
+    from ..decode import species_offsets
+
+    cfg = result.config
+    atoms = np.asarray(result.positions_angstrom[crystal], float).reshape(-1, 3)
+    offs = species_offsets(cfg.species_grid_step_angstrom, cfg.species_grid_points_per_axis).numpy()
+    g = len(offs)
+    points = (atoms[:, None, :] + offs[None]).reshape(-1, 3)
+    n_classes = int(getattr(fields, "num_species", 0)) or (len(vocab) if vocab is not None else 0)
+    names = (element_symbols(vocab.atomic_numbers) if vocab is not None
+             else [f"class {k}" for k in range(n_classes)])
+    if len(atoms):
+        cls = _evaluate(fields.species_field, _row(z, crystal), points, fields).argmax(-1)
+    else:
+        cls = np.zeros(0, np.int64)
+    per_atom = cls.reshape(len(atoms), g) if len(atoms) else np.zeros((0, g), np.int64)
+    counts = np.stack([np.bincount(r, minlength=len(names)) for r in per_atom]) if len(atoms) else np.zeros((0, len(names)))
+    win = counts.argmax(1) if len(atoms) else np.zeros(0, np.int64)  # first maximum, as the decoder
+    truth = None
+    true_pos, true_labels = _atoms_of(originals, crystal)
+    if true_pos is not None and len(atoms) and len(true_pos):
+        d = np.linalg.norm(atoms[:, None] - np.asarray(true_pos)[None], axis=-1)
+        truth = [true_labels[j] for j in d.argmin(1)]
+    return {
+        "points": points, "point_labels": [names[k] for k in cls], "atoms": atoms,
+        "winners": [names[k] for k in win],
+        "shares": (counts.max(1) / g) if len(atoms) else np.zeros(0),
+        "truth": truth, "class_names": names,
+    }

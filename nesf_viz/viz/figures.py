@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "species_vote_figure",
     "crystal_figure",
     "compare_figure",
     "particle_animation",
@@ -687,6 +688,59 @@ def cluster_figure(
     r = float(nms_radius)
     rng = _ranges(pos, at, cen + r if C else None, cen - r if C else None)
     return _layout(fig, title, scene=_scene(rng), height=600)
+
+
+def species_vote_figure(
+    points: np.ndarray,
+    point_labels: Sequence[str],
+    atoms: np.ndarray,
+    winners: Sequence[str],
+    shares: np.ndarray,
+    truth: Sequence[str] | None = None,
+    title: str | None = None,
+    **_: Any,
+) -> go.Figure:
+    """The species vote (decoder step 5): every voting point coloured by the element it votes
+    for, each atom labelled with its winner and the winner's share; an atom whose winner is not
+    the true element (when `truth` is given) is ringed in red.
+
+    points (A*G, 3) Å; point_labels (A*G,); atoms (A, 3); winners (A,); shares (A,) in [0, 1];
+    truth (A,) or None. Extra keys of `nesf_viz.viz.compute.species_votes` are accepted.
+    """
+    pts = _check(points, (None, 3), "points (P, 3)")
+    at = _check(atoms, (None, 3), "atoms (A, 3)")
+    if len(point_labels) != len(pts) or len(winners) != len(at) or len(shares) != len(at):
+        raise ShapeError("species_vote_figure: point_labels must match points, winners and shares atoms")
+    labels = np.asarray(point_labels, dtype=object)
+    traces: list = []
+    for i, el in enumerate(dict.fromkeys(point_labels)):
+        m = labels == el
+        traces.append(go.Scatter3d(
+            x=pts[m, 0], y=pts[m, 1], z=pts[m, 2], mode="markers", name=f"votes for {el}",
+            legendgroup=el, marker=dict(size=2.5, color=_label_color(el, i), opacity=0.55),
+            hovertemplate=f"votes for {el}<extra></extra>",
+        ))
+    wrong = np.array([t is not None and t != w for t, w in zip(truth or [None] * len(at), winners)], bool)
+    text = [f"{w} {100 * s:.0f}%" for w, s in zip(winners, shares)]
+    hover = [f"winner {w} ({100 * s:.0f} % of the votes)" + (f"<br>true: {t}" if t else "")
+             for w, s, t in zip(winners, shares, truth or [None] * len(at))]
+    traces.append(go.Scatter3d(
+        x=at[:, 0], y=at[:, 1], z=at[:, 2], mode="markers+text", name="decoded atoms (winner, share)",
+        text=text, textposition="top center", textfont=dict(size=12, color="#111111"),
+        marker=dict(size=9, color=[_label_color(w, i) for i, w in enumerate(winners)],
+                    line=dict(color="#111111", width=2)),
+        hovertext=hover, hoverinfo="text",
+    ))
+    if wrong.any():
+        traces.append(go.Scatter3d(
+            x=at[wrong, 0], y=at[wrong, 1], z=at[wrong, 2], mode="markers", name="winner is not the true element",
+            marker=dict(size=18, symbol="circle-open", color="#d62728", line=dict(width=4)), hoverinfo="skip",
+        ))
+    if title is None:
+        right = "" if truth is None else f" · {int((~wrong).sum())}/{len(at)} atoms voted the true element"
+        title = f"Species vote: {len(at)} atoms, {len(pts) // max(len(at), 1)} voting points each{right}"
+    fig = go.Figure(traces)
+    return _layout(fig, title, scene=_scene(_ranges(pts, at)), height=600)
 
 
 # --------------------------------------------------------------------------------------------
