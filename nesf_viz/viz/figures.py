@@ -717,7 +717,7 @@ def species_vote_figure(
         m = labels == el
         traces.append(go.Scatter3d(
             x=pts[m, 0], y=pts[m, 1], z=pts[m, 2], mode="markers", name=f"votes for {el}",
-            legendgroup=el, marker=dict(size=2.5, color=_label_color(el, i), opacity=0.55),
+            legendgroup=el, marker=dict(size=3, color=_label_color(el, i), opacity=0.6),
             hovertemplate=f"votes for {el}<extra></extra>",
         ))
     wrong = np.array([t is not None and t != w for t, w in zip(truth or [None] * len(at), winners)], bool)
@@ -727,7 +727,7 @@ def species_vote_figure(
     traces.append(go.Scatter3d(
         x=at[:, 0], y=at[:, 1], z=at[:, 2], mode="markers+text", name="decoded atoms (winner, share)",
         text=text, textposition="top center", textfont=dict(size=12, color="#111111"),
-        marker=dict(size=9, color=[_label_color(w, i) for i, w in enumerate(winners)],
+        marker=dict(size=5, color=[_label_color(w, i) for i, w in enumerate(winners)],
                     line=dict(color="#111111", width=2)),
         hovertext=hover, hoverinfo="text",
     ))
