@@ -482,3 +482,19 @@ def test_save_png_names_missing_kaleido(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "kaleido", None)          # import kaleido -> ImportError
     with pytest.raises(RuntimeError, match="kaleido"):
         save_png(go.Figure(), tmp_path / "x.png")
+
+
+def test_metrics_bars_one_panel_per_metric_bars_labelled_and_missing_values_left_out():
+    from nesf_viz.viz import metrics_bars_figure
+
+    cols = {"paper": {"atom_count_error_pct": 0.53, "species_error_actual_pct": 4.31},
+            "exact fields": {"atom_count_error_pct": 0.0, "species_error_actual_pct": 0.0},
+            "model": {"atom_count_error_pct": 10.0, "species_error_actual_pct": float("nan")}}
+    fig = metrics_bars_figure(cols, ["atom_count_error_pct", "species_error_actual_pct"],
+                              errors={"paper": {"atom_count_error_pct": 0.25}})
+    assert [a.text for a in fig.layout.annotations] == ["atom-count error (%)", "species error, actual (%)"]
+    bars = [(t.x[0], t.xaxis, t.y[0], t.text[0]) for t in fig.data]
+    assert ("exact fields", "x", 0.0, "0") in bars  # a zero is drawn and labelled
+    assert not any(name == "model" and ax == "x2" for name, ax, _, _ in bars)  # NaN left out
+    assert [t.text[0] for t in fig.data if t.x[0] == "paper"] == ["0.53 ± 0.25", "4.31"]
+    assert sum(t.showlegend for t in fig.data) == 3  # one legend entry per column

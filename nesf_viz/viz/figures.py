@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "metrics_bars_figure",
     "species_vote_figure",
     "crystal_figure",
     "compare_figure",
@@ -741,6 +742,49 @@ def species_vote_figure(
         title = f"Species vote: {len(at)} atoms, {len(pts) // max(len(at), 1)} voting points each{right}"
     fig = go.Figure(traces)
     return _layout(fig, title, scene=_scene(_ranges(pts, at)), height=600)
+
+
+METRIC_NAMES = {
+    "atom_count_error_pct": "atom-count error (%)",
+    "position_error_actual_A": "position error, actual (Å)",
+    "position_error_detected_A": "position error, detected (Å)",
+    "species_error_actual_pct": "species error, actual (%)",
+    "species_error_detected_pct": "species error, detected (%)",
+    "match_rate_pct": "StructureMatcher match (%)",
+    "length_mae_A": "lattice length MAE (Å)",
+}
+
+
+def metrics_bars_figure(columns: Mapping[str, Mapping[str, float]], metrics: Sequence[str],
+                        errors: Mapping[str, Mapping[str, float]] | None = None,
+                        title: str | None = None) -> go.Figure:
+    """The paper's metrics side by side: one panel per metric (their units differ), one bar per
+    column (a model, the exact fields, the paper's reference), optional spreads written as
+    "value ± spread" (e.g. the paper's std over seeds). A value missing from a column leaves its bar out; every bar is
+    labelled with its number, so a zero is visible as "0"."""
+    names = list(columns)
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[METRIC_NAMES.get(m, m) for m in metrics],
+                        horizontal_spacing=0.07)
+    for i, name in enumerate(names):
+        color = PALETTE[i % len(PALETTE)]
+        for j, m in enumerate(metrics):
+            v = columns[name].get(m)
+            if v is None or not math.isfinite(float(v)):
+                continue
+            err = (errors or {}).get(name, {}).get(m)
+            fig.add_trace(go.Bar(
+                x=[name], y=[float(v)], name=name, legendgroup=name, showlegend=j == 0, marker_color=color,
+                # the spread is written beside the value: a drawn error bar would cross the label
+                text=[f"{float(v):.3g}" + (f" ± {float(err):.2g}" if err is not None else "")],
+                textposition="outside", cliponaxis=False,
+                hovertemplate=f"{name}<br>{METRIC_NAMES.get(m, m)}: %{{y:.4g}}<extra></extra>",
+            ), row=1, col=j + 1)
+    for j in range(len(metrics)):
+        fig.update_xaxes(showticklabels=False, row=1, col=j + 1)
+        fig.update_yaxes(rangemode="tozero", row=1, col=j + 1)
+    _layout(fig, title or "Metrics side by side (lower is better)", height=420)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.05, x=0), margin=dict(t=90, b=90))
+    return fig
 
 
 # --------------------------------------------------------------------------------------------
