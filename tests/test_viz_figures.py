@@ -498,3 +498,28 @@ def test_metrics_bars_one_panel_per_metric_bars_labelled_and_missing_values_left
     assert not any(name == "model" and ax == "x2" for name, ax, _, _ in bars)  # NaN left out
     assert [t.text[0] for t in fig.data if t.x[0] == "paper"] == ["0.53 ± 0.25", "4.31"]
     assert sum(t.showlegend for t in fig.data) == 3  # one legend entry per column
+
+
+def test_particle_gif_has_a_frame_per_step_plus_a_held_last_frame(tmp_path):
+    from PIL import Image
+
+    from nesf_viz.viz.export import save_particle_gif
+
+    rng = np.random.default_rng(0)
+    atoms = np.array([[0.0, 0, 0], [2.0, 2, 2]])
+    start = rng.uniform(-1, 3, (40, 3))
+    end = atoms[(np.linalg.norm(start[:, None] - atoms[None], axis=-1)).argmin(1)]
+    pos = np.stack([start + (end - start) * f for f in (0.0, 0.5, 0.9, 1.0)])
+    scores = np.linalg.norm(end[None] - pos, axis=-1)
+    scores[0] = np.nan
+    out = save_particle_gif(tmp_path / "flow.gif", pos, scores, atoms=atoms, fps=2)
+    with Image.open(out) as im:
+        assert im.format == "GIF" and im.n_frames == 4  # Pillow merges the held copies of the last frame
+        durations = []
+        for k in range(im.n_frames):
+            im.seek(k)
+            durations.append(im.info["duration"])
+        assert durations[-1] == 3 * durations[0]  # ... into one frame shown three times as long
+        assert im.size[0] >= 400
+    with pytest.raises(ShapeError):
+        save_particle_gif(tmp_path / "bad.gif", pos, scores[:, :3])
