@@ -59,6 +59,37 @@ def _figure_state(page, title_prefix: str) -> dict | None:
     )
 
 
+def _open_and_run_all(page, lab, notebook: Path, timeout_ms: int = 150_000) -> None:
+    """Open a notebook in Lab, wait for its kernel, Run All, wait until every code cell ran."""
+    page.goto(lab.lab_url(notebook.name), wait_until="domcontentloaded", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    # Run All before the kernel is connected runs nothing (or asks for a kernel):
+    # wait for the status bar's "<kernel> | Idle" (accept a kernel dialog if shown)
+    page.wait_for_function(
+        """() => {
+            const ok = document.querySelector('.jp-Dialog .jp-mod-accept');
+            if (ok) { ok.click(); return false; }
+            const bar = document.querySelector('.jp-StatusBar-Widget');
+            return !!bar && /ipykernel\\) \\| Idle/.test(bar.innerText);
+        }""", timeout=60_000, polling=250)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
+    # every code cell ran: no "[*]" prompt left
+    n_code = page.locator(".jp-CodeCell").count()
+    page.wait_for_function(
+        """(n) => {
+            const sel = '.jp-CodeCell .jp-InputArea-prompt';
+            const prompts = [...document.querySelectorAll(sel)];
+            return prompts.length === n
+                && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+        }""", arg=n_code, timeout=timeout_ms)
+
+
+def _console(page, errors: list[str]) -> None:
+    page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+
+
 def test_notebook_1_runs_and_the_slider_redraws(playwright_sync, tmp_path):
     t0 = time.monotonic()
     errors: list[str] = []
@@ -68,32 +99,8 @@ def test_notebook_1_runs_and_the_slider_redraws(playwright_sync, tmp_path):
                                      headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}")
-                    if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-            page.goto(lab.lab_url(NOTEBOOK.name), wait_until="domcontentloaded", timeout=60_000)
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            # Run All before the kernel is connected runs nothing (or asks for a kernel):
-            # wait for the status bar's "<kernel> | Idle" (accept a kernel dialog if shown)
-            page.wait_for_function(
-                """() => {
-                    const ok = document.querySelector('.jp-Dialog .jp-mod-accept');
-                    if (ok) { ok.click(); return false; }
-                    const bar = document.querySelector('.jp-StatusBar-Widget');
-                    return !!bar && /ipykernel\\) \\| Idle/.test(bar.innerText);
-                }""", timeout=60_000, polling=250)
-            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-            page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
-
-            # every code cell ran: no "[*]" prompt left and the last cell has an output
-            n_code = page.locator(".jp-CodeCell").count()
-            page.wait_for_function(
-                """(n) => {
-                    const sel = '.jp-CodeCell .jp-InputArea-prompt';
-                    const prompts = [...document.querySelectorAll(sel)];
-                    return prompts.length === n
-                        && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
-                }""", arg=n_code, timeout=150_000)
+            _console(page, errors)
+            _open_and_run_all(page, lab, NOTEBOOK)
             page.wait_for_selector(".main-svg", state="attached", timeout=30_000)
             label = page.locator(".widget-label", has_text=re.compile(r"^move$"))
             slider = page.locator(".widget-slider", has=label)
@@ -136,3 +143,59 @@ def test_notebook_1_runs_and_the_slider_redraws(playwright_sync, tmp_path):
     assert not ours, "browser console errors:\n" + "\n".join(ours)
     assert not errors_before or errors_before == ours
     assert time.monotonic() - t0 < 240, "the browser test should stay near 2 minutes"
+
+
+NOTEBOOK_4 = NOTEBOOK.parent / "04_latent_space.ipynb"
+
+
+def _interpolation_state(page) -> dict | None:
+    """The LatentInterpolator's figure: its title, number of traces with points, and whether
+    a WebGL canvas was drawn for it (empty axes had traces but no drawn scene)."""
+    return page.evaluate(
+        """() => {
+            for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+                const t = String(((gd.layout || {}).title || {}).text || '');
+                if (t.startsWith('t = ')) {
+                    const withPoints = (gd.data || []).filter(d => d.x && d.x.length > 0).length;
+                    const canvas = gd.querySelector('canvas');
+                    return {title: t, traces: withPoints, canvas: !!canvas && canvas.width > 0};
+                }
+            }
+            return null;
+        }""")
+
+
+def test_notebook_4_interpolation_draws_its_crystal_and_follows_the_slider(playwright_sync, tmp_path):
+    errors: list[str] = []
+    with lab_server(tmp_path, [NOTEBOOK_4], env={"NESF_VIZ_SIZE": "small"}) as lab, \
+            playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            _console(page, errors)
+            _open_and_run_all(page, lab, NOTEBOOK_4)
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
+                    String(((gd.layout || {}).title || {}).text || '').startsWith('t = 0.00'))""",
+                timeout=60_000)
+            before = _interpolation_state(page)
+            assert before and before["traces"] > 0 and before["canvas"], before  # not empty axes
+            slider = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=re.compile(r"^t$")))
+            handle = slider.first.locator(".noUi-handle")
+            handle.scroll_into_view_if_needed()
+            handle.focus()
+            page.keyboard.press("End")
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
+                    String(((gd.layout || {}).title || {}).text || '').startsWith('t = 1.00'))""",
+                timeout=30_000)
+            after = _interpolation_state(page)
+            assert after and after["traces"] > 0 and after["canvas"], after
+            assert after["title"] != before["title"]
+            page.screenshot(path=str(tmp_path / "interpolation.png"))
+            shutil.copy(tmp_path / "interpolation.png", Path("/tmp/nesf_browser_interpolation.png"))
+        finally:
+            browser.close()
+    kill_leftover_kernels(tmp_path)
+    ours = [e for e in errors if not IGNORED_CONSOLE.search(e)]
+    assert not ours, "browser console errors:\n" + "\n".join(ours)
