@@ -321,14 +321,21 @@ def run_evaluate(
         raise ValueError(f"fields must be 'learned' or 'exact', got {fields!r}")
 
     result = decode_crystals(crystals, fields=model, box=box, vocab=vocab, config=decode_config,
-                             batch_size=batch_size, device=dev, progress=progress)
+                             batch_size=batch_size, device=dev, progress=progress, keep_partial=True)
+    n_all, crystals = len(crystals), crystals[: len(result)]
     out = metrics_of(crystals, result, match=match, progress=progress)
+    partial = f" (PARTIAL: interrupted after {len(result)} of {n_all} crystals)" if result.interrupted else ""
+    if result.interrupted:
+        out["partial_of"] = n_all
     if verbose:
-        print(f"{data} ({fields} fields)\n{format_table(out)}")
+        print(f"{data} ({fields} fields){partial}\n{format_table(out)}")
     if json_out is not None:
         path = Path(json_out)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(_json_safe(out), indent=2, allow_nan=False) + "\n")
+    if result.interrupted:  # the metrics of what was decoded are printed (and written); say so
+        raise KeyboardInterrupt(f"interrupted: metrics of the first {len(result)} of {n_all} crystals"
+                                + (f" written to {json_out}" if json_out else " printed above"))
     return out
 
 

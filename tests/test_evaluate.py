@@ -149,3 +149,24 @@ def test_an_interrupted_decode_keeps_and_writes_the_batches_done(tmp_path, monke
                       decode_config=ev.DecodeConfig.fast())
     assert len(list((tmp_path / "out").glob("*.cif"))) == 4
     assert len((tmp_path / "out" / "summary.csv").read_text().splitlines()) == 5  # header + 4 rows
+
+
+def test_an_interrupted_evaluate_reports_the_metrics_of_what_it_decoded(tmp_path, monkeypatch, capsys):
+    import nesf_viz.evaluate as ev
+    from nesf_viz.decode import decode as real_decode
+
+    calls = []
+
+    def decode_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(ev, "decode", decode_then_interrupt)
+    with pytest.raises(KeyboardInterrupt, match="metrics of the first 3 of 7 crystals written to"):
+        ev.run_evaluate("synthetic:80", fields="exact", limit=7, batch_size=3, match=False, progress=False,
+                        json_out=tmp_path / "m.json")
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["n_structures"] == 3 and m["partial_of"] == 7 and m["atom_count_error_pct"] == 0.0
+    assert "PARTIAL: interrupted after 3 of 7 crystals" in capsys.readouterr().out
