@@ -247,7 +247,7 @@ def _add_export(sub) -> None:
 def _cmd_export(a) -> int:
     from .train import export_checkpoint
 
-    print(f"wrote {export_checkpoint(a.checkpoint, a.out)}")
+    print(f"wrote {export_checkpoint(_checkpoint_arg(a.checkpoint), a.out)}")
     return 0
 
 

@@ -382,6 +382,8 @@ class ReadReport:
 
 
 def _collect(items, on_error: OnError, report: ReadReport) -> list[Crystal]:
+    if on_error not in ("raise", "skip"):
+        raise DatasetError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     crystals = []
     for label, make in items:
         try:
@@ -538,6 +540,10 @@ def load_crystals(
 
     For 'synthetic' the split ('train', 'val', 'test') selects a fixed 80/10/10 part.
     """
+    if on_error not in ("raise", "skip"):  # a typo such as 'ignore' must not pass as skip
+        raise DatasetError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise DatasetError(f"limit must be a positive integer (or None), got {limit!r}")
     src = str(source)
     # only the exact names are the embedded data: 'synthetic_mine.csv' is a file like any other
     embedded = re.fullmatch(r"synthetic(?::(\d+))?", src)

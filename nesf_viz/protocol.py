@@ -331,7 +331,10 @@ def run_protocol(datasets: Sequence[str], cfg: ProtocolConfig, out_dir: str | Pa
     Returns {"runs": [...], "skipped": {dataset: reason}, "summary": [...]}.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(f"--out {out} cannot be created ({exc.strerror or exc}); choose a writable folder") from exc
     device = resolve_device(cfg.device)
     results_path = out / "results.json"
     state = {"runs": [], "skipped": {}}

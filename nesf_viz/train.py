@@ -266,13 +266,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
 def save_checkpoint(path: str | Path, payload: dict) -> None:
     """Write atomically: a temp file in the same folder, then rename over the target."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(payload, tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {path} ({exc.strerror or exc}); choose a writable path") from exc
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -67,6 +67,8 @@ CASES = [
     (["decode", "--checkpoint", "synthetic", "--data", "synthetic:2", "--out", "{d}/mixed.csv/o"], "cannot be written"),
     (["evaluate", "--fields", "exact", "--data", "synthetic:2", "--json", "{d}/mixed.csv/m.json"], "cannot be written"),
     ([*TRAIN, "--train", "synthetic:30", "--out", "{d}/mixed.csv/run"], "cannot be written"),
+    (["export", "--checkpoint", "synthetic", "--out", "{d}/mixed.csv/x.pt"], "cannot write"),
+    (["benchmark", "--datasets", "synthetic", "--out", "{d}/mixed.csv/b", "--epochs", "1"], "cannot be created"),
 ]
 
 

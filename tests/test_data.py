@@ -195,3 +195,14 @@ def test_reads_shared_lcs6_test_frame_matches_published_positions():
     for c in crystals:
         frac = c.frac_coords
         assert (frac > -1e-6).all() and (frac < 1 + 1e-6).all()
+
+
+def test_a_typo_in_on_error_or_a_bad_limit_is_named_not_taken_as_skip():
+    from nesf_viz.data import load_crystals
+    from nesf_viz.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="on_error must be 'raise' or 'skip', got 'ignore'"):
+        load_crystals("synthetic:10", on_error="ignore")
+    for bad in (0, -1, 2.5):
+        with pytest.raises(DatasetError, match="limit must be a positive integer"):
+            load_crystals("synthetic:10", limit=bad)
