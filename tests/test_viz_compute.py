@@ -266,3 +266,25 @@ def test_species_votes_agree_with_the_decoders_own_vote_learned_and_exact(rocksa
     res = decode(fields, batch, box=BoundingBox.from_crystals(batch.to_crystals(vocab)), vocab=vocab)
     v = compute.species_votes(fields, fields.latents(), res, 0, vocab=vocab, originals=batch.to_crystals(vocab))
     assert (v["shares"] == 1.0).all() and v["truth"] == v["winners"] and sorted(v["winners"]) == ["Cl"] * 4 + ["Na"] * 4
+
+
+def test_training_queries_are_the_samplers_queries_split_by_kind(rocksalt):
+    from nesf_viz.sampling import QuerySampler, SamplingConfig
+    from nesf_viz.viz import query_points_figure
+
+    batch, vocab, _ = rocksalt
+    crystal = batch.to_crystals(vocab)[0]
+    view = compute.training_queries(crystal, seed=3)
+    s = QuerySampler(BoundingBox.from_crystals([crystal]), SamplingConfig())
+    q = s(CrystalBatch.from_crystals([crystal], SpeciesVocab.from_crystals([crystal])), torch.Generator().manual_seed(3))
+    both = np.concatenate([view["global_points"], view["local_points"]])
+    np.testing.assert_allclose(both, q.position_points.double().numpy(), atol=1e-6)  # same draws, same order
+    np.testing.assert_allclose(view["species_points"], q.species_points.double().numpy(), atol=1e-6)
+    n_g, n_s = s.queries_per_crystal(crystal.num_atoms)
+    assert len(both) == n_g and len(view["species_points"]) == n_s
+    near = np.linalg.norm(view["species_points"][:, None] - crystal.positions_angstrom[None], axis=-1).min(1)
+    assert near.max() < 1.0  # species points hug the atoms
+    fig = query_points_figure(**view)
+    assert [t.name.split(":")[0] for t in fig.data][:3] == [
+        "global points (position field, whole box)", "local points (position field near atoms)",
+        "species points (species field)"]

@@ -596,3 +596,29 @@ def species_votes(fields: Any, z: torch.Tensor, result: Any, crystal: int = 0, *
         "shares": (counts.max(1) / g) if len(atoms) else np.zeros(0),
         "truth": truth, "class_names": names,
     }
+
+
+# ----------------------------------------------------------------------------- training queries
+
+
+def training_queries(crystal: Any, box: BoundingBox | None = None, config: Any = None,
+                     seed: int = 0) -> dict[str, Any]:
+    """One training step's query points for one crystal, by kind, as `QuerySampler` draws them:
+    global (the box grid, jittered), local (cubes around every atom: the position field near
+    atoms) and species (smaller cubes: the species field). Returns global_points (G, 3),
+    local_points (L, 3), species_points (S, 3), atoms (N, 3), atom_labels (N,)."""
+    from ..sampling import QuerySampler, SamplingConfig, global_queries, local_queries
+
+    c = _as_crystal(crystal)
+    vocab = SpeciesVocab.from_crystals([c])
+    batch = CrystalBatch.from_crystals([c], vocab)
+    box = box or BoundingBox.from_crystals([c])
+    cfg = config or SamplingConfig()
+    s = QuerySampler(box, cfg)
+    g = torch.Generator().manual_seed(seed)
+    gp, _ = global_queries(batch, s.global_grid, cfg.global_sigma_angstrom, g, cfg.global_queries_per_crystal)
+    lp, _ = local_queries(batch, s.local_offsets, cfg.local_sigma_angstrom, g)
+    sp, _ = local_queries(batch, s.species_offsets, cfg.species_sigma_angstrom, g, cfg.species_queries_per_atom)
+    return {"global_points": gp.double().numpy(), "local_points": lp.double().numpy(),
+            "species_points": sp.double().numpy(), "atoms": c.positions_angstrom,
+            "atom_labels": element_symbols(c.atomic_numbers)}

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "query_points_figure",
     "metrics_bars_figure",
     "species_vote_figure",
     "crystal_figure",
@@ -742,6 +743,36 @@ def species_vote_figure(
         title = f"Species vote: {len(at)} atoms, {len(pts) // max(len(at), 1)} voting points each{right}"
     fig = go.Figure(traces)
     return _layout(fig, title, scene=_scene(_ranges(pts, at)), height=600)
+
+
+def query_points_figure(global_points: np.ndarray, local_points: np.ndarray, species_points: np.ndarray,
+                        atoms: np.ndarray | None = None, atom_labels: Sequence[str] | None = None,
+                        title: str | None = None) -> go.Figure:
+    """Where one training step asks the fields for their values: global points over the box,
+    local points around every atom (position field) and species points close to the atoms
+    (species field), with the atoms themselves. Each kind is a legend entry (click to hide)."""
+    kinds = [("global points (position field, whole box)", global_points, "#9e9e9e", 2.0, 0.35),
+             ("local points (position field near atoms)", local_points, "#1f77b4", 2.5, 0.55),
+             ("species points (species field)", species_points, "#ff7f0e", 1.8, 0.35)]
+    traces: list = []
+    counts = []
+    for name, pts, color, size, alpha in kinds:
+        p = _check(pts, (None, 3), name)
+        counts.append(len(p))
+        traces.append(go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", name=f"{name}: {len(p)}",
+                                   marker=dict(size=size, color=color, opacity=alpha), hoverinfo="skip"))
+    at = None if atoms is None else _check(atoms, (None, 3), "atoms (N, 3)")
+    if at is not None and len(at):
+        labels = list(atom_labels) if atom_labels is not None else [""] * len(at)
+        traces.append(go.Scatter3d(
+            x=at[:, 0], y=at[:, 1], z=at[:, 2], mode="markers", name="atoms",
+            marker=dict(size=9, color=[_label_color(lab, i) for i, lab in enumerate(labels)],
+                        line=dict(color="#111111", width=2)),
+            text=labels, hovertemplate="%{text}<br>(%{x:.2f}, %{y:.2f}, %{z:.2f}) Å<extra></extra>"))
+    title = title or (f"One training step's queries: {counts[0]} global, {counts[1]} local, "
+                      f"{counts[2]} species points")
+    allp = [np.asarray(x, float) for x in (global_points, local_points, species_points) if len(x)]
+    return _layout(go.Figure(traces), title, scene=_scene(_ranges(*allp, at)), height=600)
 
 
 METRIC_NAMES = {
