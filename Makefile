@@ -23,6 +23,7 @@ venv: $(STAMP)
 # The whole suite (CI runs exactly this). Notebooks run their small variant (NESF_VIZ_SIZE=small);
 # tests marked `slow` (long end-to-end checks) run with `make test-slow`.
 test: $(STAMP)
+	$(PY) -m ruff check nesf_viz tests benchmarks
 	NESF_VIZ_SIZE=small $(PY) -m pytest -q -m "not slow" --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 test-slow: $(STAMP)

@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT))
 
 from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
 from nesf_viz.decode import DecodeConfig, box_particles, decode, species_offsets  # noqa: E402
-from nesf_viz.nms import nms  # noqa: E402
-from nesf_viz.hooks import DecodeHook  # noqa: E402
 from nesf_viz.fields import ExactFields  # noqa: E402
+from nesf_viz.hooks import DecodeHook  # noqa: E402
 from nesf_viz.model import NeSF  # noqa: E402
+from nesf_viz.nms import nms  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "nesf_paper"
 # The LCS6A training box as nesf_viz reads lcs6_train.csv (conventional cells); --train-csv
@@ -157,7 +157,7 @@ def matmul_rate(repeats: int = 7) -> dict[str, float]:
 def field_macs(net) -> tuple[int, int]:
     """Multiply-adds per query point of a FieldMLP (point part) and per crystal (latent part)."""
     per_point = net.point_in.in_features * net.point_in.out_features
-    per_point += sum(l.in_features * l.out_features for l in net.hidden)
+    per_point += sum(h.in_features * h.out_features for h in net.hidden)
     per_point += net.out.in_features * net.out.out_features
     per_crystal = net.latent_in.in_features * net.latent_in.out_features
     return per_point, per_crystal

@@ -13,7 +13,8 @@ particles, closest pair of atoms).
 Speed, without changing any result: the box is the dataset's own (as `nesf-viz evaluate
 --fields exact`), early_stop_tolerance_angstrom=0.0 stops only particles whose move was exactly
 zero (fixed points, so the result is that of all 64 moves; checked where affordable; the
-library's decoder now does this by itself for exact fields). carbon_24's box holds 115,056 particles per crystal; the whole run takes
+library's decoder now does this by itself for exact fields). carbon_24's box holds 115,056
+particles per crystal; the whole run takes
 about 10-25 minutes on 2 cores.
 
     .venv/bin/python benchmarks/exact_oracle.py                 # all datasets

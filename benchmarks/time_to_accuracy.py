@@ -145,7 +145,8 @@ def main() -> int:
     results = json.loads((out / "results.json").read_text())
     text = table(results, a.dataset)
     if a.at_minutes is not None:
-        text += f"\n\nAt {a.at_minutes:g} minutes of training (probes):\n\n" + table_at(results, a.dataset, a.at_minutes)
+        text += (f"\n\nAt {a.at_minutes:g} minutes of training (probes):\n\n"
+                 + table_at(results, a.dataset, a.at_minutes))
     (out / "time_to_accuracy.md").write_text(text + "\n")
     print(text)
     from nesf_viz.viz.figures import save_html, save_png, time_to_accuracy_figure

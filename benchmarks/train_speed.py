@@ -44,7 +44,8 @@ def field_macs(model: NeSF, n_pos: float, n_spec: float, split: bool = True) -> 
         first = net.point_in.in_features * net.point_in.out_features
         if not split:
             first += net.latent_in.in_features * net.latent_in.out_features
-        return first + sum(h.in_features * h.out_features for h in net.hidden) + net.out.in_features * net.out.out_features
+        hidden = sum(h.in_features * h.out_features for h in net.hidden)
+        return first + hidden + net.out.in_features * net.out.out_features
 
     return n_pos * per_point(model.position_net) + n_spec * per_point(model.species_net)
 
@@ -209,7 +210,6 @@ def main() -> None:
         ref.train()
         ref_opt = torch.optim.Adam(ref.parameters(), lr=ref_lr)
         times["reference code (float32)"] = []
-        ref_queries = 0.0
     n_pos = n_spec = 0.0
     model.train()
     # alternate the recipes step by step (same crystals per step): this machine's speed drifts by minutes

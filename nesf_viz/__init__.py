@@ -14,8 +14,8 @@ from .data import (
 from .decode import DecodeConfig, DecodeResult, decode
 from .errors import NeSFError
 from .evaluate import Reconstruction, decode_crystals, reconstruct
-from .hooks import DecodeHook, TrajectoryRecorder
 from .fields import ExactFields, StructureFields, ground_truth_targets, nearest_atoms
+from .hooks import DecodeHook, TrajectoryRecorder
 from .metrics import CrystalVerdict, crystal_verdicts, format_verdicts, match_metrics, paper_metrics
 from .model import NeSF, NeSFConfig
 from .sampling import QuerySampler, SamplingConfig

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import re
 import dataclasses
 import logging
+import re
 import sys
 
 from .errors import NeSFError
@@ -68,7 +68,8 @@ def _add_recipe_args(p) -> None:
     p.add_argument("--lr", type=_non_negative_float, default=None, help="(peak) learning rate (paper 1e-3)")
     p.add_argument("--lr-schedule", choices=["step", "cosine"], default=None,
                    help="step: halved every 640 epochs (paper); cosine: warm-up, then cosine decay over --epochs")
-    p.add_argument("--warmup-epochs", type=_non_negative_float, default=None, help="cosine schedule: linear warm-up epochs")
+    p.add_argument("--warmup-epochs", type=_non_negative_float, default=None,
+                   help="cosine schedule: linear warm-up epochs")
     p.add_argument("--species-weight", type=_non_negative_float, default=None, help="species loss weight (paper 0.1)")
     p.add_argument("--encoder-dropout", type=float, default=None, help="encoder dropout (paper 0.3)")
     p.add_argument("--global-queries", type=_positive_int, default=None,
@@ -78,6 +79,10 @@ def _add_recipe_args(p) -> None:
     p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
                    help="bfloat16 autocast (1.4-3.3x faster per step on a CPU with AVX512-BF16/AMX, same accuracy "
                         "per epoch; 6.5x slower where the CPU lacks them; the quick recipe uses it only where native)")
+
+
+PRECISION_NAMES = {True: "bf16", False: "float32", "auto": "bf16 where native, else float32"}
+SKIP_BAD_HELP = "skip unreadable structures and elements outside the model's vocabulary (named) instead of stopping"
 
 
 def _recipe_options(a) -> dict:
@@ -116,7 +121,8 @@ def _add_train(sub) -> None:
     p.add_argument("--vae", action="store_true", help="variational latent (option; off in the paper)")
     _add_pe_args(p)
     p.add_argument("--periodic", action="store_true", help="minimum-image ground-truth fields (option)")
-    p.add_argument("--paper-sampling", action="store_true", help="the paper's 0.5 A sigmas instead of the reference code's")
+    p.add_argument("--paper-sampling", action="store_true",
+                   help="the paper's 0.5 A sigmas instead of the reference code's")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable structures (counted) instead of stopping")
 
 
@@ -144,7 +150,7 @@ def _cmd_train(a) -> int:
                       positional_encoding_keep_input=a.pe_keep_input)
     print(f"recipe {a.recipe}: {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.learning_rate:g} "
           f"({cfg.lr_schedule}), species weight {cfg.species_loss_weight:g}, "
-          f"{ {True: 'bf16', False: 'float32', 'auto': 'bf16 where native, else float32'}[cfg.mixed_precision]}" + (f", budget {cfg.max_minutes:g} min" if cfg.max_minutes else ""))
+          f"{PRECISION_NAMES[cfg.mixed_precision]}" + (f", budget {cfg.max_minutes:g} min" if cfg.max_minutes else ""))
     init = None
     if a.init_from and not a.resume:
         from .assets import resolve_checkpoint
@@ -174,7 +180,7 @@ def _add_decode(sub) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=64, help="crystals decoded together")
     p.add_argument("--keep-cell", action="store_true", help="keep cells as given (default: conventional standard cell)")
     p.add_argument("--skip-bad", action="store_true",
-                   help="skip unreadable structures and elements outside the model's vocabulary (named) instead of stopping")
+                   help=SKIP_BAD_HELP)
 
 
 def _checkpoint_arg(name: str | None) -> str | None:
@@ -206,7 +212,7 @@ def _add_evaluate(sub) -> None:
                    help="paper: DecodeConfig(); fast: in-cell particles, early stop, <= 32 moves")
     p.add_argument("--keep-cell", action="store_true", help="keep cells as given (default: conventional standard cell)")
     p.add_argument("--skip-bad", action="store_true",
-                   help="skip unreadable structures and elements outside the model's vocabulary (named) instead of stopping")
+                   help=SKIP_BAD_HELP)
 
 
 def _cmd_evaluate(a) -> int:
@@ -260,7 +266,8 @@ def _add_benchmark(sub) -> None:
     p.add_argument("--out", default="out/benchmark", help="results.md, results.json, time_to_accuracy.html, runs/")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     _add_recipe_args(p)
-    p.add_argument("--max-minutes", type=_positive_float, default=None, help="training budget per run (CPU budget mode)")
+    p.add_argument("--max-minutes", type=_positive_float, default=None,
+                   help="training budget per run (CPU budget mode)")
     p.add_argument("--decode", choices=["paper", "fast"], default="paper", help="decoder for the held-out split")
     p.add_argument("--eval-limit", type=_positive_int, default=None, help="evaluate only the first N held-out crystals")
     p.add_argument("--probe-minutes", type=_positive_float, default=2.0, help="time-to-accuracy snapshot interval")
@@ -287,7 +294,8 @@ def _cmd_benchmark(a) -> int:
     return 0
 
 
-COMMANDS = {"export": _cmd_export, "train": _cmd_train, "decode": _cmd_decode, "evaluate": _cmd_evaluate, "demo": _cmd_demo,
+COMMANDS = {"export": _cmd_export, "train": _cmd_train, "decode": _cmd_decode, "evaluate": _cmd_evaluate,
+            "demo": _cmd_demo,
             "benchmark": _cmd_benchmark}
 
 
@@ -298,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     for add in (_add_train, _add_decode, _add_evaluate, _add_demo, _add_export, _add_benchmark):
         add(sub)
     a = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[a.command](a)
     except NeSFError as exc:

@@ -26,7 +26,8 @@ import logging
 import math
 import time
 import warnings
-from dataclasses import dataclass, field, fields as dc_fields
+from dataclasses import dataclass, field
+from dataclasses import fields as dc_fields
 from pathlib import Path
 from typing import Sequence
 
@@ -173,7 +174,8 @@ def check_particle_budget(n_crystals: int, box: BoundingBox, config: "DecodeConf
     if per * n_crystals > config.max_particles:
         need = per * n_crystals
         raise DecodeMemoryError(
-            f"decoding {n_crystals} crystal(s) in a {np.round(np.subtract(box.max_angstrom, box.min_angstrom), 1).tolist()} A "
+            f"decoding {n_crystals} crystal(s) in a "
+            f"{np.round(np.subtract(box.max_angstrom, box.min_angstrom), 1).tolist()} A "
             f"box needs {need:,} particles (~{need * 100 / 2**30:.1f} GiB), over the budget of "
             f"{config.max_particles:,} (DecodeConfig.max_particles): decode fewer crystals at once, use a coarser "
             "grid_step_angstrom or particles_in_cell=True, or raise max_particles if the memory is there")

@@ -65,7 +65,9 @@ def nearest_atoms(
         raise ShapeError(f"points must be (Q, 3) with index (Q,); got {tuple(points.shape)}, {tuple(index.shape)}")
     counts = crystals.counts()
     starts = torch.cumsum(counts, 0) - counts
-    img = image_shifts(crystals.lengths, crystals.angles).to(crystals.positions.dtype) if periodic else None  # (B, 27, 3)
+    img = None  # (B, 27, 3) image shifts when periodic
+    if periodic:
+        img = image_shifts(crystals.lengths, crystals.angles).to(crystals.positions.dtype)
     if points.device.type == "cpu" and points.shape[0]:
         change = torch.ones(points.shape[0], dtype=torch.bool)
         change[1:] = index[1:] != index[:-1]

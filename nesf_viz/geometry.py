@@ -45,7 +45,8 @@ def lattice_and_inverse(lengths: torch.Tensor, angles_rad: torch.Tensor) -> tupl
     (predicted) cell are NaN, so its particles drop out instead of raising."""
     lat = lattice_matrices(lengths.double(), angles_rad.double())
     finite = torch.isfinite(lat).all(-1).all(-1)
-    inv, info = torch.linalg.inv_ex(torch.where(finite[:, None, None], lat, torch.eye(3, dtype=lat.dtype, device=lat.device)))
+    eye = torch.eye(3, dtype=lat.dtype, device=lat.device)
+    inv, info = torch.linalg.inv_ex(torch.where(finite[:, None, None], lat, eye))
     bad = ~finite | (info != 0)
     nan = torch.full_like(lat, float("nan"))
     lat = torch.where(bad[:, None, None], nan, lat)

@@ -31,8 +31,8 @@ import torch
 from .data import Crystal, SpeciesVocab, load_crystals
 from .decode import DecodeConfig
 from .errors import DatasetError
-from .model import NeSFConfig
 from .evaluate import decode_crystals, metrics_of
+from .model import NeSFConfig
 from .symmetry import spacegroup_recovery_pct, symmetrize
 from .train import RECIPES, TrainConfig, load_checkpoint, make_train_config, resolve_device, train
 
@@ -187,8 +187,9 @@ def make_tasks(dataset: str, cfg: ProtocolConfig = ProtocolConfig(), data_root: 
 
     Splits: LCS6Å and YBCO13 as published; ICSG3D trains on the recovered 2502 minus the 116
     that are also in its validation split (10 % held out for selection) and reports on that
-    split; perov_5 / carbon_24 take a fixed (seed 0) 80/10/10 split of the available file, i.e. 90/10 train/test with a tenth of
-    the data carved out of training for selection; 'synthetic' is the embedded 80/10/10 split.
+    split; perov_5 / carbon_24 take a fixed (seed 0) 80/10/10 split of the available file, i.e.
+    90/10 train/test with a tenth of the data carved out of training for selection; 'synthetic'
+    is the embedded 80/10/10 split.
     """
     root = Path(data_root) if data_root is not None else default_data_root()
     lim = cfg.limit_train
@@ -461,7 +462,8 @@ def markdown_table(summary: Sequence[dict], skipped: dict | None = None) -> str:
     if sym:
         lines += ["", "Symmetrisation option (SpacegroupAnalyzer, projected onto the group found at the "
                       "tolerance; same runs):", "",
-                  "| dataset | pos act Å | spec act % | len Å | ang ° | match % | RMSE | SG % |", "|---|---|---|---|---|---|---|---|"]
+                  "| dataset | pos act Å | spec act % | len Å | ang ° | match % | RMSE | SG % |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in sym:
             lines.append("| " + " | ".join([f"{r['dataset']} [{r['recipe']}]", *[_fmt(r[f"symmetrized_{k}"]) for k in (
                 "position_error_actual_A", "species_error_actual_pct", "length_mae_A", "angle_mae_deg",

@@ -527,7 +527,8 @@ def _train(
         try:
             saved = TrainConfig.from_dict(state["train_config"])
         except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"--resume: {last_path}: its training config does not fit this version ({exc})") from exc
+            raise CheckpointError(
+                f"--resume: {last_path}: its training config does not fit this version ({exc})") from exc
         # epochs and the time budget may be extended on resume; everything else must match
         config = dataclasses.replace(saved, epochs=config.epochs, max_minutes=config.max_minutes,
                                      device=config.device)
@@ -565,7 +566,8 @@ def _train(
         try:
             optimizer.load_state_dict(state["optimizer_state"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"--resume: {last_path}: its optimizer state does not fit the network ({exc})") from exc
+            raise CheckpointError(
+                f"--resume: {last_path}: its optimizer state does not fit the network ({exc})") from exc
         history = {k: list(v) for k, v in state["history"].items()}
         start_epoch = int(state["epoch"])
         best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
@@ -668,7 +670,8 @@ def _train(
         if last_path is not None and last_path.is_file():
             saved = _read_checkpoint(last_path, device)
             model.load_state_dict(saved["model_state"])
-            best = f" and {best_path.name} the best (epoch {int(saved['best_epoch']) + 1})" if best_path.is_file() else ""
+            best = (f" and {best_path.name} the best (epoch {int(saved['best_epoch']) + 1})"
+                    if best_path.is_file() else "")
             stopped += (f" after epoch {int(saved['epoch'])}: {last_path} holds it{best}; "
                         "resume=True (--resume) continues exactly")
         else:

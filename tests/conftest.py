@@ -31,7 +31,8 @@ def triclinic():
     from pymatgen.core import Lattice, Structure
 
     lat = Lattice.from_parameters(4.1, 5.3, 6.2, 78.0, 95.0, 104.0)
-    return Structure(lat, ["Si", "O", "O", "Mg"], [[0.1, 0.2, 0.3], [0.6, 0.1, 0.7], [0.3, 0.8, 0.2], [0.85, 0.55, 0.9]])
+    frac = [[0.1, 0.2, 0.3], [0.6, 0.1, 0.7], [0.3, 0.8, 0.2], [0.85, 0.55, 0.9]]
+    return Structure(lat, ["Si", "O", "O", "Mg"], frac)
 
 
 @pytest.fixture(scope="session")

@@ -71,7 +71,8 @@ def test_decode_one_cif_into_a_folder_of_cifs_with_a_summary(tmp_path, capsys):
                  "--decode", "fast", "--device", "cpu"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["nacl.cif", "summary.csv"]
     summary = (out / "summary.csv").read_text().splitlines()
-    assert summary[0].startswith("id,true_formula,decoded_formula") and summary[1].startswith("nacl,NaCl,NaCl,8,8,True,True")
+    assert summary[0].startswith("id,true_formula,decoded_formula")
+    assert summary[1].startswith("nacl,NaCl,NaCl,8,8,True,True")
     assert Structure.from_file(out / "nacl.cif").composition.reduced_formula == "NaCl"
     assert "1/1 decoded right" in capsys.readouterr().out
     assert cif.read_bytes() == before  # the input is never touched

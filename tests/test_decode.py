@@ -26,7 +26,6 @@ from nesf_viz.decode import (
 )
 from nesf_viz.fields import ExactFields
 
-
 # ----------------------------------------------------------------------------- crystals
 
 
@@ -352,7 +351,8 @@ def test_particle_count_without_the_grid_matches_the_grid_on_random_boxes():
         box = BoundingBox(tuple(lo), tuple(lo + rng.uniform(0.01, 12, 3)))
         cfg = DecodeConfig(grid_step_angstrom=float(rng.choice([0.25, 0.3, 0.5, 0.7])),
                            box_margin_angstrom=float(rng.choice([0.0, 0.3, 0.5])))
-        assert particles_per_crystal(box, cfg) == len(box_particles(box, cfg.grid_step_angstrom, cfg.box_margin_angstrom))
+        grid = box_particles(box, cfg.grid_step_angstrom, cfg.box_margin_angstrom)
+        assert particles_per_crystal(box, cfg) == len(grid)
 
 
 def test_particle_budget_splits_batches_and_refuses_a_crystal_that_cannot_fit(oracle_set):

@@ -99,9 +99,9 @@ def test_exact_oracle_on_a_real_split():
 def test_reconstruct_ones_own_crystal_in_one_call(tmp_path):
     """A user's rock salt and perovskite (built here, not taken from the data) through the shipped
     model: decoded right, and the result says so; a CIF path works the same way."""
-    import nesf_viz as nv
     from pymatgen.core import Lattice, Structure
 
+    import nesf_viz as nv
     from nesf_viz.errors import UnknownSpeciesError
 
     nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
@@ -145,7 +145,8 @@ def test_an_interrupted_decode_keeps_and_writes_the_batches_done(tmp_path, monke
                            vocab=ev.SpeciesVocab.from_crystals(crystals), batch_size=2, progress=False)
     calls.clear()
     with pytest.raises(KeyboardInterrupt, match="the first 4 crystals were decoded and written"):
-        ev.run_decode(checkpoint_path("synthetic"), "synthetic:50", tmp_path / "out", batch_size=2, limit=5, device="cpu",
+        ev.run_decode(checkpoint_path("synthetic"), "synthetic:50", tmp_path / "out", batch_size=2, limit=5,
+                      device="cpu",
                       decode_config=ev.DecodeConfig.fast())
     assert len(list((tmp_path / "out").glob("*.cif"))) == 4
     assert len((tmp_path / "out" / "summary.csv").read_text().splitlines()) == 5  # header + 4 rows

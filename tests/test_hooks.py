@@ -65,7 +65,8 @@ def _same(a: DecodeResult, b: DecodeResult) -> None:
     assert np.array_equal(a.n_particles, b.n_particles)
 
 
-@pytest.mark.parametrize("cfg", [DecodeConfig(num_moves=6), DecodeConfig.fast(), DecodeConfig(num_moves=6, periodic=True)],
+@pytest.mark.parametrize("cfg", [DecodeConfig(num_moves=6), DecodeConfig.fast(),
+                                 DecodeConfig(num_moves=6, periodic=True)],
                          ids=["default", "fast", "periodic"])
 def test_hooks_never_change_results(setup, cfg):
     batch, fields, box, vocab = setup

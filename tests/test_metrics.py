@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from nesf_viz.data import Crystal
-from nesf_viz.metrics import (crystal_errors, crystal_verdicts, format_verdicts, match_metrics, matchable,
-                              paper_metrics)
+from nesf_viz.metrics import crystal_errors, crystal_verdicts, format_verdicts, match_metrics, matchable, paper_metrics
 
 NA, CL, K = 11, 17, 19
 

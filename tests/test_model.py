@@ -22,7 +22,8 @@ def test_position_field_alone_matches_reference_count():
 def test_layer_order_linear_relu_batchnorm_last_plain():
     m = NeSF(num_species=10)
     mods = list(m.encoder.position_mlp)
-    assert [type(x) for x in mods] == [nn.Linear, nn.ReLU, nn.BatchNorm1d, nn.Linear, nn.ReLU, nn.BatchNorm1d, nn.Linear]
+    block = [nn.Linear, nn.ReLU, nn.BatchNorm1d]
+    assert [type(x) for x in mods] == [*block, *block, nn.Linear]
     head = [type(x) for x in m.encoder.head]
     assert head == [nn.Linear, nn.ReLU, nn.BatchNorm1d, nn.Dropout] * 2 + [nn.Linear]
     assert [type(x) for x in m.length_head] == [nn.Linear, nn.ReLU, nn.Linear]
@@ -58,7 +59,8 @@ def test_reference_positional_encoding_is_two_angstrom_periodic_and_the_long_wav
     shifted = p + torch.tensor([2.0, -4.0, 6.0], dtype=torch.float64)
     ref = PositionalEncoding(10).double()
     torch.testing.assert_close(ref(p), ref(shifted), rtol=0, atol=1e-3)  # pi is stored in float32
-    torch.testing.assert_close(ref(p)[:, :2], torch.stack([torch.sin(torch.pi * p[:, 0]), torch.cos(torch.pi * p[:, 0])], 1),
+    first = torch.stack([torch.sin(torch.pi * p[:, 0]), torch.cos(torch.pi * p[:, 0])], 1)
+    torch.testing.assert_close(ref(p)[:, :2], first,
                                rtol=0, atol=1e-5)
     long = PositionalEncoding(6, longest_wavelength_angstrom=32.0, keep_input=True).double()
     assert long.out_dim == 39 and torch.equal(long(p)[:, :3], p)

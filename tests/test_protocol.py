@@ -10,8 +10,17 @@ import pytest
 
 from nesf_viz import NeSF
 from nesf_viz.errors import DatasetError
-from nesf_viz.protocol import (PAPER, DatasetUnavailable, ProtocolConfig, _Prober, default_data_root,
-                               make_tasks, markdown_table, run_protocol, summarize)
+from nesf_viz.protocol import (
+    PAPER,
+    DatasetUnavailable,
+    ProtocolConfig,
+    _Prober,
+    default_data_root,
+    make_tasks,
+    markdown_table,
+    run_protocol,
+    summarize,
+)
 
 DATA = default_data_root()
 needs_data = pytest.mark.skipif(not (DATA / "nesf_paper").is_dir(), reason=f"shared datasets not found at {DATA}")

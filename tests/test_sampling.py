@@ -21,7 +21,8 @@ def test_cube_offsets_match_reference_arange_points():
 def test_global_grid_covers_box_grown_by_one_step():
     box = BoundingBox((0.0, -1.0, 0.5), (3.0, 2.5, 4.0))
     g = box_grid(box, 1.0, 1.0)
-    ref = [torch.arange(lo - 1.0, hi + 1.0, 1.0, dtype=torch.float64) for lo, hi in zip(box.min_angstrom, box.max_angstrom)]
+    ref = [torch.arange(lo - 1.0, hi + 1.0, 1.0, dtype=torch.float64)
+           for lo, hi in zip(box.min_angstrom, box.max_angstrom)]
     assert g.shape[0] == np.prod([len(r) for r in ref])
     np.testing.assert_allclose(g.min(0).values, [-1.0, -2.0, -0.5])
 
@@ -52,7 +53,8 @@ def test_jitter_has_the_configured_sigma_and_is_seeded():
     crystals = random_crystals(rng, 20)
     batch = CrystalBatch.from_crystals(crystals, SpeciesVocab.from_crystals(crystals), dtype=torch.float64)
     box = BoundingBox.from_crystals(crystals)
-    s0 = QuerySampler(box, SamplingConfig(global_sigma_angstrom=0, local_sigma_angstrom=0, species_sigma_angstrom=0))(batch)
+    still = SamplingConfig(global_sigma_angstrom=0, local_sigma_angstrom=0, species_sigma_angstrom=0)
+    s0 = QuerySampler(box, still)(batch)
     cfg = SamplingConfig()
     a = QuerySampler(box, cfg)(batch, torch.Generator().manual_seed(5))
     b = QuerySampler(box, cfg)(batch, torch.Generator().manual_seed(5))

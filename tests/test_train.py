@@ -9,8 +9,16 @@ import pytest
 import torch
 
 from nesf_viz.errors import CheckpointError, ConfigError, DatasetError
-from nesf_viz.train import (LOSS_PARTS, RECIPES, TrainConfig, learning_rate_at, load_checkpoint, make_train_config,
-                             save_checkpoint, train)
+from nesf_viz.train import (
+    LOSS_PARTS,
+    RECIPES,
+    TrainConfig,
+    learning_rate_at,
+    load_checkpoint,
+    make_train_config,
+    save_checkpoint,
+    train,
+)
 
 
 @pytest.fixture
@@ -140,7 +148,8 @@ def test_cuda_device_without_gpu_is_a_clear_error(synthetic_small):
 def test_ddp_two_cpu_ranks(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1]))
-    cmd = [str(torchrun), "--nproc_per_node=2", "--master_port=29533", str(Path(__file__).with_name("ddp_worker.py")), str(tmp_path)]
+    worker = Path(__file__).with_name("ddp_worker.py")
+    cmd = [str(torchrun), "--nproc_per_node=2", "--master_port=29533", str(worker), str(tmp_path)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]

@@ -276,7 +276,8 @@ def test_training_queries_are_the_samplers_queries_split_by_kind(rocksalt):
     crystal = batch.to_crystals(vocab)[0]
     view = compute.training_queries(crystal, seed=3)
     s = QuerySampler(BoundingBox.from_crystals([crystal]), SamplingConfig())
-    q = s(CrystalBatch.from_crystals([crystal], SpeciesVocab.from_crystals([crystal])), torch.Generator().manual_seed(3))
+    one = CrystalBatch.from_crystals([crystal], SpeciesVocab.from_crystals([crystal]))
+    q = s(one, torch.Generator().manual_seed(3))
     both = np.concatenate([view["global_points"], view["local_points"]])
     np.testing.assert_allclose(both, q.position_points.double().numpy(), atol=1e-6)  # same draws, same order
     np.testing.assert_allclose(view["species_points"], q.species_points.double().numpy(), atol=1e-6)

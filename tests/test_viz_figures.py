@@ -29,9 +29,9 @@ from nesf_viz.viz import (
     training_curves_figure,
     update_training_curves,
 )
-from nesf_viz.viz.figures import time_to_accuracy_figure
 from nesf_viz.viz import figures as figures_mod
 from nesf_viz.viz import scene as scene_mod
+from nesf_viz.viz.figures import time_to_accuracy_figure
 
 
 @pytest.fixture(scope="module")

@@ -583,7 +583,8 @@ def species_votes(fields: Any, z: torch.Tensor, result: Any, crystal: int = 0, *
     else:
         cls = np.zeros(0, np.int64)
     per_atom = cls.reshape(len(atoms), g) if len(atoms) else np.zeros((0, g), np.int64)
-    counts = np.stack([np.bincount(r, minlength=len(names)) for r in per_atom]) if len(atoms) else np.zeros((0, len(names)))
+    counts = (np.stack([np.bincount(r, minlength=len(names)) for r in per_atom]) if len(atoms)
+              else np.zeros((0, len(names))))
     win = counts.argmax(1) if len(atoms) else np.zeros(0, np.int64)  # first maximum, as the decoder
     truth = None
     true_pos, true_labels = _atoms_of(originals, crystal)
