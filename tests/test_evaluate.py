@@ -85,6 +85,27 @@ def test_learned_path_with_a_tiny_checkpoint(tiny_csv, tmp_path):
     assert set(m) == EXPECTED_KEYS and m["n_structures"] == 3
 
 
+def test_learned_metrics_are_the_decodes_own_and_a_converged_model_scores_well():
+    from nesf_viz.assets import checkpoint_path
+    from nesf_viz.data import load_crystals
+    from nesf_viz.evaluate import decode_crystals
+    from nesf_viz.metrics import paper_metrics
+    from nesf_viz.train import load_checkpoint
+
+    test = load_crystals("synthetic", "test")[:8]
+    m = run_evaluate("synthetic", checkpoint=checkpoint_path("synthetic"), fields="learned", limit=8, device="cpu",
+                     decode_config=DecodeConfig.fast(), progress=False, verbose=False)
+    ck = load_checkpoint(checkpoint_path("synthetic"))
+    direct = paper_metrics(test, decode_crystals(test, fields=ck.model, box=ck.box, vocab=ck.vocab,
+                                                 config=DecodeConfig.fast(), progress=False))
+    assert m["n_structures"] == 8
+    assert m["atom_count_error_pct"] == direct.atom_count_error_pct == 0.0
+    assert m["species_error_actual_pct"] == pytest.approx(direct.species_error_actual_pct)
+    assert m["position_error_actual_A"] == pytest.approx(direct.position_error_actual_A)
+    assert m["position_error_actual_A"] < 0.06
+    assert m["match_rate_pct"] >= 75.0
+
+
 @pytest.mark.data
 def test_exact_oracle_on_a_real_split():
     from .conftest import shared_data

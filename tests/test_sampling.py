@@ -21,10 +21,10 @@ def test_cube_offsets_match_reference_arange_points():
 def test_global_grid_covers_box_grown_by_one_step():
     box = BoundingBox((0.0, -1.0, 0.5), (3.0, 2.5, 4.0))
     g = box_grid(box, 1.0, 1.0)
-    ref = [torch.arange(lo - 1.0, hi + 1.0, 1.0, dtype=torch.float64)
-           for lo, hi in zip(box.min_angstrom, box.max_angstrom)]
-    assert g.shape[0] == np.prod([len(r) for r in ref])
+    # x: -1..3 (5 points), y: -2..3 (6), z: -0.5..4.5 (6), worked out by hand
+    assert g.shape[0] == 5 * 6 * 6
     np.testing.assert_allclose(g.min(0).values, [-1.0, -2.0, -0.5])
+    np.testing.assert_allclose(g.max(0).values, [3.0, 3.0, 4.5])
 
 
 def test_queries_are_vectorized_equivalent_of_per_crystal_loop():
