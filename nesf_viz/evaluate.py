@@ -145,6 +145,8 @@ def _check_output(path: Path, folder: bool) -> None:
     """Fail before decoding when an output cannot be written (read-only, under a file)."""
     from .errors import DatasetError
 
+    if not folder and path.is_dir():
+        raise DatasetError(f"output {path} is a folder; give a file path")
     target = path if folder else path.parent
     try:
         target.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ def files(tmp_path):
     (tmp_path / "nan_coords.cif").write_text(head + "Na1 Na nan 0 0\nCl1 Cl 0.5 0.5 0.5\n")
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "results.json").write_text("{broken")
+    (tmp_path / "folder.csv").mkdir()
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "last.pt").write_bytes(b"an earlier run")
     return tmp_path
@@ -68,6 +69,9 @@ CASES = [
     (["evaluate", "--fields", "exact", "--data", "synthetic:2", "--json", "{d}/mixed.csv/m.json"], "cannot be written"),
     ([*TRAIN, "--train", "synthetic:30", "--out", "{d}/mixed.csv/run"], "cannot be written"),
     (["export", "--checkpoint", "synthetic", "--out", "{d}/mixed.csv/x.pt"], "cannot write"),
+    (["evaluate", "--fields", "exact", "--data", "synthetic:2", "--json", "{d}/run"], "is a folder; give a file path"),
+    (["decode", "--checkpoint", "synthetic", "--data", "synthetic:2", "--out", "{d}/folder.csv"],
+     "is a folder; give a file path"),
     (["benchmark", "--datasets", "synthetic", "--out", "{d}/mixed.csv/b", "--epochs", "1"], "cannot be created"),
 ]
 
