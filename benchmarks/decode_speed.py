@@ -32,13 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
+from nesf_viz.datasets import data_root  # noqa: E402
 from nesf_viz.decode import DecodeConfig, box_particles, decode, species_offsets  # noqa: E402
 from nesf_viz.fields import ExactFields  # noqa: E402
 from nesf_viz.hooks import DecodeHook  # noqa: E402
 from nesf_viz.model import NeSF  # noqa: E402
 from nesf_viz.nms import nms  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "nesf_paper"
+DATA = data_root() / "nesf_paper"
 # The LCS6A training box as nesf_viz reads lcs6_train.csv (conventional cells); --train-csv
 # recomputes it (about a minute or more on this machine).
 LCS6_TRAIN_BOX = BoundingBox((-0.007665661939112458, -0.005529275319112208, 0.0),

@@ -37,11 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
+from nesf_viz.datasets import data_root  # noqa: E402
 from nesf_viz.decode import DecodeConfig, DecodeResult, box_particles, decode  # noqa: E402
 from nesf_viz.evaluate import format_table, metrics_of  # noqa: E402
 from nesf_viz.fields import ExactFields, nearest_atoms  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
+DATA = data_root()
 
 
 def datasets() -> dict[str, list[Path]]:

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
+from nesf_viz.datasets import dataset_path  # noqa: E402
 from nesf_viz.model import NeSF  # noqa: E402
 from nesf_viz.sampling import QuerySampler  # noqa: E402
 from nesf_viz.train import LossModule, TrainConfig  # noqa: E402
@@ -177,7 +178,7 @@ def reference_batch(b: CrystalBatch):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    default = ROOT.parent / "shared" / "data" / "nesf_paper" / "lcs6_train.csv"
+    default = dataset_path("lcs6_train", must_exist=False)
     ap.add_argument("--data", default=str(default) if default.exists() else "synthetic")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=6)

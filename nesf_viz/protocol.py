@@ -29,6 +29,8 @@ import numpy as np
 import torch
 
 from .data import Crystal, SpeciesVocab, load_crystals
+from .datasets import DatasetUnavailable  # noqa: F401  (public here too)
+from .datasets import data_root as default_data_root
 from .decode import DecodeConfig
 from .errors import DatasetError
 from .evaluate import decode_crystals, metrics_of
@@ -66,10 +68,6 @@ TABLE_KEYS = ("atom_count_error_pct", "position_error_actual_A", "position_error
               "match_rate_pct", "match_rmse", "spacegroup_recovery_pct")
 TABLE_HEAD = ("atoms err %", "pos act Å", "pos det Å", "spec act %", "spec det %", "len Å", "ang °",
               "match %", "RMSE", "SG %")
-
-
-class DatasetUnavailable(DatasetError):
-    """A dataset of the protocol is not on this machine (the message says where it was looked for)."""
 
 
 @dataclass(frozen=True)
@@ -157,14 +155,6 @@ class ProtocolConfig:
             raise ValueError(f"decode must be 'paper' or 'fast', got {self.decode!r}")
         cfg = DecodeConfig() if self.decode == "paper" else DecodeConfig.fast()
         return dataclasses.replace(cfg, periodic=self.periodic)
-
-
-def default_data_root() -> Path:
-    """``$NESF_VIZ_DATA``, else ``shared/data`` beside the project checkout."""
-    env = os.environ.get("NESF_VIZ_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _csv(root: Path, rel: str, limit: int | None = None) -> list[Crystal]:

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from nesf_viz.datasets import data_root
+
+SHARED_DATA = data_root()
 
 
 def shared_data(relpath: str) -> Path:
