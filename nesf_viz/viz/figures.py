@@ -135,12 +135,17 @@ def _trace_points(traces: Sequence[Any]) -> np.ndarray:
 
 
 def _layout(fig: go.Figure, title: str | None, **kw: Any) -> go.Figure:
+    legend = dict(x=1.0, xanchor="left", y=1.0, yanchor="top", bgcolor="rgba(255,255,255,0.85)",
+                  bordercolor="#dddddd", borderwidth=1, itemsizing="constant")
+    if "scene" in kw:
+        # a 3-D scene keeps its aspect, so a legend at the side left it half the width with the
+        # legend floating in the empty half: the legend goes in the scene's top-left corner
+        legend.update(x=0.0, xanchor="left", y=1.0, yanchor="top")
     fig.update_layout(
         template=TEMPLATE, font=FONT,
         title=dict(text=title or "", x=0.02, xanchor="left", font=dict(size=17)),
         margin=dict(l=10, r=10, t=70 if title else 30, b=10),
-        legend=dict(x=1.0, xanchor="left", y=1.0, yanchor="top", bgcolor="rgba(255,255,255,0.85)",
-                    bordercolor="#dddddd", borderwidth=1, itemsizing="constant"),
+        legend=legend,
         **kw,
     )
     return fig
