@@ -523,3 +523,14 @@ def test_particle_gif_has_a_frame_per_step_plus_a_held_last_frame(tmp_path):
         assert im.size[0] >= 400
     with pytest.raises(ShapeError):
         save_particle_gif(tmp_path / "bad.gif", pos, scores[:, :3])
+
+
+def test_training_curves_tick_whole_epochs_for_short_and_long_runs():
+    from nesf_viz.viz import training_curves_figure, update_training_curves
+
+    short = {"epoch": [1, 2], "loss": [2.0, 1.0], "val_loss": [2.1, 1.2]}
+    fig = training_curves_figure(short)
+    assert {ax.dtick for ax in [fig.layout.xaxis]} == {1}
+    long = {"epoch": list(range(1, 41)), "loss": [1.0 / e for e in range(1, 41)]}
+    update_training_curves(fig, long)
+    assert fig.layout.xaxis.dtick == 5 and fig.layout.xaxis.tick0 == 0

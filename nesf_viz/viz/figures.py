@@ -1039,6 +1039,7 @@ def training_curves_figure(history: Mapping[str, Sequence[float]], title: str | 
     fig = go.Figure([_curve_trace(history, k, p, v) for k, p, v in _curve_keys(history)])
     _layout(fig, title or "Training curves", height=480, width=820)
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    _epoch_ticks(fig, history)
     fig.update_yaxes(title_text="loss (log scale)", type="log", exponentformat="power")
     return fig
 
@@ -1062,7 +1063,14 @@ def update_training_curves(fig: go.Figure, history: Mapping[str, Sequence[float]
     new = [_curve_trace(history, k, p, v) for k, p, v in curves if k not in by_key]
     if new:
         fig.add_traces(new)
+    _epoch_ticks(fig, history)
     return fig
+
+
+def _epoch_ticks(fig: go.Figure, history: Mapping[str, Sequence[float]]) -> None:
+    """Whole-epoch ticks: Plotly's automatic ticks show 0.5, 1.5 ... for a short run."""
+    n = max([*history.get("epoch", []), len(history.get("loss", []) or []), 1])
+    fig.update_xaxes(tick0=0, dtick=max(1, math.ceil(n / 8)))
 
 
 _TTA_PANELS = (("val_loss", "validation loss", True), ("atom_count_error_pct", "atom-count error [%]", False),
