@@ -427,8 +427,14 @@ def _cif_problem(text: str, label: str, exc: Exception) -> CrystalInputError:
         blocks = []
     for block in blocks:
         coords = [block.data.get(f"_atom_site_fract_{a}") for a in "xyz"]
-        if all(c is None for c in coords) or any(isinstance(c, list) and not c for c in coords):
-            return EmptyStructureError(f"{label}: the CIF has no atom sites (an empty structure)")
+        cell_ok = True
+        for a in ("a", "b", "c"):
+            try:
+                float(str(block.data.get(f"_cell_length_{a}")).split("(")[0])
+            except ValueError:
+                cell_ok = False
+        if cell_ok and (all(c is None for c in coords) or any(isinstance(c, list) and not c for c in coords)):
+            return EmptyStructureError(f"{label}: the CIF has a cell but no atom sites (an empty structure)")
         for c in coords:
             for v in c if isinstance(c, list) else [c]:
                 try:

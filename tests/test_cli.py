@@ -48,7 +48,10 @@ def test_quick_recipe_from_the_cli_and_resume_keeps_its_schedule(tmp_path, capsy
     assert main(args) == 0
     raw = torch.load(out / "last.pt", weights_only=True)
     cfg = raw["train_config"]
-    assert cfg["lr_schedule"] == "cosine" and cfg["species_loss_weight"] == 1.0 and cfg["mixed_precision"]
+    from nesf_viz.train import native_bf16
+
+    assert cfg["lr_schedule"] == "cosine" and cfg["species_loss_weight"] == 1.0
+    assert cfg["mixed_precision"] is native_bf16(torch.device("cpu"))  # the quick recipe's 'auto', resolved
     assert cfg["sampling"]["species_queries_per_atom"] == 8 and raw["model_config"]["encoder_dropout"] == 0.0
     assert "recipe quick: 2 epochs, batch 8" in capsys.readouterr().out
     # resuming without naming the recipe continues the run's own recipe (not the paper's 3200 epochs)
