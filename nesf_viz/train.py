@@ -485,20 +485,8 @@ def train(
                       check_replicas, vocab, overwrite, init_from)
 
 
-def _train(
-    train_crystals: Sequence[Crystal],
-    val_crystals: Sequence[Crystal],
-    out_dir: str | Path | None,
-    config: TrainConfig = TrainConfig(),
-    model_config: NeSFConfig | None = None,
-    callbacks: Sequence[EpochCallback] = (),
-    resume: bool = False,
-    progress: bool = True,
-    check_replicas: bool = False,
-    vocab: SpeciesVocab | None = None,
-    overwrite: bool = False,
-    init_from: str | Path | None = None,
-) -> TrainResult:
+def _train(train_crystals, val_crystals, out_dir, config, model_config, callbacks, resume, progress,
+           check_replicas, vocab, overwrite, init_from) -> TrainResult:
     """`train` inside the run folder's lock."""
     if not train_crystals:
         raise DatasetError("the training set is empty")
