@@ -94,3 +94,32 @@ def test_resume_from_an_empty_truncated_or_foreign_last_pt_is_named(synthetic_sm
     (tmp_path / "last.pt").write_bytes(content)
     with pytest.raises(CheckpointError, match="--resume: .*could not be read as a checkpoint"):
         train(tr, va, tmp_path, ONE, progress=False, resume=True)
+
+
+def test_a_kill_between_the_best_and_last_writes_is_repaired_by_resume(synthetic_small, tmp_path, monkeypatch):
+    T = sys.modules["nesf_viz.train"]
+    tr, va = _small(synthetic_small)
+    real = T.save_checkpoint
+
+    class Killed(Exception):
+        pass
+
+    def kill_before_last_of_epoch_2(path, data):
+        if path.name == "last.pt" and data["epoch"] == 2 and data["best_epoch"] == 1:
+            raise Killed  # best.pt of epoch 2 is on disk, last.pt still says epoch 1
+        real(path, data)
+
+    monkeypatch.setattr(T, "save_checkpoint", kill_before_last_of_epoch_2)
+    cfg = TrainConfig(epochs=3, batch_size=8, device="cpu", learning_rate=1e-3)
+    try:
+        train(tr, va, tmp_path, cfg, progress=False)
+    except Killed:
+        pass
+    else:
+        pytest.skip("epoch 2 did not improve on epoch 1 here, so there was no best.pt write to kill after")
+    monkeypatch.setattr(T, "save_checkpoint", real)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+    train(tr, va, tmp_path, cfg, progress=False, resume=True)  # recomputes epoch 2 exactly
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    best = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert best["epoch"] == last["best_epoch"] + 1 and best["best_val_loss"] == last["best_val_loss"]
