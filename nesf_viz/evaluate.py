@@ -11,7 +11,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -147,12 +146,10 @@ def _check_output(path: Path, folder: bool) -> None:
 
     if not folder and path.is_dir():
         raise DatasetError(f"output {path} is a folder; give a file path")
-    target = path if folder else path.parent
+    from .runs import probe_writable
+
     try:
-        target.mkdir(parents=True, exist_ok=True)
-        probe = target / f".write-probe{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        probe_writable(path if folder else path.parent)
     except OSError as exc:
         raise DatasetError(f"output {path} cannot be written ({exc.strerror or exc}); choose a writable path") from exc
 

@@ -21,6 +21,14 @@ from .errors import CheckpointError
 log = logging.getLogger(__name__)
 
 
+def probe_writable(folder: Path) -> None:
+    """Create `folder` if needed and write and remove a probe file there; OSError if it cannot."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".write-probe{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+
+
 class RunFolder:
     """Paths of one run (`last.pt`, `best.pt`) and its ownership."""
 
@@ -38,10 +46,7 @@ class RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise CheckpointError(f"--out {self.path} is a file, not a folder for last.pt / best.pt")
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / f".write-probe{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            probe_writable(self.path)
         except OSError as exc:
             raise CheckpointError(f"--out {self.path} cannot be written ({exc.strerror or exc}); "
                                   "choose a writable folder") from exc
