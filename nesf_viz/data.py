@@ -38,27 +38,12 @@ from .errors import (
     SkippedStructuresWarning,
     UnknownSpeciesError,
 )
+from .geometry import lattice_matrix_np as lattice_matrix  # also public here: the numpy twin's old home
+from .geometry import wrap_frac
 
 log = logging.getLogger(__name__)
 
 OnError = Literal["raise", "skip"]
-
-
-def lattice_matrix(lengths: Sequence[float], angles_deg: Sequence[float]) -> np.ndarray:
-    """Row-vector lattice matrix (3, 3) in the frame 'a along x, b in the xy plane'."""
-    a, b, c = (float(x) for x in lengths)
-    al, be, ga = (math.radians(float(x)) for x in angles_deg)
-    ca, cb, cg, sg = math.cos(al), math.cos(be), math.cos(ga), math.sin(ga)
-    cy = (ca - cb * cg) / sg
-    cz2 = 1.0 - cb * cb - cy * cy
-    if not cz2 > 0:
-        raise CrystalInputError(
-            f"lattice angles {tuple(angles_deg)} deg do not describe a cell with volume"
-        )
-    return np.array(
-        [[a, 0.0, 0.0], [b * cg, b * sg, 0.0], [c * cb, c * cy, c * math.sqrt(cz2)]],
-        dtype=np.float64,
-    )
 
 
 MIN_CELL_LENGTH_ANGSTROM = 1.0
@@ -169,7 +154,7 @@ def crystal_from_structure(
             ) from exc
         frac = np.asarray(structure.frac_coords, dtype=np.float64)
         params = np.asarray(structure.lattice.parameters, dtype=np.float64)
-    frac = np.mod(frac, 1.0)
+    frac = wrap_frac(frac)
     frac[np.isclose(frac, 1.0, atol=1e-10)] = 0.0
     lengths = tuple(float(x) for x in params[:3])
     angles = tuple(float(x) for x in params[3:])

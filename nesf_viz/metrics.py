@@ -19,7 +19,6 @@ true atoms still count as species errors (the reference compares them with speci
 
 from __future__ import annotations
 
-import itertools
 import logging
 import warnings
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from .data import Crystal
+from .geometry import image_positions
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,6 @@ __all__ = [
     "verdict_summary",
     "matchable",
 ]
-
-_IMAGES = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=np.float64)  # (27, 3)
-
 
 @dataclass(frozen=True)
 class CrystalErrors:
@@ -69,8 +66,7 @@ def _images(c: Crystal, periodic: bool) -> np.ndarray:
     pos = np.asarray(c.positions_angstrom, dtype=np.float64).reshape(-1, 3)
     if not periodic:
         return pos
-    shifts = _IMAGES @ c.lattice  # (27, 3)
-    return (pos[:, None, :] + shifts[None]).reshape(-1, 3)
+    return image_positions(pos, c.lattice).reshape(-1, 3)
 
 
 def _nearest(queries: np.ndarray, targets: np.ndarray, per: int) -> tuple[np.ndarray, np.ndarray]:

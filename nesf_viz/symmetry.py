@@ -14,7 +14,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Crystal, lattice_matrix
+from .data import Crystal
+from .geometry import lattice_matrix_np, min_image_frac
 from .metrics import matchable
 
 __all__ = ["spacegroup_number", "symmetrize", "spacegroup_recovery_pct"]
@@ -69,7 +70,7 @@ def symmetrize(crystal: Crystal, symprec_angstrom: float = 0.1) -> Crystal:
         inv = np.linalg.inv(rot)
         back = (frac - op.translation_vector) @ inv.T  # g^-1 applied to every atom
         d = back[None, :, :] - frac[:, None, :]
-        d -= np.round(d)
+        d = min_image_frac(d)
         cost = np.where(same, np.linalg.norm(d @ crystal.lattice, axis=-1), np.inf)
         j = cost.argmin(1)
         acc += frac + d[np.arange(len(frac)), j]
@@ -80,7 +81,7 @@ def symmetrize(crystal: Crystal, symprec_angstrom: float = 0.1) -> Crystal:
     cosines = (g[1, 2] / (lengths[1] * lengths[2]), g[0, 2] / (lengths[0] * lengths[2]),
                g[0, 1] / (lengths[0] * lengths[1]))
     angles = np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0)))
-    lat = lattice_matrix(lengths, angles)
+    lat = lattice_matrix_np(lengths, angles)
     return Crystal(
         positions_angstrom=frac_new @ lat,
         atomic_numbers=z.copy(),

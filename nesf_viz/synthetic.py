@@ -56,6 +56,7 @@ import numpy as np
 
 from .data import Crystal
 from .errors import DatasetError
+from .geometry import IMAGE_OFFSETS, wrap_frac
 
 __all__ = [
     "PROTOTYPES",
@@ -363,7 +364,7 @@ def base_lattice_constant(prototype: str, elements: Mapping[str, str]) -> float:
 
 def _min_distance_unit(frac: np.ndarray) -> float:
     """Shortest interatomic distance (periodic images included) of a unit cubic cell."""
-    shifts = np.array(list(product((-1, 0, 1), repeat=3)), dtype=np.float64)
+    shifts = IMAGE_OFFSETS
     d = frac[None, :, None, :] - frac[:, None, None, :] + shifts[None, None, :, :]
     dist = np.linalg.norm(d, axis=-1)
     dist[dist < 1e-9] = np.inf
@@ -446,7 +447,7 @@ def generate_synthetic(n: int = DEFAULT_N, seed: int = 0) -> list[Crystal]:
         cat = cats[which[i]]
         k = min(int(u_combo[i] * len(cat.a0)), len(cat.a0) - 1)
         a = float(np.clip(cat.a0[k] * (1.0 + jitter[i]), A_MIN_ANGSTROM, A_MAX_ANGSTROM))
-        frac = np.mod(cat.frac, 1.0)
+        frac = wrap_frac(cat.frac)
         out.append(
             Crystal(
                 positions_angstrom=frac * a,

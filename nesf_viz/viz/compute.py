@@ -25,6 +25,7 @@ import torch
 from ..data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab, crystal_from_structure
 from ..decode import DecodeConfig, decode
 from ..errors import ShapeError
+from ..geometry import UNIT_CUBE_CORNERS, lattice_matrix_np
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ __all__ = [
 PLANES: dict[str, tuple[int, int, int]] = {"xy": (0, 1, 2), "xz": (0, 2, 1), "yz": (1, 2, 0)}
 _AXIS = "xyz"
 _CHUNK = 1 << 16
-_UNIT_CORNERS = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -106,15 +106,13 @@ def _row(z: torch.Tensor, crystal_index: int) -> torch.Tensor:
 
 def _cell_corners(fields: Any, z_row: torch.Tensor) -> np.ndarray:
     """(8, 3) corners of the (predicted) cell of one latent row."""
-    from ..data import lattice_matrix
-
-    corners = _UNIT_CORNERS
+    corners = UNIT_CUBE_CORNERS
     with _inference(fields):
         lengths, angles = fields.lattice(z_row)
     ln = lengths[0].double().cpu().numpy()
     an = np.degrees(angles[0].double().cpu().numpy())
     try:
-        return corners @ lattice_matrix(ln, an)
+        return corners @ lattice_matrix_np(ln, an)
     except Exception:  # noqa: BLE001 - a learned lattice head can predict an impossible cell
         log.warning("predicted lattice %s A / %s deg has no volume; slicing a 5 A cube "
                     "(pass extent=... or the true crystal as atoms=...)", ln.round(2), an.round(1))
@@ -149,7 +147,7 @@ def slice_grid(
         raise ValueError(f"plane must be one of {sorted(PLANES)}, got {plane!r}")
     iu, iv, inorm = PLANES[plane]
     if extent is None:
-        c = (_UNIT_CORNERS @ np.asarray(cell, float) if cell is not None
+        c = (UNIT_CUBE_CORNERS @ np.asarray(cell, float) if cell is not None
              else _cell_corners(fields, _row(z, crystal_index)))
         extent = ((c[:, iu].min(), c[:, iu].max()), (c[:, iv].min(), c[:, iv].max()))
     (u0, u1), (v0, v1) = extent

@@ -22,6 +22,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from ..errors import ShapeError
+from ..geometry import IMAGE_OFFSETS, UNIT_CUBE_CORNERS, min_image_frac
 from .scene import (
     element_color,
     image_sites,
@@ -208,10 +209,8 @@ def _periodic_match(frac_a: np.ndarray, frac_b: np.ndarray, lattice: np.ndarray
     (Na,), and the fractional position of the matched image of b (Na, 3). Checks the 27
     neighbouring images, so it is exact for any cell that is not extremely skewed.
     """
-    shifts = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)],
-                      float)
-    d = frac_a[:, None, :] - frac_b[None, :, :]
-    d -= np.round(d)                                             # (Na, Nb, 3)
+    shifts = IMAGE_OFFSETS
+    d = min_image_frac(frac_a[:, None, :] - frac_b[None, :, :])  # (Na, Nb, 3)
     cand = d[:, :, None, :] + shifts[None, None]                 # (Na, Nb, 27, 3)
     dist = np.linalg.norm(cand @ lattice, axis=-1)               # (Na, Nb, 27)
     flat = dist.reshape(len(frac_a), -1).argmin(1)
@@ -309,16 +308,12 @@ def compare_figure(original: Structure, decoded: Structure, title: str | None = 
             line=dict(color="#d62728", width=6), text=txt, hoverinfo="text",
             legendgroup="overlay", meta={"kind": "links"},
         ), row=1, col=2)
-    rng = _ranges(original.lattice.get_cartesian_coords(_corners()),
-                  decoded.lattice.get_cartesian_coords(_corners()))
+    rng = _ranges(original.lattice.get_cartesian_coords(UNIT_CUBE_CORNERS),
+                  decoded.lattice.get_cartesian_coords(UNIT_CUBE_CORNERS))
     fig = _layout(fig, title, height=600)
     fig.update_layout(scene=_scene(rng), scene2=_scene(rng), meta={"mean_error": mean_err})
     fig.update_annotations(font=dict(size=14))
     return fig
-
-
-def _corners() -> np.ndarray:
-    return np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
 
 
 # --------------------------------------------------------------------------------------------
@@ -917,7 +912,7 @@ def interpolation_figure(
             tr.visible = t == 0
             fig.add_trace(tr)
             owner.append(t)
-        corners.append(s.lattice.get_cartesian_coords(_corners()))
+        corners.append(s.lattice.get_cartesian_coords(UNIT_CUBE_CORNERS))
     owner_a = np.asarray(owner)
     titles = [
         (title or "Latent interpolation")

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from ..geometry import UNIT_CUBE_CORNERS, min_image_frac, wrap_frac
+
 if TYPE_CHECKING:  # pragma: no cover
     from pymatgen.core import Structure
 
@@ -388,7 +390,7 @@ def _auto_sphere_scale(extent_angstrom: float) -> float:
 def cell_edge_segments(lattice_matrix: np.ndarray) -> np.ndarray:
     """The 12 edges of the cell spanned by the rows of ``lattice_matrix`` (3, 3): (12, 2, 3)."""
     m = np.asarray(lattice_matrix, float).reshape(3, 3)
-    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
+    corners = UNIT_CUBE_CORNERS
     edges = [(a, b) for a in range(8) for b in range(a + 1, 8)
              if np.abs(corners[a] - corners[b]).sum() == 1]
     return np.array([[corners[a] @ m, corners[b] @ m] for a, b in edges])
@@ -401,8 +403,7 @@ def image_sites(frac_coords: np.ndarray, tol: float = 1e-3) -> tuple[np.ndarray,
     atom with a coordinate within ``tol`` of 0 is also drawn at 1 (on edges and corners, every
     combination), as crystal-toolkit draws image atoms.
     """
-    f = np.asarray(frac_coords, float).reshape(-1, 3)
-    f = f - np.floor(f)
+    f = wrap_frac(np.asarray(frac_coords, float).reshape(-1, 3))
     f[np.isclose(f, 1.0, atol=tol)] = 0.0
     idx, out = [], []
     for n, fc in enumerate(f):
@@ -421,8 +422,7 @@ def _nearest_site(frac_points: np.ndarray, frac_sites: np.ndarray) -> np.ndarray
     """Index of the site (N, 3) equal modulo lattice translations to each point (M, 3)."""
     if len(frac_sites) == 0:
         return np.zeros(len(frac_points), dtype=np.int64)
-    d = frac_points[:, None, :] - frac_sites[None, :, :]
-    d -= np.round(d)
+    d = min_image_frac(frac_points[:, None, :] - frac_sites[None, :, :])
     return np.argmin((d**2).sum(-1), axis=1)
 
 
