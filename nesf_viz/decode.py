@@ -385,6 +385,47 @@ def _clamp_lattice(lengths: torch.Tensor, angles_rad: torch.Tensor, box: Boundin
     return new_l, new_a
 
 
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """A (n, k) integer view of a (n, ...) tensor holding its exact bit patterns."""
+    t = t.reshape(t.shape[0], -1).contiguous()
+    if t.is_floating_point():
+        return t.view({8: torch.int64, 4: torch.int32, 2: torch.int16}[t.element_size()])
+    return t if t.dtype != torch.bool else t.to(torch.uint8)
+
+
+def merge_identical(*tensors: torch.Tensor, hashed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows that are bitwise equal in every tensor (all (n, ...)) as one row each.
+
+    Returns `first` (U,) the lowest row of each set of equal rows, ascending (so an order by
+    crystal survives), and `multiplicity` (U,) how many rows it stands for. One sort of a
+    32-bit hash of the first `hashed` tensors (default all); rows that share a hash but differ
+    anywhere (a collision) stay apart, so the result is exact."""
+    bits = [_bits(t) for t in tensors]
+    n = bits[0].shape[0]
+    dev = bits[0].device
+    if n == 0:
+        e = torch.zeros(0, dtype=torch.long, device=dev)
+        return e, e
+    h = torch.zeros(n, dtype=torch.int32, device=dev)
+    for b in bits[:hashed]:
+        for c in b.unbind(1):  # int32 arithmetic wraps; a weak hash only costs speed
+            h = h * 1_000_003 + (c if c.dtype == torch.int32 else c.to(torch.int32))
+    hs, perm = torch.sort(h, stable=True)  # stable: the first of a run is its lowest row
+    new = torch.ones(n, dtype=torch.bool, device=dev)
+    new[1:] = hs[1:] != hs[:-1]
+    run_start = torch.cummax(torch.where(new, torch.arange(n, device=dev), 0), 0).values
+    head = torch.empty_like(perm)
+    head[perm] = perm[run_start]  # lowest row with the same hash, per row
+    # compare in row order: heads are few, so these gathers stay in cache
+    same = torch.ones(n, dtype=torch.bool, device=dev)
+    for b in bits:
+        same &= (b == b[head]).all(1)
+    group = torch.where(same, head, torch.arange(n, device=dev))  # a collision keeps its own row
+    per_row = torch.bincount(group, minlength=n)
+    first = torch.nonzero(per_row).squeeze(1)
+    return first, per_row[first]
+
+
 def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress, ids) -> DecodeResult:
     t_start = time.perf_counter()
     timing: dict[str, float] = {}
@@ -446,6 +487,15 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
         # observers still see all num_moves steps
         early = 0.0
     active = torch.ones(m, dtype=torch.bool, device=dev) if early is not None else None
+    # Pointwise fields give bitwise-equal particles bitwise-equal futures: after the first
+    # move (millions of grid particles on a few thousand landing points with exact fields)
+    # such particles move on as one row with a multiplicity that NMS counts. Exact; no
+    # observer sees it (it needs every particle).
+    merge = active is not None and not hooks and getattr(fields, "pointwise", False)
+    multiplicity = None
+    chunk = cfg.chunk_particles
+    if getattr(fields, "pointwise", False) and getattr(fields, "bounds_own_memory", False):
+        chunk = max(m, 1)  # chunks bound a network's activations; these fields chunk themselves
     steps = range(1, cfg.num_moves + 1)
     if progress:
         from tqdm.auto import tqdm
@@ -466,12 +516,17 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
             sel = torch.nonzero(active).squeeze(1)
             if sel.numel() == 0:
                 break
-            v = _chunked_field(fields.position_field, z, pos[sel], index[sel], cfg.chunk_particles).to(dt)
-            newp = pos[sel] + (v if cfg.move_fraction == 1.0 else cfg.move_fraction * v)
+            every = sel.numel() == m  # no gathers and scatters while nothing has stopped
+            p_sel, i_sel = (pos, index) if every else (pos[sel], index[sel])
+            v = _chunked_field(fields.position_field, z, p_sel, i_sel, chunk).to(dt)
+            newp = p_sel + (v if cfg.move_fraction == 1.0 else cfg.move_fraction * v)
             if lat_inv is not None and cfg.periodic:
-                newp = wrap(newp, lat_inv[0][index[sel]], lat_inv[1][index[sel]])
-            pos[sel] = newp
-            last[sel] = v
+                newp = wrap(newp, lat_inv[0][i_sel], lat_inv[1][i_sel])
+            if every:
+                pos, last = newp, v
+            else:
+                pos[sel] = newp
+                last[sel] = v
             norm = torch.linalg.norm(v, dim=1)
             # A zero move is a fixed point (f(p) = 0 forever after): stopping it never changes
             # the result, so tolerance 0.0 is an exact speed-up of the default.
@@ -481,6 +536,13 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
                 vec = torch.zeros_like(pos)
                 vec[sel] = v
                 _emit(hooks, "on_move", step, pos, vec, torch.linalg.norm(vec, dim=1))
+            if merge and step == 1 and cfg.num_moves > 1:
+                # an active particle's `last` is overwritten by its next move: only a stopped
+                # one's (its score) belongs to what must be equal
+                keep, multiplicity = merge_identical(index, pos, active, torch.where(active[:, None], 0, last),
+                                                     hashed=2)
+                pos, last, index, active = pos[keep], last[keep], index[keep], active[keep]
+                m = pos.shape[0]
     t = lap("move", t)
 
     # 4a. score: squared norm of the last field vector (the reference's sqrd_last_distance)
@@ -495,6 +557,7 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
         pos[kidx], score[kidx], index[kidx], nb, cfg.nms_radius_angstrom, cfg.nms_min_particles,
         lattice=lat_inv[0] if (lat_inv is not None and cfg.periodic) else None,
         collapse_tolerance=cfg.nms_collapse_tolerance_angstrom,
+        multiplicity=None if multiplicity is None else multiplicity[kidx],
     )
     _emit(hooks, "on_cluster", res.cluster, res.centres, res.counts, res.cluster_batch, res.is_atom)
     centres = res.centres[res.is_atom]
@@ -509,9 +572,10 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
         q = (centres[:, None, :] + offs[None]).reshape(-1, 3)
         qi = atom_batch.repeat_interleave(offs.shape[0])
         per_chunk = max(1, cfg.chunk_particles // offs.shape[0]) * offs.shape[0]
+        # fields that know their argmax (exact fields) skip building (Q, S) one-hot scores
+        classes = getattr(fields, "species_class", None) or (lambda *a: fields.species_field(*a).argmax(-1))
         votes_pt = torch.cat([
-            fields.species_field(z, q[s : s + per_chunk], qi[s : s + per_chunk]).argmax(-1)
-            for s in range(0, q.shape[0], per_chunk)
+            classes(z, q[s : s + per_chunk], qi[s : s + per_chunk]) for s in range(0, q.shape[0], per_chunk)
         ]).reshape(na, offs.shape[0])
         num_species = int(getattr(fields, "num_species", len(vocab)))
         votes = torch.zeros(na, num_species, dtype=torch.long, device=dev)

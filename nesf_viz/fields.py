@@ -133,7 +133,12 @@ class ExactFields:
     pointwise = True
     """Each point's answer is independent of the other points of a call (bitwise), so the
     decoder may stop particles at fixed points without changing any result. A network's
-    batched matmuls do not promise this, so learned fields leave it unset."""
+    batched matmuls do not promise this, so learned fields leave it unset. The decoder then
+    also merges bitwise-equal particles (equal futures) and counts them in NMS."""
+
+    bounds_own_memory = True
+    """`position_field` chunks itself (`_CHUNK_PAIRS`), so the decoder need not split its calls
+    into `DecodeConfig.chunk_particles` pieces (that bound is for a network's activations)."""
 
     def __init__(self, crystals: CrystalBatch, num_species: int, periodic: bool = False):
         self.crystals = crystals
@@ -157,9 +162,13 @@ class ExactFields:
         return nearest_atoms(self.crystals, points, self._rows(z, index), self.periodic)[1]
 
     def species_field(self, z, points, index):
-        atom, _ = nearest_atoms(self.crystals, points, self._rows(z, index), self.periodic)
-        spec = self.crystals.species[atom]
+        spec = self.species_class(z, points, index)
         return torch.nn.functional.one_hot(spec, self.num_species).to(points.dtype)
+
+    def species_class(self, z, points, index):
+        """(Q,) the class `species_field` peaks at (its argmax), without the (Q, S) scores."""
+        atom, _ = nearest_atoms(self.crystals, points, self._rows(z, index), self.periodic)
+        return self.crystals.species[atom]
 
 
 def ground_truth_targets(

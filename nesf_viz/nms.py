@@ -45,14 +45,18 @@ def _centres(
     num_clusters: int,
     lattice: tuple[torch.Tensor, torch.Tensor] | None,
     batch: torch.Tensor | None,
+    multiplicity: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """softmax(-score) weighted mean per cluster; weights exp(-(s - s_seed)) as F.softmax does
-    (the seed has the lowest score of its cluster). Periodic: seed + mean min-image offset.
+    (the seed has the lowest score of its cluster), times each point's multiplicity. Periodic:
+    seed + mean min-image offset.
 
     Accumulated in float64: a float32 sum over thousands of particles on one fixed point
     drifts by ~1e-4 A (the reference's exact-field error of 2-3e-5 A comes from there)."""
     s64 = scores.double()
     w = torch.exp(-(s64 - s64[seeds][cluster]))
+    if multiplicity is not None:
+        w = w * multiplicity.double()
     wsum = torch.zeros(num_clusters, dtype=torch.float64, device=points.device).index_add_(0, cluster, w)
     if lattice is None:
         x = points.double()
@@ -200,6 +204,7 @@ def nms(
     min_particles: int,
     lattice: torch.Tensor | None = None,
     collapse_tolerance: float | None = 1e-4,
+    multiplicity: torch.Tensor | None = None,
 ) -> NMSOutput:
     """Exact greedy NMS of many crystals at once (same result as `nms_reference` per crystal).
 
@@ -217,10 +222,18 @@ def nms(
     whose members are bitwise equal (rho = 0) meet the condition trivially (same float
     arithmetic). A crystal where some group might straddle a sphere (within float slack) is
     rerun particle by particle. Centres and counts are then computed per particle.
+
+    multiplicity (K,) long: each point stands for that many bitwise-identical particles (same
+    crystal, position and score), as the decoder merges them for pointwise fields. The result
+    is the one of the expanded input with each point's copies in a row at its place: same
+    clusters and seeds (as point indices), counts summing multiplicities, centres weighted by
+    them (equal up to float64 rounding in the sum). tests/test_nms.py checks it.
     """
     if points.ndim != 2 or points.shape[1] != 3 or scores.shape != points.shape[:1] or batch.shape != scores.shape:
         raise ShapeError(f"nms takes points (K, 3), scores (K,), batch (K,); got {tuple(points.shape)}, "
                          f"{tuple(scores.shape)}, {tuple(batch.shape)}")
+    if multiplicity is not None and multiplicity.shape != scores.shape:
+        raise ShapeError(f"nms: multiplicity must be (K,) like scores; got {tuple(multiplicity.shape)}")
     dev, kk = points.device, points.shape[0]
     lat_inv = None
     if lattice is not None:
@@ -300,6 +313,9 @@ def nms(
     cluster = torch.empty_like(cl_sorted)
     cluster[order] = cl_sorted
     seeds = order[seed_sorted]
-    counts = torch.bincount(cluster, minlength=c)
-    centres = _centres(points, scores, cluster, seeds, c, lat_inv, batch)
+    if multiplicity is None:
+        counts = torch.bincount(cluster, minlength=c)
+    else:
+        counts = torch.zeros(c, dtype=torch.long, device=dev).index_add_(0, cluster, multiplicity.long())
+    centres = _centres(points, scores, cluster, seeds, c, lat_inv, batch, multiplicity)
     return NMSOutput(cluster, centres, counts, seeds, batch[seeds], counts >= min_particles)

@@ -22,6 +22,7 @@ from nesf_viz.decode import (
     DecodeResult,
     box_particles,
     decode,
+    merge_identical,
     species_offsets,
 )
 from nesf_viz.fields import ExactFields
@@ -135,6 +136,62 @@ def test_early_stop_at_zero_is_exactly_the_default(oracle_set):
         assert np.array_equal(x, y)
     for x, y in zip(a.particles_per_atom, b.particles_per_atom):
         assert np.array_equal(x, y)
+
+
+class _PlainLoopExactFields(ExactFields):
+    """Exact fields that let the decoder take no shortcut: every particle, every move."""
+
+    pointwise = False
+    bounds_own_memory = False
+
+
+def test_merged_particles_decode_exactly_like_the_plain_loop(oracle_set):
+    # ExactFields are pointwise: the decoder stops fixed points and merges bitwise-equal
+    # particles after the first move (NMS counts them); the plain loop moves each one.
+    crystals, vocab, box = oracle_set
+    batch = CrystalBatch.from_crystals(crystals, vocab)
+    for cfg in (DecodeConfig(num_moves=8), DecodeConfig(num_moves=8, move_fraction=0.5),
+                DecodeConfig(num_moves=8, periodic=True)):
+        a = decode(ExactFields(batch, len(vocab), periodic=cfg.periodic), batch, box=box, vocab=vocab, config=cfg)
+        b = decode(_PlainLoopExactFields(batch, len(vocab), periodic=cfg.periodic), batch, box=box, vocab=vocab,
+                   config=cfg)
+        for i in range(len(crystals)):
+            rows_a = [np.r_[a.positions_angstrom[i][k], a.atomic_numbers[i][k], a.particles_per_atom[i][k]]
+                      for k in range(len(a.positions_angstrom[i]))]
+            rows_b = [np.r_[b.positions_angstrom[i][k], b.atomic_numbers[i][k], b.particles_per_atom[i][k]]
+                      for k in range(len(b.positions_angstrom[i]))]
+            if not cfg.periodic:  # bitwise, in the same order
+                assert np.array_equal(np.array(rows_a), np.array(rows_b)), (i, cfg)
+            else:
+                # re-wrapping a particle at rest moves it by float rounding in the plain loop, so
+                # scores (and the atoms' order) can differ there: the same atoms, any order
+                assert np.allclose(sorted(map(tuple, rows_a)), sorted(map(tuple, rows_b)), atol=1e-5), (i, cfg)
+
+
+def test_merge_identical_matches_a_plain_grouping():
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        n = int(rng.integers(0, 300))
+        base = rng.normal(size=(7, 3)).astype(np.float32)
+        pos = base[rng.integers(0, 7, n)]
+        pos[rng.random(n) < 0.1] = -0.0
+        pos[rng.random(n) < 0.1] = 0.0  # -0.0 and 0.0 differ in bits: never merged
+        pos[rng.random(n) < 0.05] = np.nan
+        idx = np.sort(rng.integers(0, 3, n))
+        flag = rng.random(n) < 0.5
+        tensors = (torch.tensor(idx), torch.tensor(pos), torch.tensor(flag))
+        for hashed in (None, 0, 1):  # hashed=0: every row collides; still exact, merges less
+            first, mult = merge_identical(*tensors, hashed=hashed)
+            assert int(mult.sum()) == n and torch.all(first[1:] > first[:-1])
+            keys = [(int(i), pos[r].tobytes(), bool(f)) for r, (i, f) in enumerate(zip(idx, flag))]
+            lowest = {}
+            for r, k in enumerate(keys):
+                lowest.setdefault(k, r)
+            if hashed is None:  # a full hash merges every set of equal rows
+                assert first.tolist() == sorted(lowest.values())
+                assert mult.tolist() == [keys.count(keys[r]) for r in first.tolist()]
+            else:  # rows only ever merge into an equal, lower row
+                assert set(first.tolist()) >= set(lowest.values())
 
 
 def test_latents_entry_point_and_ids(oracle_set):

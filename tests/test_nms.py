@@ -68,3 +68,28 @@ def test_nms_reference_follows_score_then_index():
     assert ref.cluster.tolist() == [0, 0, 0] and ref.seeds.tolist() == [1]
     w = torch.softmax(-sc, 0)
     torch.testing.assert_close(ref.centres[0], w @ pts)
+
+
+def test_multiplicity_equals_the_expanded_particles():
+    # Each point standing for m identical particles gives the expanded run's clusters, seeds,
+    # counts and (up to float64 rounding) centres.
+    for seed in range(60):
+        rng = np.random.default_rng(1000 + seed)
+        nb = int(rng.integers(1, 4))
+        parts = [_random_nms_case(rng, int(rng.integers(0, 30))) for _ in range(nb)]
+        pts = torch.cat([p for p, _ in parts])
+        sc = torch.cat([s for _, s in parts])
+        bt = torch.cat([torch.full((len(p),), i) for i, (p, _) in enumerate(parts)])
+        mult = torch.tensor(rng.integers(1, 5, len(pts)))
+        tol = [None, 1e-4][seed % 2]
+        out = nms(pts, sc, bt, nb, 0.5, 4, collapse_tolerance=tol, multiplicity=mult)
+        ref = nms(pts.repeat_interleave(mult, 0), sc.repeat_interleave(mult), bt.repeat_interleave(mult), nb,
+                  0.5, 4, collapse_tolerance=tol)
+        first_copy = torch.cumsum(mult, 0) - mult
+        ctx = f"seed {seed}"
+        assert torch.equal(out.cluster.repeat_interleave(mult), ref.cluster), ctx
+        assert torch.equal(first_copy[out.seeds], ref.seeds), ctx
+        assert torch.equal(out.counts, ref.counts), ctx
+        assert torch.equal(out.is_atom, ref.is_atom), ctx
+        assert torch.equal(out.cluster_batch, ref.cluster_batch), ctx
+        torch.testing.assert_close(out.centres, ref.centres, atol=1e-6, rtol=0, msg=ctx)
