@@ -483,7 +483,9 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
     early = cfg.early_stop_tolerance_angstrom
     if early is None and not hooks and getattr(fields, "pointwise", False):
         # fields whose answer for a point never depends on the other points of the call (exact
-        # fields) stop particles at fixed points: bitwise the paper's loop, 9x faster (README);
+        # fields) stop particles at fixed points: bitwise the paper's loop (periodic: the same
+        # atoms; re-wrapping a particle at rest jiggles it by rounding there, which can reorder
+        # them), 9x faster (README);
         # observers still see all num_moves steps
         early = 0.0
     active = torch.ones(m, dtype=torch.bool, device=dev) if early is not None else None
