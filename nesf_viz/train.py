@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,6 +213,25 @@ class EpochReport:
 
 
 EpochCallback = Callable[[EpochReport], None]
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What a step callback receives after every optimizer step (an observer: it sees floats
+    the loop computes anyway and cannot change the run)."""
+
+    epoch: float  # epochs done, fractional: 3.25 = a quarter into the fourth epoch
+    step: int  # steps done in this epoch, 1-based
+    steps_per_epoch: int
+    parts: dict[str, float]  # this step's training loss parts
+    elapsed_seconds: float
+
+
+StepCallback = Callable[[StepReport], None]
+
+
+class StopRequested(Exception):
+    """Raised inside the loop when `train(stop=...)` is set; `train` ends like an interrupt."""
 
 
 @dataclass
@@ -466,6 +486,8 @@ def train(
     vocab: SpeciesVocab | None = None,
     overwrite: bool = False,
     init_from: str | Path | None = None,
+    step_callbacks: Sequence[StepCallback] = (),
+    stop: threading.Event | None = None,
 ) -> TrainResult:
     """Train NeSF; writes `last.pt` every epoch and `best.pt` on validation improvement.
 
@@ -477,16 +499,19 @@ def train(
     `init_from` (a checkpoint file) starts a new run from its weights, vocabulary, box and network
     config (a warm restart: fresh optimizer and schedule), e.g. to train a shipped model further
     when its run folder is gone; `resume` is the exact continuation and wins over it.
+    `step_callbacks` see every optimizer step (live curves). Setting `stop` (from another thread,
+    e.g. a Stop button) ends training after the step in flight exactly as Ctrl-C does: the
+    unfinished epoch is dropped and the returned model is the one in last.pt.
     """
     rank = int(os.environ.get("RANK", "0"))
     owner = RunFolder(out_dir).lock() if out_dir is not None and rank == 0 else contextlib.nullcontext()
     with owner:  # one writer per run folder; temp files of killed writers removed
         return _train(train_crystals, val_crystals, out_dir, config, model_config, callbacks, resume, progress,
-                      check_replicas, vocab, overwrite, init_from)
+                      check_replicas, vocab, overwrite, init_from, step_callbacks, stop)
 
 
 def _train(train_crystals, val_crystals, out_dir, config, model_config, callbacks, resume, progress,
-           check_replicas, vocab, overwrite, init_from) -> TrainResult:
+           check_replicas, vocab, overwrite, init_from, step_callbacks, stop) -> TrainResult:
     """`train` inside the run folder's lock."""
     if not train_crystals:
         raise DatasetError("the training set is empty")
@@ -616,8 +641,11 @@ def _train(train_crystals, val_crystals, out_dir, config, model_config, callback
                 stopped = f"early stopping (no val improvement since epoch {best_epoch + 1})"
                 break
             te = time.perf_counter()
-            train_parts = _run_epoch(runner, model, optimizer, train_batch, sampler, config,
-                                     epoch, rank, world, check_replicas)
+            if stop is not None and stop.is_set():
+                raise StopRequested
+            train_parts = _run_epoch(runner, model, optimizer, train_batch, sampler, config, epoch, rank, world,
+                                     check_replicas, step_callbacks, stop,
+                                     lambda: elapsed_before + time.perf_counter() - t0)
             lr = optimizer.param_groups[0]["lr"]
             val_parts = _validate(loss_module, val_batch, val_sampler, config)
             last_epoch_seconds = time.perf_counter() - te
@@ -649,12 +677,12 @@ def _train(train_crystals, val_crystals, out_dir, config, model_config, callback
             report = EpochReport(epoch + 1, train_parts, val_parts, history, elapsed, is_best)
             for cb in callbacks:
                 cb(report)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StopRequested) as exc:
         if world > 1:
             raise
-        # Ctrl-C or Kernel > Interrupt: the epoch in flight is dropped, nothing written is lost;
-        # the returned model is the one in last.pt, so what the user holds matches the file
-        stopped = "interrupted by the user"
+        # Ctrl-C, Kernel > Interrupt or a Stop button: the epoch in flight is dropped, nothing
+        # written is lost; the returned model is the one in last.pt, as the file says
+        stopped = "stopped by the user" if isinstance(exc, StopRequested) else "interrupted by the user"
         if last_path is not None and last_path.is_file():
             saved = _read_checkpoint(last_path, device)
             model.load_state_dict(saved["model_state"])
@@ -674,7 +702,8 @@ def _train(train_crystals, val_crystals, out_dir, config, model_config, callback
     return TrainResult(model, vocab, box, history, last_path, best_path, stopped)
 
 
-def _run_epoch(runner, model, optimizer, batch, sampler, config, epoch, rank, world, check_replicas):
+def _run_epoch(runner, model, optimizer, batch, sampler, config, epoch, rank, world, check_replicas,
+               step_callbacks=(), stop=None, clock=None):
     model.train()
     shuffle = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, 0, 1))
     jitter = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, rank, 2))
@@ -698,8 +727,16 @@ def _run_epoch(runner, model, optimizer, batch, sampler, config, epoch, rank, wo
             _assert_replicas_equal(model)
         n = crystals.num_crystals
         seen += n
-        for k, v in parts.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
+        values = {k: float(v.detach()) for k, v in parts.items()}
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v * n
+        if step_callbacks:
+            report = StepReport(epoch + (step + 1) / len(batches), step + 1, len(batches), values,
+                                clock() if clock is not None else 0.0)
+            for cb in step_callbacks:
+                cb(report)
+        if stop is not None and stop.is_set():
+            raise StopRequested
     return _reduce_means(sums, seen, world)
 
 

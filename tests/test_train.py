@@ -318,3 +318,38 @@ def test_an_interrupt_keeps_the_checkpoint_returns_its_model_and_says_so(synthet
         assert torch.equal(v, res.model.state_dict()[k]), k
     more = train(tr, va, tmp_path, TrainConfig(epochs=3, batch_size=8, device="cpu"), progress=False, resume=True)
     assert more.history["epoch"] == [1, 2, 3]
+
+
+def test_step_callbacks_see_every_step_and_change_nothing(synthetic_small):
+    tr, va = _small(synthetic_small, 16)
+    cfg = TrainConfig(epochs=2, batch_size=8, device="cpu")
+    seen = []
+    a = train(tr, va, None, cfg, progress=False, step_callbacks=[seen.append])
+    b = train(tr, va, None, cfg, progress=False)
+    assert [r.epoch for r in seen] == [0.5, 1.0, 1.5, 2.0]  # 16 crystals, batches of 8
+    assert [r.step for r in seen] == [1, 2, 1, 2] and {r.steps_per_epoch for r in seen} == {2}
+    assert all(set(r.parts) >= {"loss", "loss_pos", "loss_spec"} for r in seen)
+    # the epoch's training loss is the crystal-weighted mean of its steps (equal batches here)
+    assert a.history["loss"][1] == pytest.approx((seen[2].parts["loss"] + seen[3].parts["loss"]) / 2)
+    for k, v in a.model.state_dict().items():  # an observer: the same run as without it
+        assert torch.equal(v, b.model.state_dict()[k]), k
+
+
+def test_stop_event_ends_after_the_step_and_keeps_the_last_whole_epoch(synthetic_small, tmp_path, capsys):
+    import threading
+
+    tr, va = _small(synthetic_small, 16)
+    stop = threading.Event()
+
+    def press_stop(report):  # as a Stop button clicked in epoch 2, from another thread
+        if report.epoch > 1:
+            stop.set()
+
+    res = train(tr, va, tmp_path, TrainConfig(epochs=5, batch_size=8, device="cpu"), progress=False,
+                step_callbacks=[press_stop], stop=stop)
+    assert res.stopped_because.startswith("stopped by the user after epoch 1")
+    assert res.history["epoch"] == [1]
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved.epoch == 1
+    for k, v in saved.model.state_dict().items():
+        assert torch.equal(v, res.model.state_dict()[k]), k

@@ -11,9 +11,9 @@ pytest.importorskip("anywidget", reason="go.FigureWidget needs anywidget (plotly
 
 from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab  # noqa: E402
 from nesf_viz.decode import DecodeConfig, decode  # noqa: E402
+from nesf_viz.errors import CheckpointError  # noqa: E402
 from nesf_viz.fields import ExactFields  # noqa: E402
 from nesf_viz.hooks import TrajectoryRecorder  # noqa: E402
-from nesf_viz.train import EpochReport  # noqa: E402
 from nesf_viz.viz import widgets  # noqa: E402
 from nesf_viz.viz.figures import field_slice_figure  # noqa: E402
 
@@ -159,15 +159,37 @@ def test_latent_interpolator_slider(recorded):
     assert li.figure.layout.title.text.endswith(f"{crystals[1].num_atoms} atoms")
 
 
-def test_live_training_figure_updates_in_place():
-    fig, cb = widgets.live_training_figure()
-    assert len(fig.data) == 0
-    h = {"epoch": [1], "loss": [2.0], "val_loss": [3.0]}
-    cb(EpochReport(1, {"loss": 2.0}, {"loss": 3.0}, h, 1.0, True))
-    assert [list(t.y) for t in fig.data] == [[2.0], [3.0]]
-    h = {"epoch": [1, 2], "loss": [2.0, 1.0], "val_loss": [3.0, 1.5]}
-    cb(EpochReport(2, {"loss": 1.0}, {"loss": 1.5}, h, 2.0, True))
-    assert list(fig.data[0].y) == [2.0, 1.0] and "epoch 2" in fig.layout.title.text
+def test_training_panel_trains_in_the_background_draws_steps_and_stops(synthetic_small, tmp_path):
+    from nesf_viz.train import TrainConfig
+
+    tr, va = synthetic_small["train"][:16], synthetic_small["val"][:8]
+    panel = widgets.TrainingPanel(refresh_seconds=0.0)
+    assert panel.stop_button.disabled and len(panel.figure.data) == 1  # the (empty) step trace
+    panel.start(tr, va, tmp_path / "a", TrainConfig(epochs=2, batch_size=8, device="cpu"))
+    run = panel.result(timeout=300)
+    assert run.stopped_because == "epochs done" and run.history["epoch"] == [1, 2]
+    steps = next(t for t in panel.figure.data if t.meta == {"key": "steps"})
+    assert list(steps.x) == [0.5, 1.0, 1.5, 2.0] and all(y > 0 for y in steps.y)
+    val = next(t for t in panel.figure.data if t.meta == {"key": "val_loss"})
+    assert list(val.x) == [1, 2]
+    assert "epoch 2" in panel.figure.layout.title.text and "epochs done" in panel.status.value
+    assert panel.stop_button.description == "Done" and panel.stop_button.disabled
+
+    # Stop (clicked from the widget while the thread trains): ends after the step, keeps last.pt
+    def click_in_epoch_2(report):
+        if report.epoch > 1:
+            panel.stop_button.click()
+
+    panel.start(tr, va, tmp_path / "b", TrainConfig(epochs=6, batch_size=8, device="cpu"),
+                step_callbacks=[click_in_epoch_2])
+    run = panel.result(timeout=300)
+    assert run.stopped_because.startswith("stopped by the user after epoch 1")
+    assert panel.stop_button.description == "Stopped" and "stopped by the user" in panel.status.value
+
+    # what training raises reaches the caller of result(), and the panel says it
+    with pytest.raises(CheckpointError, match="already holds a training run"):
+        panel.start(tr, va, tmp_path / "a", TrainConfig(epochs=1, batch_size=8, device="cpu")).result(timeout=60)
+    assert panel.status.value.startswith("failed: CheckpointError")
 
 
 def test_draw_passes_only_accepted_keys(recorded):

@@ -1023,24 +1023,36 @@ def _curve_trace(history: Mapping[str, Sequence[float]], key: str, part: str, is
     )
 
 
-def training_curves_figure(history: Mapping[str, Sequence[float]], title: str | None = None
-                           ) -> go.Figure:
+def _steps_trace(steps: Mapping[str, Sequence[float]]) -> go.Scatter:
+    """The training loss of every optimizer step, thin and light under the epoch curves."""
+    y = [v if np.isfinite(v) and v > 0 else None for v in map(float, steps.get("loss", []))]
+    return go.Scatter(x=list(steps.get("epoch", []))[: len(y)], y=y, mode="lines", name="loss (each step)",
+                      line=dict(color="rgba(80,80,80,0.35)", width=1), meta={"key": "steps"},
+                      hovertemplate="step loss<br>epoch %{x:.2f}<br>%{y:.4g}<extra></extra>")
+
+
+def training_curves_figure(history: Mapping[str, Sequence[float]], title: str | None = None,
+                           steps: Mapping[str, Sequence[float]] | None = None) -> go.Figure:
     """Loss curves on a log axis: one colour per loss part, train solid, validation dashed.
 
     history: {'epoch': [...], 'loss': [...], 'loss_pos': [...], 'val_loss': [...], ...}, any
     subset, lists possibly empty; x is 'epoch' (else 1, 2, ...). Values <= 0 are left out
-    (log axis). Pair with :func:`update_training_curves` for a live ``go.FigureWidget``.
+    (log axis). steps: {'epoch': fractional epochs, 'loss': ...} of every optimizer step, drawn
+    as a thin line (the live view's first minutes). Pair with :func:`update_training_curves`
+    for a live ``go.FigureWidget``.
     """
-    fig = go.Figure([_curve_trace(history, k, p, v) for k, p, v in _curve_keys(history)])
+    traces = [_steps_trace(steps)] if steps is not None else []
+    fig = go.Figure(traces + [_curve_trace(history, k, p, v) for k, p, v in _curve_keys(history)])
     _layout(fig, title or "Training curves", height=480, width=820)
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
-    _epoch_ticks(fig, history)
+    _epoch_ticks(fig, history, steps)
     fig.update_yaxes(title_text="loss (log scale)", type="log", exponentformat="power")
     return fig
 
 
-def update_training_curves(fig: go.Figure, history: Mapping[str, Sequence[float]]) -> go.Figure:
-    """Put ``history`` into a figure made by :func:`training_curves_figure`, in place.
+def update_training_curves(fig: go.Figure, history: Mapping[str, Sequence[float]],
+                           steps: Mapping[str, Sequence[float]] | None = None) -> go.Figure:
+    """Put ``history`` (and ``steps``) into a figure made by :func:`training_curves_figure`, in place.
 
     Existing traces (found by their history key) get new x/y; curves that appear in the
     history later are added. Works on ``go.FigureWidget`` (one batched front-end update, so
@@ -1048,7 +1060,12 @@ def update_training_curves(fig: go.Figure, history: Mapping[str, Sequence[float]
     """
     by_key = {t.meta.get("key"): t for t in fig.data if isinstance(t.meta, dict)}
     curves = _curve_keys(history)
+    if steps is not None and "steps" not in by_key:
+        fig.add_trace(_steps_trace(steps))
     with fig.batch_update():  # a FigureWidget sends one message for all changes
+        if steps is not None and "steps" in by_key:
+            new_steps = _steps_trace(steps)
+            by_key["steps"].x, by_key["steps"].y = new_steps.x, new_steps.y
         for key, _, _ in curves:
             tr = by_key.get(key)
             if tr is not None:
@@ -1058,13 +1075,15 @@ def update_training_curves(fig: go.Figure, history: Mapping[str, Sequence[float]
     new = [_curve_trace(history, k, p, v) for k, p, v in curves if k not in by_key]
     if new:
         fig.add_traces(new)
-    _epoch_ticks(fig, history)
+    _epoch_ticks(fig, history, steps)
     return fig
 
 
-def _epoch_ticks(fig: go.Figure, history: Mapping[str, Sequence[float]]) -> None:
+def _epoch_ticks(fig: go.Figure, history: Mapping[str, Sequence[float]],
+                 steps: Mapping[str, Sequence[float]] | None = None) -> None:
     """Whole-epoch ticks: Plotly's automatic ticks show 0.5, 1.5 ... for a short run."""
-    n = max([*history.get("epoch", []), len(history.get("loss", []) or []), 1])
+    n = max([*history.get("epoch", []), *(steps or {}).get("epoch", [])[-1:],
+             len(history.get("loss", []) or []), 1])
     fig.update_xaxes(tick0=0, dtick=max(1, math.ceil(n / 8)))
 
 

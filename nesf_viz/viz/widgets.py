@@ -10,7 +10,7 @@ notebook.
     DecodeExplorer(recorder, originals, result)   trajectory, live re-clustering (no model)
     FieldExplorer(fields, z, crystals, vocab)      position / species field slices
     LatentInterpolator(model, crystals, box, vocab, steps)
-    live_training_figure()                         -> (FigureWidget, epoch callback)
+    TrainingPanel().start(train_set, val_set, out, config)   live curves, ETA, Stop; .result()
     draw(figure_function, data)                    a compute dict -> a figure
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 import time
 from typing import Any, Callable, Sequence
 
@@ -42,7 +43,7 @@ __all__ = [
     "DecodeExplorer",
     "FieldExplorer",
     "LatentInterpolator",
-    "live_training_figure",
+    "TrainingPanel",
     "draw",
 ]
 
@@ -482,19 +483,148 @@ def _scene_ranges(fig: go.Figure) -> np.ndarray:
 # ============================================================================ training
 
 
-def live_training_figure(title: str | None = None) -> tuple[go.FigureWidget, Callable[[Any], None]]:
-    """A FigureWidget of loss curves and the epoch callback that updates it in place.
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
 
-    ``fig, cb = live_training_figure(); display(fig); train(..., callbacks=[cb])``.
+
+class TrainingPanel:
+    """Train in the background with live loss curves, an honest ETA and a Stop button.
+
+        panel = TrainingPanel(); display(panel)
+        panel.start(train_set, val_set, out_dir, config)    # returns at once
+        run = panel.result()                               # waits; the TrainResult
+
+    `start` takes `nesf_viz.train`'s arguments and runs it in a thread, so the kernel stays free
+    to receive the Stop click (a cell that runs `train` itself blocks widget events until it
+    ends). The figure redraws every `refresh_seconds` with the loss of every step, and after
+    every epoch with the epoch means and validation. Stop (or Kernel > Interrupt while
+    `result()` waits) ends training after the step in flight, as Ctrl-C does: the unfinished
+    epoch is dropped and the returned model is the one in last.pt. Observers only: the run is
+    the same as `train` without the panel.
     """
-    fig = go.FigureWidget(training_curves_figure({}, title=title or "Training (live)"))
-    fig.layout.width = None
 
-    def on_epoch(report: Any) -> None:
-        update_training_curves(fig, report.history)
+    def __init__(self, title: str | None = None, refresh_seconds: float = 2.0):
+        ipw = _ipw()
+        self.title = title or "Training (live)"
+        self.refresh_seconds = float(refresh_seconds)
+        self.figure = go.FigureWidget(training_curves_figure({}, title=self.title, steps={}))
+        self.figure.layout.width = None
+        self.stop_button = ipw.Button(description="Stop", icon="stop", button_style="danger",
+                                      tooltip="end after the current step; last.pt keeps the last whole epoch",
+                                      disabled=True)
+        self.stop_button.on_click(lambda _: self.stop())
+        self.status = ipw.HTML("not started")
+        self.widget = ipw.VBox([ipw.HBox([self.stop_button, self.status]), self.figure])
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._outcome: tuple[Any, BaseException | None] = (None, None)
+        self._steps: dict[str, list[float]] = {"epoch": [], "loss": []}
+        self._history: dict[str, list[float]] = {}
+        self._last_draw = 0.0
+        self._epochs_total: int | None = None
+        self._budget_s: float | None = None
+
+    def _repr_mimebundle_(self, **kwargs: Any):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, *args: Any, **kwargs: Any) -> "TrainingPanel":
+        """Start `nesf_viz.train(*args, **kwargs)` in a background thread; returns at once."""
+        from ..train import TrainConfig, train
+
+        if self.running:
+            raise RuntimeError("this panel is already training; call result() or stop() first")
+        config = kwargs.get("config", args[3] if len(args) > 3 else TrainConfig())
+        self._epochs_total = int(config.epochs)
+        self._budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
+        self._stop.clear()
+        self._steps = {"epoch": [], "loss": []}
+        self._history = {}
+        self._outcome = (None, None)
+        kwargs = dict(kwargs, callbacks=[*kwargs.get("callbacks", ()), self._on_epoch],
+                      step_callbacks=[*kwargs.get("step_callbacks", ()), self._on_step],
+                      stop=self._stop, progress=False)
+
+        def work() -> None:
+            try:
+                self._outcome = (train(*args, **kwargs), None)
+            except BaseException as exc:  # handed to result(), which raises it in the caller
+                self._outcome = (None, exc)
+            self._finish()
+
+        self.stop_button.disabled = False
+        self.stop_button.description = "Stop"
+        self.status.value = "starting (the first steps compile and warm up)..."
+        self._thread = threading.Thread(target=work, name="nesf-train", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask training to end after the step in flight (last.pt keeps the last whole epoch)."""
+        self._stop.set()
+        self.stop_button.disabled = True
+        self.stop_button.description = "Stopping..."
+
+    def result(self, timeout: float | None = None):
+        """Wait for training and return its `TrainResult` (raises what training raised).
+
+        Kernel > Interrupt while waiting stops training cleanly and still returns the result."""
+        if self._thread is None:
+            raise RuntimeError("nothing to wait for: call start(...) first")
+        try:
+            self._thread.join(timeout)
+        except KeyboardInterrupt:
+            self.stop()
+            self._thread.join()
+        if self._thread.is_alive():
+            raise TimeoutError(f"training still running after {timeout} s")
+        run, exc = self._outcome
+        if exc is not None:
+            raise exc
+        return run
+
+    # observers, called from the training thread
+    def _on_step(self, report: Any) -> None:
+        self._steps["epoch"].append(report.epoch)
+        self._steps["loss"].append(report.parts.get("loss", float("nan")))
+        self._status(report.epoch, report.elapsed_seconds)
+        if time.monotonic() - self._last_draw >= self.refresh_seconds:
+            self._draw()
+
+    def _on_epoch(self, report: Any) -> None:
+        self._history = report.history
+        self._draw()
         best = min(report.history.get("val_loss", [float("nan")]) or [float("nan")])
-        fig.layout.title.text = (f"{title or 'Training (live)'} · epoch {report.epoch} · "
-                                 f"val loss {report.val.get('loss', float('nan')):.4g} "
-                                 f"(best {best:.4g})")
+        self.figure.layout.title.text = (f"{self.title} · epoch {report.epoch} · val loss "
+                                         f"{report.val.get('loss', float('nan')):.4g} (best {best:.4g})")
 
-    return fig, on_epoch
+    def _draw(self) -> None:
+        self._last_draw = time.monotonic()
+        update_training_curves(self.figure, self._history, steps=self._steps)
+
+    def _status(self, epochs_done: float, elapsed_s: float) -> None:
+        left = []
+        if self._epochs_total and epochs_done > 0:
+            left.append(elapsed_s / epochs_done * (self._epochs_total - epochs_done))
+        if self._budget_s is not None:
+            left.append(self._budget_s - elapsed_s)
+        eta = f" · about {_clock(min(left))} left" if left else ""
+        of = f" of {self._epochs_total}" if self._epochs_total else ""
+        budget = f" (budget {_clock(self._budget_s)})" if self._budget_s is not None else ""
+        self.status.value = f"epoch {epochs_done:.2f}{of} · {_clock(elapsed_s)} elapsed{budget}{eta}"
+
+    def _finish(self) -> None:
+        run, exc = self._outcome
+        self.stop_button.disabled = True
+        self.stop_button.description = "Stopped" if self._stop.is_set() else "Done"
+        if self._history or self._steps["epoch"]:
+            self._draw()
+        if exc is not None:
+            self.status.value = f"failed: {type(exc).__name__}: {exc}"
+        else:
+            self.status.value = f"{run.stopped_because}; best checkpoint: {run.best_checkpoint}"
