@@ -8,6 +8,7 @@ import logging
 import re
 import sys
 
+from .decode import DECODERS
 from .errors import NeSFError
 
 
@@ -52,6 +53,8 @@ def _add_pe_args(p) -> None:
     p.add_argument("--pe-keep-input", action="store_true", help="feed the query point beside its encoding")
 
 
+DECODE_HELP = ("paper: DecodeConfig(), the reference's settings; fast: particles in the predicted cell, early stop, "
+               "<= 32 moves (~40x faster); coarse: fast on a 1 A grid (~5x fast, same accuracy on LCS6A)")
 RECIPE_HELP = ("paper: the paper (float32, batch 128, Adam 1e-3 halved every 640 epochs, 3200 epochs); "
                "fast: paper + bf16 autocast + batch 64; bf16: paper + bf16 autocast; quick: the "
                "time-to-accuracy recipe (bf16, batch 64, species weight 1, no encoder dropout, "
@@ -173,8 +176,7 @@ def _add_decode(sub) -> None:
                                                  "or 'synthetic[:N]' (its test split)")
     p.add_argument("--out", required=True, help="a folder (one CIF per crystal + summary.csv saying how right "
                                                 "each decode is) or a path ending in .csv (material_id,cif)")
-    p.add_argument("--decode", choices=["paper", "fast"], default="paper",
-                   help="paper: DecodeConfig(); fast: in-cell particles, early stop, <= 32 moves (~40x faster)")
+    p.add_argument("--decode", choices=list(DECODERS), default="paper", help=DECODE_HELP)
     p.add_argument("--device", type=_device, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     p.add_argument("--limit", type=_positive_int, default=None, help="decode only the first N crystals")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="crystals decoded together")
@@ -194,7 +196,7 @@ def _cmd_decode(a) -> int:
     from .evaluate import run_decode
 
     run_decode(_checkpoint_arg(a.checkpoint), a.data, a.out, device=a.device, batch_size=a.batch_size,
-               limit=a.limit, decode_config=DecodeConfig.fast() if a.decode == "fast" else DecodeConfig(),
+               limit=a.limit, decode_config=DecodeConfig.preset(a.decode),
                conventional=not a.keep_cell, skip_bad=a.skip_bad)
     return 0
 
@@ -208,8 +210,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--json", default=None, help="write the metrics here")
     p.add_argument("--limit", type=_positive_int, default=None)
     p.add_argument("--device", type=_device, default="auto")
-    p.add_argument("--decode", choices=["paper", "fast"], default="paper",
-                   help="paper: DecodeConfig(); fast: in-cell particles, early stop, <= 32 moves")
+    p.add_argument("--decode", choices=list(DECODERS), default="paper", help=DECODE_HELP)
     p.add_argument("--keep-cell", action="store_true", help="keep cells as given (default: conventional standard cell)")
     p.add_argument("--skip-bad", action="store_true",
                    help=SKIP_BAD_HELP)
@@ -221,7 +222,7 @@ def _cmd_evaluate(a) -> int:
 
     run_evaluate(a.data, checkpoint=_checkpoint_arg(a.checkpoint), fields="exact" if a.fields else "learned",
                  json_out=a.json, limit=a.limit, device=a.device, conventional=not a.keep_cell,
-                 decode_config=DecodeConfig.fast() if a.decode == "fast" else DecodeConfig(), skip_bad=a.skip_bad)
+                 decode_config=DecodeConfig.preset(a.decode), skip_bad=a.skip_bad)
     return 0
 
 
@@ -268,7 +269,7 @@ def _add_benchmark(sub) -> None:
     _add_recipe_args(p)
     p.add_argument("--max-minutes", type=_positive_float, default=None,
                    help="training budget per run (CPU budget mode)")
-    p.add_argument("--decode", choices=["paper", "fast"], default="paper", help="decoder for the held-out split")
+    p.add_argument("--decode", choices=list(DECODERS), default="paper", help="decoder for the held-out split")
     p.add_argument("--eval-limit", type=_positive_int, default=None, help="evaluate only the first N held-out crystals")
     p.add_argument("--probe-minutes", type=_positive_float, default=2.0, help="time-to-accuracy snapshot interval")
     p.add_argument("--folds", type=_positive_int, default=20, help="YBCO13 folds to run (first N)")

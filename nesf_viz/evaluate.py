@@ -397,7 +397,7 @@ def _as_crystal(item, conventional: bool) -> Crystal:
     raise TypeError(f"reconstruct takes a pymatgen Structure, a CIF path or a Crystal, got {type(item).__name__}")
 
 
-def reconstruct(item, checkpoint="synthetic", *, decoder: Literal["fast", "paper"] = "fast",
+def reconstruct(item, checkpoint="synthetic", *, decoder: Literal["fast", "coarse", "paper"] = "fast",
                 device: str = "auto", conventional: bool = True, match: bool = True) -> Reconstruction:
     """Encode and decode one crystal with a trained NeSF and say how right the result is.
 
@@ -417,7 +417,7 @@ def reconstruct(item, checkpoint="synthetic", *, decoder: Literal["fast", "paper
     crystal = _as_crystal(item, conventional)
     ckpt.vocab.encode(crystal.atomic_numbers, crystal.id)  # unknown elements: a named error, before any work
     ckpt.box.check(crystal)
-    config = DecodeConfig.fast() if decoder == "fast" else DecodeConfig()
+    config = DecodeConfig.preset(decoder)
     result = decode_crystals([crystal], fields=ckpt.model.to(dev), box=ckpt.box, vocab=ckpt.vocab, config=config,
                              device=dev, progress=False)
     decoded = result.to_crystals()[0]

@@ -103,7 +103,7 @@ class ProtocolConfig:
     """Ingredients on top of the recipe, as (TrainConfig or SamplingConfig field, value) pairs;
     named in the row label."""
     decode: str = "paper"
-    """Decoder for the held-out split: 'paper' (DecodeConfig()) or 'fast' (DecodeConfig.fast())."""
+    """Decoder for the held-out split, a name in `nesf_viz.decode.DECODERS` ('paper' = DecodeConfig())."""
     eval_limit: int | None = None
     """Evaluate only the first N held-out crystals (None: all)."""
     probe_minutes: float = 2.0
@@ -151,9 +151,7 @@ class ProtocolConfig:
                                  periodic_targets=self.periodic)
 
     def decode_config(self) -> DecodeConfig:
-        if self.decode not in ("paper", "fast"):
-            raise ValueError(f"decode must be 'paper' or 'fast', got {self.decode!r}")
-        cfg = DecodeConfig() if self.decode == "paper" else DecodeConfig.fast()
+        cfg = DecodeConfig.preset(self.decode)  # ValueError naming the choices for another name
         return dataclasses.replace(cfg, periodic=self.periodic)
 
 

@@ -113,13 +113,14 @@ def test_exact_fields_recover_every_atom(oracle_set):
         dict(periodic=True),
         dict(periodic=True, particles_in_cell=True, early_stop_tolerance_angstrom=1e-4),
         "fast",
+        "coarse",
     ],
-    ids=["early_stop", "in_cell", "no_collapse", "periodic", "periodic_in_cell_early", "fast"],
+    ids=["early_stop", "in_cell", "no_collapse", "periodic", "periodic_in_cell_early", "fast", "coarse"],
 )
 def test_options_keep_exact_recovery(oracle_set, options):
     crystals, vocab, box = oracle_set
     # exact fields converge in two moves: 8 keeps the test fast without changing the outcome
-    cfg = DecodeConfig.fast() if options == "fast" else DecodeConfig(num_moves=8, **options)
+    cfg = DecodeConfig.preset(options) if isinstance(options, str) else DecodeConfig(num_moves=8, **options)
     batch, fields = _batch_and_fields(crystals, vocab, periodic=cfg.periodic)
     result = decode(fields, batch, box=box, vocab=vocab, config=cfg)
     _assert_recovered(result, crystals, periodic=cfg.periodic)
@@ -448,3 +449,15 @@ def test_teaching_moves_flow_over_several_steps_and_still_find_every_atom(oracle
     np.testing.assert_allclose(second[ok], 0.7 * first[ok], rtol=1e-3)
     with pytest.raises(ValueError, match="move_fraction"):
         DecodeConfig(move_fraction=0.0)
+
+
+def test_named_decoders_are_the_presets():
+    from nesf_viz.decode import DECODERS
+
+    assert DECODERS == ("paper", "fast", "coarse")
+    assert DecodeConfig.preset("paper") == DecodeConfig()
+    assert DecodeConfig.preset("fast", num_moves=8) == DecodeConfig.fast(num_moves=8)
+    coarse = DecodeConfig.preset("coarse")
+    assert coarse == dataclasses.replace(DecodeConfig.fast(), grid_step_angstrom=1.0, nms_min_particles=2)
+    with pytest.raises(ValueError, match="paper, fast, coarse"):
+        DecodeConfig.preset("quick")
