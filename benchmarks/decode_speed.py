@@ -1,17 +1,20 @@
-"""Decode speed on LCS6A test: the batched decoder next to a straightforward one, same process.
+"""Decode speed on LCS6A test, every decoder side by side in one process, and the README's table.
 
 "old" = the algorithm as the paper describes it and the reference code runs it: one crystal at
 a time, every particle moved 64 times, NMS as a Python while-loop on the CPU, species by
 torch.mode. Written below (`straightforward_decode`); it is the baseline, not library code.
-"new" = `nesf_viz.decode.decode` (batched over crystals and particles, vectorized NMS).
+"paper" = `nesf_viz.decode.decode` with `DecodeConfig()` (batched over crystals and particles,
+vectorized NMS), then the named recipes 'fast' and 'coarse' (`DecodeConfig.preset`).
 
-Runs alternate old/new and medians are quoted: this machine is shared and noisy.
-Also: multiply-adds per crystal and achieved GFLOP/s next to this machine's float32 matmul
-rate, a named fast recipe (`DecodeConfig.fast()`) and its speedup, and peak memory for a
-128-crystal batch (in a fresh subprocess, max RSS above the post-setup baseline).
+Exact fields: the LCS6A training box, identical atoms checked. Learned fields: the shipped
+`lcs6` model on the first --learned-n test crystals (all decoders, alternating runs, medians),
+plus fast and coarse on the whole split (accuracy on a sample that means something). Also
+multiply-adds per crystal and achieved GFLOP/s next to this machine's float32 matmul rate, and
+peak memory (fresh subprocesses: a 128-crystal batch, and 1,000 learned decodes in batches).
+Prints the markdown table the README quotes.
 
-    .venv/bin/python benchmarks/decode_speed.py                      # everything (~15-30 min)
-    .venv/bin/python benchmarks/decode_speed.py --exact-n 64 --learned-n 2 --repeats 3
+    .venv/bin/python benchmarks/decode_speed.py                      # everything (~15 min)
+    .venv/bin/python benchmarks/decode_speed.py --exact-n 64 --learned-n 2 --repeats 1 --skip-memory
 """
 
 from __future__ import annotations
@@ -31,13 +34,16 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
+from nesf_viz.assets import checkpoint_path  # noqa: E402
+from nesf_viz.data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
 from nesf_viz.datasets import data_root  # noqa: E402
-from nesf_viz.decode import DecodeConfig, box_particles, decode, species_offsets  # noqa: E402
+from nesf_viz.decode import DECODERS, DecodeConfig, box_particles, decode, species_offsets  # noqa: E402
+from nesf_viz.evaluate import decode_crystals, metrics_of  # noqa: E402
 from nesf_viz.fields import ExactFields  # noqa: E402
 from nesf_viz.hooks import DecodeHook  # noqa: E402
-from nesf_viz.model import NeSF  # noqa: E402
+from nesf_viz.metrics import paper_metrics  # noqa: E402
 from nesf_viz.nms import nms  # noqa: E402
+from nesf_viz.train import load_checkpoint  # noqa: E402
 
 DATA = data_root() / "nesf_paper"
 # The LCS6A training box as nesf_viz reads lcs6_train.csv (conventional cells); --train-csv
@@ -176,19 +182,32 @@ def compare_atoms(old, result) -> dict:
     return {"same_atom_count": same_count, "of": len(old), "max_position_diff_A": max_err}
 
 
-def peak_memory_subprocess(kind: str, n: int, moves: int) -> dict:
-    """Peak resident memory while decoding one n-crystal batch, above the resident memory just
-    before (fresh process; a thread samples /proc/self/statm every 5 ms, because ru_maxrss
-    would still hold the peak of reading the CIFs)."""
+def peak_memory_subprocess(kind: str, n: int, decoder: str, moves: int | None = None) -> dict:
+    """Peak resident memory while decoding n LCS6A test crystals (`decode_crystals`, batches of
+    64) with the named decoder, above the resident memory just before (fresh process; a thread
+    samples /proc/self/statm every 5 ms, because ru_maxrss would still hold the peak of reading
+    the CIFs). kind 'exact' or 'learned' (the shipped lcs6 model); n may exceed the split (the
+    crystals repeat). `moves` caps the moves (memory does not depend on their number)."""
     code = f"""
-import json, os, sys, threading, time, torch
+import dataclasses, json, os, sys, threading, time, torch
 sys.path.insert(0, {str(ROOT)!r})
-from benchmarks.decode_speed import setup_learned, setup_exact, LCS6_TRAIN_BOX
-from nesf_viz.decode import decode, DecodeConfig
+from benchmarks.decode_speed import setup_trained, _test_crystals, LCS6_TRAIN_BOX
+from nesf_viz.data import SpeciesVocab
+from nesf_viz.decode import DecodeConfig
+from nesf_viz.evaluate import decode_crystals
 page = os.sysconf('SC_PAGE_SIZE')
 rss = lambda: int(open('/proc/self/statm').read().split()[1]) * page / 2**20
-kind, n = {kind!r}, {n}
-fields, batch, z, vocab = (setup_exact if kind == 'exact' else setup_learned)(n)
+kind, n, moves = {kind!r}, {n}, {moves!r}
+cfg = DecodeConfig.preset({decoder!r})
+if moves is not None:
+    cfg = dataclasses.replace(cfg, num_moves=moves)
+if kind == 'exact':
+    crystals = _test_crystals()
+    fields, box, vocab = 'exact', LCS6_TRAIN_BOX, SpeciesVocab.from_crystals(crystals)
+else:
+    ck, crystals = setup_trained()
+    fields, box, vocab = ck.model, ck.box, ck.vocab
+crystals = (crystals * (n // len(crystals) + 1))[:n]
 peak, done = [0.0], [False]
 def sample():
     while not done[0]:
@@ -196,10 +215,12 @@ def sample():
         time.sleep(0.005)
 before = rss()
 th = threading.Thread(target=sample); th.start()
-r = decode(fields, latents=z, box=LCS6_TRAIN_BOX, vocab=vocab, config=DecodeConfig(num_moves={moves}))
+t = time.perf_counter()
+r = decode_crystals(crystals, fields=fields, box=box, vocab=vocab, config=cfg, progress=False)
+seconds = time.perf_counter() - t
 done[0] = True; th.join()
-print(json.dumps({{"rss_before_MiB": before, "peak_MiB": peak[0], "decode_extra_MiB": peak[0] - before,
-                  "particles": int(r.n_particles.sum()), "seconds": r.timing_s["total"]}}))
+print(json.dumps({{"n": n, "rss_before_MiB": before, "peak_MiB": peak[0], "decode_extra_MiB": peak[0] - before,
+                  "particles": int(r.n_particles.sum()), "seconds": seconds}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     if out.returncode:
@@ -216,17 +237,6 @@ def _test_crystals():
     return _CACHE["test"]
 
 
-def _vocab80() -> SpeciesVocab:
-    # the LCS6A vocabulary has 80 species; an untrained model only needs the count, so the
-    # test crystals' own elements are padded with unused atomic numbers when the train CSV is
-    # not read
-    if "vocab" not in _CACHE:
-        zs = sorted(SpeciesVocab.from_crystals(_test_crystals()).atomic_numbers)
-        extra = [z for z in range(1, 100) if z not in zs][: max(0, 80 - len(zs))]
-        _CACHE["vocab"] = SpeciesVocab(tuple(sorted(zs + extra)))
-    return _CACHE["vocab"]
-
-
 def setup_exact(n: int):
     crystals = _test_crystals()[:n]
     vocab = SpeciesVocab.from_crystals(_test_crystals())
@@ -235,31 +245,62 @@ def setup_exact(n: int):
     return fields, batch, fields.latents(batch), vocab
 
 
-def setup_learned(n: int):
-    vocab = _vocab80()
-    torch.manual_seed(0)
-    model = NeSF(num_species=len(vocab)).eval()
-    batch = CrystalBatch.from_crystals(_test_crystals()[:n], vocab)
-    with torch.no_grad():
-        z = model.latents(batch)
-    return model, batch, z, vocab
+def setup_trained():
+    """The shipped LCS6A model and the LCS6A test split as it was evaluated (cells as given)."""
+    if "trained" not in _CACHE:
+        ck = load_checkpoint(checkpoint_path("lcs6"))
+        _CACHE["trained"] = ck, load_crystals(DATA / "lcs6_test.csv", conventional=False)
+    return _CACHE["trained"]
 
 
-class TrueLattice:
-    """A learned position/species field with the true lattice (an untrained lattice head
-    predicts impossible cells, which would make 'particles in cell' meaningless)."""
+_KEYS = ("atom_count_error_pct", "position_error_actual_A", "species_error_actual_pct", "length_mae_A")
 
-    def __init__(self, model, batch):
-        self.model, self.batch, self.num_species = model, batch, model.num_species
 
-    def lattice(self, z):
-        return self.batch.lengths, self.batch.angles
+def _metrics(m) -> dict:
+    """The four accuracy numbers of a PaperMetrics or a metrics dict, rounded."""
+    get = m.get if isinstance(m, dict) else lambda k: getattr(m, k)
+    return {k: round(float(get(k)), 4) for k in _KEYS}
 
-    def position_field(self, z, p, i):
-        return self.model.position_field(z, p, i)
 
-    def species_field(self, z, p, i):
-        return self.model.species_field(z, p, i)
+def speed_table(report: dict) -> str:
+    """The README's decode-speed table (markdown) from one run's report."""
+    ex, le, mem = report.get("exact", {}), report.get("learned", {}), report.get("peak_memory", {})
+    rows = [("reference-style, per crystal (paper settings)", "old", None),
+            ("nesf_viz paper decoder (`DecodeConfig()`)", "paper", "paper"),
+            ("fast (`DecodeConfig.fast()`)", "fast", "fast"),
+            ("coarse (`DecodeConfig.coarse()`)", "coarse", "coarse")]
+    ex_rate = {"old": ex.get("old_structures_per_s"), "paper": ex.get("new_structures_per_s"),
+               "fast": ex.get("fast_structures_per_s"), "coarse": ex.get("coarse_structures_per_s")}
+    full = le.get("full_split", {})
+
+    def num(x, f="{:.1f}"):
+        return "-" if x is None else f.format(x)
+
+    def acc(m):
+        return "-" if not m else (f"{m['atom_count_error_pct']:.1f} % / {m['position_error_actual_A']:.3f} Å / "
+                                  f"{m['species_error_actual_pct']:.1f} %")
+
+    def peak(key):
+        v = mem.get(key) or {}
+        return num(v.get("decode_extra_MiB"), "{:.0f}")
+
+    lines = [f"| decoder | exact fields, crystals/s ({ex.get('n', '-')}) | learned fields, crystals/s "
+             f"({le.get('n', '-')}) | learned: atoms / position / species error ({le.get('n', '-')}) | "
+             f"same, all {le.get('n_full', '-')} test crystals, and crystals/s | "
+             "peak MiB, 128 crystals exact / learned |",
+             "|---|---|---|---|---|---|"]
+    for label, key, mkey in rows:
+        mem_l = peak("learned_paper_2_moves") if key == "paper" else peak(f"learned_{key}")
+        lines.append(f"| {label} | {num(ex_rate[key])} | {num((le.get('structures_per_s') or {}).get(key), '{:.2f}')}"
+                     f" | {acc((le.get('subset_metrics') or {}).get(key))} | "
+                     f"{acc(full.get(key))}{'' if key not in full else ', ' + num(full[key]['structures_per_s'])}"
+                     f" | {peak(f'exact_{mkey}') if mkey else '-'} / {mem_l if mkey else '-'} |")
+    for k in ("fast", "coarse"):
+        v = mem.get(f"learned_{k}_1000")
+        if v and "decode_extra_MiB" in v:
+            lines.append(f"\n{k}, 1,000 learned decodes in batches of 64: {v['decode_extra_MiB']:.0f} MiB peak "
+                         f"above the process, {v['seconds']:.0f} s")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- main
@@ -268,7 +309,8 @@ class TrueLattice:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--exact-n", type=int, default=64, help="LCS6A test crystals for the exact-field runs")
-    ap.add_argument("--learned-n", type=int, default=2, help="crystals for the learned-field runs")
+    ap.add_argument("--learned-n", type=int, default=8,
+                    help="test crystals every learned decoder runs on (the paper decoder takes ~2-3 s each)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--train-csv", default=None, help="recompute the training box from this CSV")
     ap.add_argument("--skip-memory", action="store_true")
@@ -281,6 +323,7 @@ def main(argv=None) -> int:
         LCS6_TRAIN_BOX = BoundingBox.from_crystals(load_crystals(a.train_csv))
     box = LCS6_TRAIN_BOX
     cfg, fast = DecodeConfig(), DecodeConfig.fast()
+    configs = {name: DecodeConfig.preset(name) for name in DECODERS}
     report: dict = {"torch_threads": torch.get_num_threads(), "fast_recipe": fast.to_dict()}
     p = box_particles(box, cfg.grid_step_angstrom, cfg.box_margin_angstrom).shape[0]
     print(f"particles per crystal: {p}; torch threads: {torch.get_num_threads()}")
@@ -308,10 +351,14 @@ def main(argv=None) -> int:
 
         zero = DecodeConfig(early_stop_tolerance_angstrom=0.0)
 
+        def run_coarse():
+            new_out["c"] = decode(fields, latents=z, box=box, vocab=vocab, config=configs["coarse"])
+
         def run_zero():  # stops only exact fixed points: the same result as the default
             new_out["z"] = decode(fields, latents=z, box=box, vocab=vocab, config=zero)
 
-        times = alternate({"old": run_old, "new": run_new, "fast": run_fast, "stop0": run_zero}, a.repeats)
+        times = alternate({"old": run_old, "new": run_new, "fast": run_fast, "coarse": run_coarse, "stop0": run_zero},
+                          a.repeats)
         med = {k: statistics.median(v) for k, v in times.items()}
         exact = {
             "n": n,
@@ -329,6 +376,8 @@ def main(argv=None) -> int:
             "stop0_identical_to_default": all(
                 np.array_equal(x, y) for x, y in zip(new_out["r"].positions_angstrom, new_out["z"].positions_angstrom)),
             "fast_same_atom_counts": bool(np.array_equal(new_out["f"].num_atoms, new_out["r"].num_atoms)),
+            "coarse_structures_per_s": n / med["coarse"],
+            "coarse_same_atom_counts": bool(np.array_equal(new_out["c"].num_atoms, new_out["r"].num_atoms)),
         }
         cap = Capture()
         decode(fields, latents=z, box=box, vocab=vocab, config=zero, hooks=[cap])
@@ -340,78 +389,82 @@ def main(argv=None) -> int:
               f"  -> {exact['speedup_new_vs_old']:.2f}x")
         print(f"  fast recipe:                   {exact['fast_structures_per_s']:.2f} structures/s"
               f"  -> {exact['speedup_fast_vs_new']:.2f}x over new defaults")
+        print(f"  coarse recipe:                 {exact['coarse_structures_per_s']:.2f} structures/s"
+              f"  (same atom counts: {exact['coarse_same_atom_counts']})")
         print(f"  early stop at 0.0 (identical result: {exact['stop0_identical_to_default']}): "
               f"{exact['stop0_structures_per_s']:.2f} structures/s")
         print(f"  agreement: {exact['agreement_old_new']}")
         print(f"  NMS alone, same particles: {exact['nms_only']}")
         print(f"  new stages: { {k: round(v, 3) for k, v in exact['new_stage_times_s'].items()} }")
 
-    # --- learned (untrained) fields
+    # --- learned fields: the shipped LCS6A model on the LCS6A test split
     if not a.skip_learned:
-        model, lbatch, lz, lvocab = setup_learned(a.learned_n)
+        ck, tcrystals = setup_trained()
+        model, lvocab, lbox = ck.model, ck.vocab, ck.box
+        sub = tcrystals[: a.learned_n]
+        lbatch = CrystalBatch.from_crystals(sub, lvocab)
+        with torch.no_grad():
+            lz = model.latents(lbatch)
         nl = lbatch.num_crystals
         pp, pc = field_macs(model.position_net)
-        sp, sc = field_macs(model.species_net)
-        macs = p * cfg.num_moves * pp + pc
-        ref_macs = p * cfg.num_moves * (pp + pc)  # the reference recomputes the latent part per point
-        lold, lnew = {}, {}
-        tl = TrueLattice(model, lbatch)
+        sp, _ = field_macs(model.species_net)
+        p_box = box_particles(lbox, cfg.grid_step_angstrom, cfg.box_margin_angstrom).shape[0]
+        macs = p_box * cfg.num_moves * pp + pc
+        out_l: dict = {}
 
         def l_old():
-            lold["r"] = straightforward_decode(model, lz, box, cfg)[0]
+            res, lengths, angles = straightforward_decode(model, lz, lbox, cfg)
+            out_l["old"] = [
+                Crystal(c.double().numpy(), np.asarray(lvocab.decode(sp_.numpy())), tuple(map(float, ln)),
+                        tuple(map(float, np.degrees(an.double().numpy()))))
+                for (c, sp_), ln, an in zip(res, lengths, angles)]
 
-        def l_new():
-            lnew["r"] = decode(model, latents=lz, box=box, vocab=lvocab, config=cfg)
+        def run(name):
+            def f():
+                out_l[name] = decode(model, latents=lz, box=lbox, vocab=lvocab, config=configs[name])
+            return f
 
-        def l_fast():
-            lnew["f"] = decode(tl, latents=lz, box=box, vocab=lvocab, config=fast)
-
-        lt = alternate({"old": l_old, "new": l_new, "fast": l_fast}, a.repeats)
+        lt = alternate({"old": l_old, **{k: run(k) for k in configs}}, a.repeats)
         lmed = {k: statistics.median(v) for k, v in lt.items()}
-        move_s = lnew["r"].timing_s["move"] / nl
+        subset = {k: _metrics(paper_metrics(sub, out_l[k])) for k in out_l}
+        # fast and coarse on the whole split as well: accuracy on a sample that means something
+        full = {}
+        for k in ("fast", "coarse"):
+            t0 = time.perf_counter()
+            r = decode_crystals(tcrystals, fields=model, box=lbox, vocab=lvocab, config=configs[k], progress=False)
+            full[k] = {"structures_per_s": len(tcrystals) / (time.perf_counter() - t0),
+                       **_metrics(metrics_of(tcrystals, r, match=False))}
+        move_s = out_l["paper"].timing_s["move"] / nl
         learned = {
-            "n": nl,
-            "position_field_macs_per_point": pp,
-            "position_field_macs_per_crystal_latent": pc,
-            "species_field_macs_per_point": sp,
-            "macs_per_crystal_moves": macs,
-            "gflop_per_crystal": 2 * macs / 1e9,
-            "reference_gflop_per_crystal": 2 * ref_macs / 1e9,
-            "old_structures_per_s": nl / lmed["old"],
-            "new_structures_per_s": nl / lmed["new"],
-            "speedup_new_vs_old": lmed["old"] / lmed["new"],
-            "fast_structures_per_s": nl / lmed["fast"],
-            "speedup_fast_vs_new": lmed["new"] / lmed["fast"],
-            "achieved_gflops_new_moves": 2 * macs / move_s / 1e9,
-            "achieved_gflops_old": 2 * macs * nl / lmed["old"] / 1e9,
-            "raw_times_s": lt,
-            "agreement_old_new": compare_atoms(lold["r"], lnew["r"]),
-            "new_stage_times_s": lnew["r"].timing_s,
-            "fast_particles_per_crystal_mean": float(lnew["f"].n_particles.mean()),
+            "n": nl, "n_full": len(tcrystals),
+            "position_field_macs_per_point": pp, "position_field_macs_per_crystal_latent": pc,
+            "species_field_macs_per_point": sp, "gflop_per_crystal_paper_moves": 2 * macs / 1e9,
+            "achieved_gflops_paper_moves": 2 * macs / move_s / 1e9,
+            "structures_per_s": {k: nl / v for k, v in lmed.items()},
+            "raw_times_s": lt, "subset_metrics": subset, "full_split": full,
+            "particles_per_crystal_mean": {k: float(out_l[k].n_particles.mean()) for k in configs},
         }
-        cap = Capture()
-        decode(model, latents=lz, box=box, vocab=lvocab, config=cfg, hooks=[cap])
-        learned["nms_only"] = nms_only(cap, cfg, a.repeats)
         report["learned"] = learned
-        print(f"\nuntrained NeSF (80 species), {nl} crystals, medians of {a.repeats} alternating runs:")
-        print(f"  position field: {pp:,} multiply-adds per point (+{pc:,} per crystal for the latent);"
-              f" {learned['gflop_per_crystal']:.1f} GFLOP per crystal for {cfg.num_moves} moves"
-              f" (reference layout: {learned['reference_gflop_per_crystal']:.1f})")
-        print(f"  old: {learned['old_structures_per_s']:.3f} structures/s "
-              f"({learned['achieved_gflops_old']:.0f} GFLOP/s)")
-        print(f"  new: {learned['new_structures_per_s']:.3f} structures/s -> {learned['speedup_new_vs_old']:.2f}x "
-              f"(moves at {learned['achieved_gflops_new_moves']:.0f} GFLOP/s)")
-        print(f"  fast recipe (true lattice): {learned['fast_structures_per_s']:.3f} structures/s -> "
-              f"{learned['speedup_fast_vs_new']:.2f}x ({learned['fast_particles_per_crystal_mean']:.0f} particles)")
-        print(f"  agreement: {learned['agreement_old_new']}")
-        print(f"  NMS alone, same particles: {learned['nms_only']}")
+        print(f"\nshipped lcs6 model, first {nl} LCS6A test crystals, medians of {a.repeats} alternating runs:")
+        print(f"  position field: {pp:,} multiply-adds per point (+{pc:,} per crystal for the latent); "
+              f"{learned['gflop_per_crystal_paper_moves']:.1f} GFLOP per crystal for {cfg.num_moves} moves; "
+              f"paper decoder moves at {learned['achieved_gflops_paper_moves']:.0f} GFLOP/s")
+        for k in ("old", *configs):
+            print(f"  {k:7s} {learned['structures_per_s'][k]:8.2f} structures/s  {subset[k]}")
+        for k, v in full.items():
+            print(f"  {k} on all {len(tcrystals)}: {v}")
 
     if not a.skip_memory:
-        report["peak_memory_128"] = {
-            "exact_64_moves": peak_memory_subprocess("exact", 128, 64),
-            "learned_2_moves": peak_memory_subprocess("learned", 128, 2),
-        }
-        print(f"\npeak memory, one 128-crystal batch: {report['peak_memory_128']}")
+        mem = {f"exact_{k}": peak_memory_subprocess("exact", 128, k) for k in configs}
+        mem |= {"learned_paper_2_moves": peak_memory_subprocess("learned", 128, "paper", moves=2)}
+        mem |= {f"learned_{k}": peak_memory_subprocess("learned", 128, k) for k in ("fast", "coarse")}
+        mem |= {f"learned_{k}_1000": peak_memory_subprocess("learned", 1000, k) for k in ("fast", "coarse")}
+        report["peak_memory"] = mem
+        print("\npeak memory (MiB above the process before decoding):")
+        for k, v in mem.items():
+            print(f"  {k}: {v}")
+
+    print("\n" + speed_table(report))
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1, default=float))
     return 0

@@ -304,17 +304,20 @@ class DecodeResult:
                 out.append(None)
         return out
 
-    def to_csv(self, path: str | Path) -> Path:
+    def to_csv(self, path: str | Path, append: bool = False) -> Path:
         """Write `material_id,cif` (pymatgen CifWriter). A crystal whose predicted lattice is
-        impossible gets an empty cif and a warning."""
+        impossible gets an empty cif and a warning. `append`: add rows to an existing file
+        (its header is kept; a missing file is started)."""
         from pymatgen.io.cif import CifWriter
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         bad = []
-        with path.open("w", newline="") as fh:
+        header = not (append and path.is_file())
+        with path.open("a" if append else "w", newline="") as fh:
             w = csv.writer(fh)
-            w.writerow(["material_id", "cif"])
+            if header:
+                w.writerow(["material_id", "cif"])
             for cid, s in zip(self.ids, self.to_structures(strict=False)):
                 if s is None:
                     bad.append(cid)

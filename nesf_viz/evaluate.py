@@ -13,7 +13,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 
@@ -70,26 +70,30 @@ def decode_crystals(
     progress: bool = True,
     exact_periodic: bool | None = None,
     keep_partial: bool = False,
+    on_batch: Callable[[Sequence[Crystal], DecodeResult], None] | None = None,
 ) -> DecodeResult:
     """Decode crystals batch by batch with a model (`fields` = a NeSF) or their exact fields.
 
     exact_periodic: periodic ground-truth fields (default: config.periodic).
     keep_partial: on Ctrl-C / Kernel > Interrupt, return the batches already decoded (the first
-    len(result) crystals; `result.interrupted` is True) instead of losing them."""
+    len(result) crystals; `result.interrupted` is True) instead of losing them.
+    on_batch(crystals, result): called after every batch with its crystals and their decode, to
+    stream results out (written files survive even a killed process). The progress bar counts
+    crystals, so its ETA is in crystals."""
     dev = _device(device)
     per = check_particle_budget(1, box, config)  # one crystal must fit; batches are sized to the budget
     batch_size = max(1, min(batch_size, config.max_particles // max(per, 1)))
     batches = [crystals[i : i + batch_size] for i in range(0, len(crystals), batch_size)]
-    it = batches
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(batches, desc="decode", unit="batch")
+        bar = tqdm(total=len(crystals), desc="decode", unit="crystal")
     if isinstance(fields, str) and fields != "exact":
         raise ValueError(f"fields must be 'exact' or a model, got {fields!r}")
     results = []
     try:
-        for chunk in it:
+        for chunk in batches:
             batch = CrystalBatch.from_crystals(chunk, vocab, device=dev)
             if isinstance(fields, str):
                 periodic = config.periodic if exact_periodic is None else exact_periodic
@@ -97,6 +101,10 @@ def decode_crystals(
             else:
                 f = fields
             results.append(decode(f, batch, box=box, vocab=vocab, config=config))
+            if on_batch is not None:
+                on_batch(chunk, results[-1])
+            if bar is not None:
+                bar.update(len(chunk))
     except KeyboardInterrupt:
         if not keep_partial or not results:
             raise
@@ -104,8 +112,8 @@ def decode_crystals(
         log.warning("interrupted: keeping the %d of %d crystals decoded so far", len(out), len(crystals))
         return out
     finally:
-        if progress:
-            it.close()
+        if bar is not None:
+            bar.close()
     return DecodeResult.concat(results)
 
 
@@ -190,15 +198,23 @@ def run_decode(
     crystals = load_crystals(data, split=split, limit=limit, conventional=conventional,
                              on_error="skip" if skip_bad else "raise")
     crystals = usable_crystals(crystals, ckpt.vocab, ckpt.box, skip_bad)
-    result = decode_crystals(crystals, fields=ckpt.model, box=ckpt.box, vocab=ckpt.vocab,
-                             config=decode_config, batch_size=batch_size, device=dev, keep_partial=True)
-    crystals = crystals[: len(result)]
-    if as_csv:
-        result.to_csv(out)
-    else:
+    verdicts: list[CrystalVerdict] = []
+    written = 0
+
+    def stream(chunk: Sequence[Crystal], res: DecodeResult) -> None:  # each batch written as it is decoded
+        nonlocal written
+        if as_csv:
+            res.to_csv(out, append=written > 0)
+        else:
+            verdicts.extend(write_decoded_folder(chunk, res, out, append=written > 0))
+        written += len(chunk)
+
+    result = decode_crystals(crystals, fields=ckpt.model, box=ckpt.box, vocab=ckpt.vocab, config=decode_config,
+                             batch_size=batch_size, device=dev, keep_partial=True, on_batch=stream)
+    if verdicts:
         from .metrics import format_verdicts
 
-        print(format_verdicts(write_decoded_folder(crystals, result, out)))
+        print(format_verdicts(verdicts))
     log.info("decoded %d crystals (%.2f /s) into %s", len(result), result.structures_per_second, out)
     print(f"decoded {len(result)} crystals ({result.structures_per_second:.2f} structures/s, "
           f"{result.n_no_atoms} without atoms) -> {out}")
@@ -208,9 +224,11 @@ def run_decode(
 
 
 def write_decoded_folder(crystals: Sequence[Crystal], result: DecodeResult, out: str | Path,
-                         verdicts: Sequence[CrystalVerdict] | None = None) -> list[CrystalVerdict]:
+                         verdicts: Sequence[CrystalVerdict] | None = None, append: bool = False
+                         ) -> list[CrystalVerdict]:
     """One `<id>.cif` per decoded crystal and `summary.csv` (a `CrystalVerdict` row per input
-    crystal) in the folder `out`; returns the verdicts (computed unless given)."""
+    crystal) in the folder `out`; returns the verdicts (computed unless given). `append` adds
+    rows to an existing summary.csv (batch by batch)."""
     import csv
 
     out = Path(out)
@@ -219,11 +237,15 @@ def write_decoded_folder(crystals: Sequence[Crystal], result: DecodeResult, out:
     for i, (c, st) in enumerate(zip(crystals, result.to_structures(strict=False))):
         if st is not None:
             st.to(filename=str(out / f"{c.id or f'crystal{i}'}.cif"))
-    with (out / "summary.csv").open("w", newline="") as fh:
+    summary = out / "summary.csv"
+    header = not (append and summary.is_file())
+    with summary.open("a" if append else "w", newline="") as fh:
         rows = [v.to_dict() for v in verdicts]
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+        if rows:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            if header:
+                writer.writeheader()
+            writer.writerows(rows)
     return verdicts
 
 

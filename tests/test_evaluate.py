@@ -192,3 +192,35 @@ def test_an_interrupted_evaluate_reports_the_metrics_of_what_it_decoded(tmp_path
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["n_structures"] == 3 and m["partial_of"] == 7 and m["atom_count_error_pct"] == 0.0
     assert "PARTIAL: interrupted after 3 of 7 crystals" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("as_csv", [False, True])
+def test_decode_streams_each_batch_to_disk_before_the_next(tmp_path, monkeypatch, as_csv):
+    # a crash (not a clean interrupt) in the third batch: the first two batches are on disk already
+    import nesf_viz.evaluate as ev
+    from nesf_viz.assets import checkpoint_path
+    from nesf_viz.decode import decode as real_decode
+
+    calls = []
+
+    def decode_then_crash(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(ev, "decode", decode_then_crash)
+    out = tmp_path / ("out.csv" if as_csv else "out")
+    if as_csv:
+        out.write_text("an old file that the first batch replaces\n")
+    with pytest.raises(RuntimeError, match="killed"):
+        ev.run_decode(checkpoint_path("synthetic"), "synthetic:50", out, batch_size=2, limit=6, device="cpu",
+                      decode_config=ev.DecodeConfig.fast())
+    if as_csv:
+        import csv
+
+        rows = list(csv.reader(out.open()))
+        assert rows[0] == ["material_id", "cif"] and len(rows) == 5 and all(r[1].startswith("#") for r in rows[1:])
+    else:
+        assert len(list(out.glob("*.cif"))) == 4
+        assert len((out / "summary.csv").read_text().splitlines()) == 5  # header + 4 rows
