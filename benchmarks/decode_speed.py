@@ -415,13 +415,14 @@ def main(argv=None) -> int:
         def l_old():
             res, lengths, angles = straightforward_decode(model, lz, lbox, cfg)
             out_l["old"] = [
-                Crystal(c.double().numpy(), np.asarray(lvocab.decode(sp_.numpy())), tuple(map(float, ln)),
-                        tuple(map(float, np.degrees(an.double().numpy()))))
-                for (c, sp_), ln, an in zip(res, lengths, angles)]
+                Crystal(c.double().numpy(), np.asarray(lvocab.decode(sp_.numpy())), tuple(map(float, ln.detach())),
+                        tuple(map(float, np.degrees(an.detach().double().numpy()))), id=t.id)
+                for (c, sp_), ln, an, t in zip(res, lengths, angles, sub)]
 
         def run(name):
             def f():
-                out_l[name] = decode(model, latents=lz, box=lbox, vocab=lvocab, config=configs[name])
+                out_l[name] = decode(model, latents=lz, box=lbox, vocab=lvocab, config=configs[name],
+                                     ids=[c.id for c in sub])
             return f
 
         lt = alternate({"old": l_old, **{k: run(k) for k in configs}}, a.repeats)

@@ -159,14 +159,13 @@ def test_latent_interpolator_slider(recorded):
     assert li.figure.layout.title.text.endswith(f"{crystals[1].num_atoms} atoms")
 
 
-def test_training_panel_trains_in_the_background_draws_steps_and_stops(synthetic_small, tmp_path):
+def test_training_panel_draws_every_step_and_its_stop_button_ends_training(synthetic_small, tmp_path):
     from nesf_viz.train import TrainConfig
 
     tr, va = synthetic_small["train"][:16], synthetic_small["val"][:8]
     panel = widgets.TrainingPanel(refresh_seconds=0.0)
     assert panel.stop_button.disabled and len(panel.figure.data) == 1  # the (empty) step trace
-    panel.start(tr, va, tmp_path / "a", TrainConfig(epochs=2, batch_size=8, device="cpu"))
-    run = panel.result(timeout=300)
+    run = panel.run(tr, va, tmp_path / "a", TrainConfig(epochs=2, batch_size=8, device="cpu"))
     assert run.stopped_because == "epochs done" and run.history["epoch"] == [1, 2]
     steps = next(t for t in panel.figure.data if t.meta == {"key": "steps"})
     assert list(steps.x) == [0.5, 1.0, 1.5, 2.0] and all(y > 0 for y in steps.y)
@@ -175,20 +174,20 @@ def test_training_panel_trains_in_the_background_draws_steps_and_stops(synthetic
     assert "epoch 2" in panel.figure.layout.title.text and "epochs done" in panel.status.value
     assert panel.stop_button.description == "Done" and panel.stop_button.disabled
 
-    # Stop (clicked from the widget while the thread trains): ends after the step, keeps last.pt
+    # Stop clicked during epoch 2 (a click the kernel handles between steps): ends after the
+    # step, the result is last.pt's epoch 1, and the panel says so
     def click_in_epoch_2(report):
         if report.epoch > 1:
             panel.stop_button.click()
 
-    panel.start(tr, va, tmp_path / "b", TrainConfig(epochs=6, batch_size=8, device="cpu"),
-                step_callbacks=[click_in_epoch_2])
-    run = panel.result(timeout=300)
+    run = panel.run(tr, va, tmp_path / "b", TrainConfig(epochs=6, batch_size=8, device="cpu"),
+                    step_callbacks=[click_in_epoch_2])
     assert run.stopped_because.startswith("stopped by the user after epoch 1")
     assert panel.stop_button.description == "Stopped" and "stopped by the user" in panel.status.value
 
-    # what training raises reaches the caller of result(), and the panel says it
+    # what training raises reaches the caller, and the panel says it
     with pytest.raises(CheckpointError, match="already holds a training run"):
-        panel.start(tr, va, tmp_path / "a", TrainConfig(epochs=1, batch_size=8, device="cpu")).result(timeout=60)
+        panel.run(tr, va, tmp_path / "a", TrainConfig(epochs=1, batch_size=8, device="cpu"))
     assert panel.status.value.startswith("failed: CheckpointError")
 
 

@@ -10,12 +10,13 @@ notebook.
     DecodeExplorer(recorder, originals, result)   trajectory, live re-clustering (no model)
     FieldExplorer(fields, z, crystals, vocab)      position / species field slices
     LatentInterpolator(model, crystals, box, vocab, steps)
-    TrainingPanel().start(train_set, val_set, out, config)   live curves, ETA, Stop; .result()
+    TrainingPanel().run(train_set, val_set, out, config)     live curves, ETA, Stop
     draw(figure_function, data)                    a compute dict -> a figure
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import threading
@@ -489,20 +490,34 @@ def _clock(seconds: float) -> str:
         else f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def _ui_events():
+    """`jupyter_ui_poll.ui_events()` in a Jupyter kernel, so widget clicks (Stop) are handled
+    while a cell runs; elsewhere (scripts, tests) a poll that does nothing."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return contextlib.nullcontext(lambda n=1: None)
+    from jupyter_ui_poll import ui_events
+
+    return ui_events()
+
+
 class TrainingPanel:
-    """Train in the background with live loss curves, an honest ETA and a Stop button.
+    """Train with live loss curves, an honest ETA and a Stop button.
 
         panel = TrainingPanel(); display(panel)
-        panel.start(train_set, val_set, out_dir, config)    # returns at once
-        run = panel.result()                               # waits; the TrainResult
+        run = panel.run(train_set, val_set, out_dir, config)   # nesf_viz.train's arguments
 
-    `start` takes `nesf_viz.train`'s arguments and runs it in a thread, so the kernel stays free
-    to receive the Stop click (a cell that runs `train` itself blocks widget events until it
-    ends). The figure redraws every `refresh_seconds` with the loss of every step, and after
-    every epoch with the epoch means and validation. Stop (or Kernel > Interrupt while
-    `result()` waits) ends training after the step in flight, as Ctrl-C does: the unfinished
-    epoch is dropped and the returned model is the one in last.pt. Observers only: the run is
-    the same as `train` without the panel.
+    The figure redraws every `refresh_seconds` with the loss of every step, and after every
+    epoch with the epoch means and validation. While `run` trains, the cell keeps handling
+    widget events (jupyter-ui-poll), so Stop works; Stop (or Kernel > Interrupt) ends training
+    after the step in flight, as Ctrl-C does: the unfinished epoch is dropped and the returned
+    model is the one in last.pt, which the status line names. Observers only: the run is the
+    same as `train` without the panel.
     """
 
     def __init__(self, title: str | None = None, refresh_seconds: float = 2.0):
@@ -518,8 +533,7 @@ class TrainingPanel:
         self.status = ipw.HTML("not started")
         self.widget = ipw.VBox([ipw.HBox([self.stop_button, self.status]), self.figure])
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._outcome: tuple[Any, BaseException | None] = (None, None)
+        self._poll: Callable[..., Any] = lambda n=1: None
         self._steps: dict[str, list[float]] = {"epoch": [], "loss": []}
         self._history: dict[str, list[float]] = {}
         self._last_draw = 0.0
@@ -529,40 +543,34 @@ class TrainingPanel:
     def _repr_mimebundle_(self, **kwargs: Any):
         return self.widget._repr_mimebundle_(**kwargs)
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self, *args: Any, **kwargs: Any) -> "TrainingPanel":
-        """Start `nesf_viz.train(*args, **kwargs)` in a background thread; returns at once."""
+    def run(self, *args: Any, **kwargs: Any):
+        """`nesf_viz.train(*args, **kwargs)` with this panel watching; returns its TrainResult
+        (and raises what it raises, after saying so in the status line)."""
         from ..train import TrainConfig, train
 
-        if self.running:
-            raise RuntimeError("this panel is already training; call result() or stop() first")
         config = kwargs.get("config", args[3] if len(args) > 3 else TrainConfig())
         self._epochs_total = int(config.epochs)
         self._budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
         self._stop.clear()
         self._steps = {"epoch": [], "loss": []}
         self._history = {}
-        self._outcome = (None, None)
         kwargs = dict(kwargs, callbacks=[*kwargs.get("callbacks", ()), self._on_epoch],
                       step_callbacks=[*kwargs.get("step_callbacks", ()), self._on_step],
                       stop=self._stop, progress=False)
-
-        def work() -> None:
-            try:
-                self._outcome = (train(*args, **kwargs), None)
-            except BaseException as exc:  # handed to result(), which raises it in the caller
-                self._outcome = (None, exc)
-            self._finish()
-
         self.stop_button.disabled = False
         self.stop_button.description = "Stop"
-        self.status.value = "starting (the first steps compile and warm up)..."
-        self._thread = threading.Thread(target=work, name="nesf-train", daemon=True)
-        self._thread.start()
-        return self
+        self.status.value = "starting..."
+        try:
+            with _ui_events() as poll:
+                self._poll = poll
+                result = train(*args, **kwargs)
+        except BaseException as exc:
+            self._finish(None, exc)
+            raise
+        finally:
+            self._poll = lambda n=1: None
+        self._finish(result, None)
+        return result
 
     def stop(self) -> None:
         """Ask training to end after the step in flight (last.pt keeps the last whole epoch)."""
@@ -570,26 +578,9 @@ class TrainingPanel:
         self.stop_button.disabled = True
         self.stop_button.description = "Stopping..."
 
-    def result(self, timeout: float | None = None):
-        """Wait for training and return its `TrainResult` (raises what training raised).
-
-        Kernel > Interrupt while waiting stops training cleanly and still returns the result."""
-        if self._thread is None:
-            raise RuntimeError("nothing to wait for: call start(...) first")
-        try:
-            self._thread.join(timeout)
-        except KeyboardInterrupt:
-            self.stop()
-            self._thread.join()
-        if self._thread.is_alive():
-            raise TimeoutError(f"training still running after {timeout} s")
-        run, exc = self._outcome
-        if exc is not None:
-            raise exc
-        return run
-
-    # observers, called from the training thread
+    # observers, called by the training loop
     def _on_step(self, report: Any) -> None:
+        self._poll(10)  # a Stop click waiting in the kernel's queue is handled here
         self._steps["epoch"].append(report.epoch)
         self._steps["loss"].append(report.parts.get("loss", float("nan")))
         self._status(report.epoch, report.elapsed_seconds)
@@ -597,6 +588,7 @@ class TrainingPanel:
             self._draw()
 
     def _on_epoch(self, report: Any) -> None:
+        self._poll(10)
         self._history = report.history
         self._draw()
         best = min(report.history.get("val_loss", [float("nan")]) or [float("nan")])
@@ -618,8 +610,7 @@ class TrainingPanel:
         budget = f" (budget {_clock(self._budget_s)})" if self._budget_s is not None else ""
         self.status.value = f"epoch {epochs_done:.2f}{of} · {_clock(elapsed_s)} elapsed{budget}{eta}"
 
-    def _finish(self) -> None:
-        run, exc = self._outcome
+    def _finish(self, run: Any, exc: BaseException | None) -> None:
         self.stop_button.disabled = True
         self.stop_button.description = "Stopped" if self._stop.is_set() else "Done"
         if self._history or self._steps["epoch"]:
