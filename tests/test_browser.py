@@ -199,3 +199,135 @@ def test_notebook_4_interpolation_draws_its_crystal_and_follows_the_slider(playw
     kill_leftover_kernels(tmp_path)
     ours = [e for e in errors if not IGNORED_CONSOLE.search(e)]
     assert not ours, "browser console errors:\n" + "\n".join(ours)
+
+
+def _plots_with_data(page) -> list[str]:
+    """Titles of the drawn plotly figures that hold data (a figure left as empty axes is not one)."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('.js-plotly-plot')]
+            .filter(gd => (gd.data || []).some(d => (d.x && d.x.length) || (d.y && d.y.length)
+                                                   || (d.z && d.z.length) || (d.values && d.values.length)))
+            .map(gd => String(((gd.layout || {}).title || {}).text || ''))""")
+
+
+def _cell_text(page) -> str:
+    return page.evaluate(
+        "() => [...document.querySelectorAll('.jp-OutputArea-output')].map(o => o.innerText).join('\\n')")
+
+
+NOTEBOOK_2 = NOTEBOOK.parent / "02_training.ipynb"
+
+
+def test_notebook_2_live_curves_and_the_stop_button_during_run_all(playwright_sync, tmp_path):
+    # The default size (a 2-minute budget): Stop is clicked once the first epoch is drawn, while
+    # Run All still has the later cells queued; training ends cleanly and the notebook goes on.
+    errors: list[str] = []
+    with lab_server(tmp_path, [NOTEBOOK_2], env={"NESF_VIZ_OUT": str(tmp_path / "run")}) as lab, \
+            playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            _console(page, errors)
+            page.goto(lab.lab_url(NOTEBOOK_2.name), wait_until="domcontentloaded", timeout=60_000)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            page.wait_for_function(
+                """() => {
+                    const ok = document.querySelector('.jp-Dialog .jp-mod-accept');
+                    if (ok) { ok.click(); return false; }
+                    const bar = document.querySelector('.jp-StatusBar-Widget');
+                    return !!bar && /ipykernel\\) \\| Idle/.test(bar.innerText);
+                }""", timeout=60_000, polling=250)
+            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+            page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
+            # live: the step curve is drawn before the first epoch ends, then the epoch curves
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
+                    (gd.data || []).some(d => d.name === 'loss (each step)' && d.x && d.x.length > 1))""",
+                timeout=120_000)
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
+                    String(((gd.layout || {}).title || {}).text || '').includes('epoch 1'))""",
+                timeout=120_000)
+            status = page.locator(".widget-html", has_text=re.compile(r"elapsed")).first.inner_text()
+            assert re.search(r"about \d+:\d\d left", status), status  # the ETA
+            page.locator("button.jupyter-button", has_text="Stop").click()
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]
+                    .every(p => /\\[\\d+\\]/.test(p.textContent))""", timeout=180_000)
+            text = _cell_text(page)
+            assert re.search(r"stopped: stopped by the user after epoch \d+: .*last\.pt holds it", text), text[-2000:]
+            assert page.locator("button.jupyter-button", has_text="Stopped").count() == 1
+            assert "composition" in text  # the verdict table after the checkpoint reload ran
+            page.screenshot(path=str(tmp_path / "training.png"))
+            shutil.copy(tmp_path / "training.png", Path("/tmp/nesf_browser_training.png"))
+        finally:
+            browser.close()
+    kill_leftover_kernels(tmp_path)
+    ours = [e for e in errors if not IGNORED_CONSOLE.search(e)]
+    assert not ours, "browser console errors:\n" + "\n".join(ours)
+
+
+NOTEBOOK_3 = NOTEBOOK.parent / "03_decode_explorer.ipynb"
+
+
+def test_notebook_3_draws_every_view_and_the_explorer_follows_its_slider(playwright_sync, tmp_path):
+    errors: list[str] = []
+    with lab_server(tmp_path, [NOTEBOOK_3], env={"NESF_VIZ_SIZE": "small", "NESF_VIZ_OUT": str(tmp_path)}) as lab, \
+            playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            _console(page, errors)
+            _open_and_run_all(page, lab, NOTEBOOK_3)
+            page.wait_for_timeout(2000)
+            drawn = _plots_with_data(page)
+            assert len(drawn) >= 5, drawn  # animation, clusters, compare, species vote, explorer
+            assert any("vote" in t.lower() for t in drawn), drawn
+            text = _cell_text(page)
+            assert "composition" in text and "matcher" in text, text[:1500]  # how right each decode is
+            label = page.locator(".widget-label", has_text=re.compile(r"^move$"))
+            handle = page.locator(".widget-slider", has=label).first.locator(".noUi-handle")
+            handle.scroll_into_view_if_needed()
+            page.wait_for_timeout(500)
+            assert any(re.search(r"move (\d+) of \1\b", t) for t in drawn), drawn  # opens on the last move
+            handle.focus()
+            page.keyboard.press("Home")
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
+                    / move 0 of /.test(String(((gd.layout || {}).title || {}).text || '')))""", timeout=30_000)
+            page.screenshot(path=str(tmp_path / "explorer.png"))
+        finally:
+            browser.close()
+    kill_leftover_kernels(tmp_path)
+    ours = [e for e in errors if not IGNORED_CONSOLE.search(e)]
+    assert not ours, "browser console errors:\n" + "\n".join(ours)
+
+
+NOTEBOOK_5 = NOTEBOOK.parent / "05_benchmark.ipynb"
+
+
+def test_notebook_5_runs_and_draws_its_comparison(playwright_sync, tmp_path):
+    errors: list[str] = []
+    with lab_server(tmp_path, [NOTEBOOK_5], env={"NESF_VIZ_SIZE": "small"}) as lab, \
+            playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            _console(page, errors)
+            _open_and_run_all(page, lab, NOTEBOOK_5)
+            page.wait_for_timeout(1500)
+            drawn = _plots_with_data(page)
+            assert drawn, "the comparison figure was not drawn"
+            n_bars = page.evaluate(
+                """() => [...document.querySelectorAll('.js-plotly-plot')]
+                    .map(gd => (gd.data || []).filter(d => d.type === 'bar').length)
+                    .reduce((a, b) => a + b, 0)""")
+            assert n_bars >= 3, n_bars  # one bar trace per column at least
+            assert "exact fields" in _cell_text(page)
+            page.screenshot(path=str(tmp_path / "benchmark.png"))
+            shutil.copy(tmp_path / "benchmark.png", Path("/tmp/nesf_browser_benchmark.png"))
+        finally:
+            browser.close()
+    kill_leftover_kernels(tmp_path)
+    ours = [e for e in errors if not IGNORED_CONSOLE.search(e)]
+    assert not ours, "browser console errors:\n" + "\n".join(ours)

@@ -213,3 +213,21 @@ def test_decode_explorer_fast_step_update_equals_a_full_redraw(recorded):
             if a.type == "scatter3d":
                 np.testing.assert_array_equal(_xyz(a), _xyz(b))
         assert ex.figure.layout.title.text == full.layout.title.text
+
+
+def test_decode_explorer_says_where_its_nms_sliders_start_to_matter(recorded):
+    import re
+
+    rec, res, crystals, _, _ = recorded
+    ex = widgets.DecodeExplorer(rec, crystals, res)
+    n0 = int(ex.clusters.is_atom.sum())
+    m = re.search(r"radius above about ([\d.]+) Å merges.*min particles above (\d+) drops", ex.status.value)
+    assert m, ex.status.value
+    d, smallest = float(m.group(1)), int(m.group(2))
+    assert d + 0.1 <= ex.radius.max
+    ex.radius.value = round(d + 0.1, 2)  # past the stated distance: two atoms become one
+    assert int(ex.clusters.is_atom.sum()) < n0
+    ex.radius.value = 0.5
+    assert int(ex.clusters.is_atom.sum()) == n0
+    ex.min_particles.value = smallest + 1  # past the smallest atom's particles: it is dropped
+    assert int(ex.clusters.is_atom.sum()) < n0

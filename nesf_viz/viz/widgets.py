@@ -175,11 +175,11 @@ class DecodeExplorer(_Displayable):
         self.threshold = w.FloatSlider(value=float(cfg.score_threshold_angstrom), min=0.05,
                                        max=2.0, step=0.05, description="score threshold (Å)",
                                        style=style, continuous_update=True, readout_format=".2f")
-        self.radius = w.FloatSlider(value=float(cfg.nms_radius_angstrom), min=0.1, max=1.5,
+        self.radius = w.FloatSlider(value=float(cfg.nms_radius_angstrom), min=0.1, max=3.0,
                                     step=0.05, description="NMS radius (Å)", style=style,
                                     continuous_update=True, readout_format=".2f")
         self.min_particles = w.IntSlider(value=int(cfg.nms_min_particles), min=1,
-                                         max=max(50, int(cfg.nms_min_particles)),
+                                         max=max(200, int(cfg.nms_min_particles)),
                                          description="min particles / atom", style=style,
                                          continuous_update=True)
         self.show_vectors = w.Checkbox(value=False, description="field vectors (next move)",
@@ -307,7 +307,24 @@ class DecodeExplorer(_Displayable):
         self.status.value = (
             f"<b>{n_atoms} atoms</b> from re-clustering the {len(cv.cluster_id)} recorded "
             f"particles ({small} clusters below {self.min_particles.value} particles "
-            f"dropped){decoded}.")
+            f"dropped){decoded}.{self._hint()}")
+
+    def _hint(self) -> str:
+        """Where the NMS sliders start to change this result: converged particles sit on their
+        atoms, so small changes do nothing (the decoder is robust), and the user should know."""
+        cv = self.clusters
+        atoms = np.asarray(cv.is_atom)
+        counts = np.asarray(cv.counts)[atoms]
+        centres = np.asarray(cv.centres, dtype=float)[atoms]
+        if len(counts) == 0:
+            return ""
+        parts = [f"min particles above {int(counts.min())} drops the smallest atom"]
+        if len(centres) > 1:
+            d = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
+            d[np.diag_indices_from(d)] = np.inf
+            parts.insert(0, f"an NMS radius above about {float(d.min()):.2f} Å merges the two closest atoms")
+        return ("<br><i>At this move the result changes where " + "; ".join(parts) +
+                " (earlier moves, with particles still on their way, react sooner).</i>")
 
 
 # ============================================================================ FieldExplorer
