@@ -63,18 +63,28 @@ RECIPE_HELP = ("paper: the paper (float32, batch 128, Adam 1e-3 halved every 640
 
 def _add_recipe_args(p) -> None:
     """The recipe and every ingredient as its own option (unset: the recipe's value)."""
-    from .train import RECIPES
+    from .model import NeSFConfig
+    from .train import RECIPES, TrainConfig
 
+    # the help quotes the config dataclasses, so it cannot drift from them
+    paper, quick, net = TrainConfig.paper(), TrainConfig.quick(), NeSFConfig(num_species=1)
     p.add_argument("--recipe", choices=list(RECIPES), default="paper", help=RECIPE_HELP)
-    p.add_argument("--epochs", type=_positive_int, default=None, help="epochs (paper 3200, quick 60)")
-    p.add_argument("--batch-size", type=_positive_int, default=None, help="crystals per step (paper 128)")
-    p.add_argument("--lr", type=_non_negative_float, default=None, help="(peak) learning rate (paper 1e-3)")
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help=f"epochs (paper {paper.epochs}, quick {quick.epochs})")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help=f"crystals per step (paper {paper.batch_size}, quick {quick.batch_size})")
+    p.add_argument("--lr", type=_non_negative_float, default=None,
+                   help=f"(peak) learning rate (paper {paper.learning_rate:g}, quick {quick.learning_rate:g})")
     p.add_argument("--lr-schedule", choices=["step", "cosine"], default=None,
-                   help="step: halved every 640 epochs (paper); cosine: warm-up, then cosine decay over --epochs")
+                   help=f"step: halved every {paper.lr_halving_epochs} epochs (paper); cosine: warm-up, then "
+                        "cosine decay over --epochs (quick)")
     p.add_argument("--warmup-epochs", type=_non_negative_float, default=None,
                    help="cosine schedule: linear warm-up epochs")
-    p.add_argument("--species-weight", type=_non_negative_float, default=None, help="species loss weight (paper 0.1)")
-    p.add_argument("--encoder-dropout", type=float, default=None, help="encoder dropout (paper 0.3)")
+    p.add_argument("--species-weight", type=_non_negative_float, default=None,
+                   help=f"species loss weight (paper {paper.species_loss_weight:g}, quick "
+                        f"{quick.species_loss_weight:g}; positions weigh {paper.position_loss_weight:g})")
+    p.add_argument("--encoder-dropout", type=float, default=None,
+                   help=f"encoder dropout (paper {net.encoder_dropout:g}, quick {quick.encoder_dropout:g})")
     p.add_argument("--global-queries", type=_positive_int, default=None,
                    help="random global grid points per crystal and step (default: the whole grid)")
     p.add_argument("--species-queries", type=_positive_int, default=None,
@@ -104,13 +114,16 @@ def _train_config(a, **extra):
 
 
 def _add_train(sub) -> None:
+    from .train import TrainConfig
+
     p = sub.add_parser("train", help="train NeSF on crystals")
     p.add_argument("--train", required=True, help="CSV with a cif column, a CIF folder, or 'synthetic[:N]'")
     p.add_argument("--val", required=True, help="validation data (same forms as --train)")
     p.add_argument("--out", required=True, help="output folder for last.pt / best.pt")
     _add_recipe_args(p)
     p.add_argument("--patience", type=_non_negative_int, default=None,
-                   help="early stopping patience in epochs (paper 400; quick: off); 0 = off")
+                   help=f"early stopping patience in epochs (paper {TrainConfig().early_stopping_patience_epochs}; "
+                        "quick: off); 0 = off")
     p.add_argument("--max-minutes", type=_positive_float, default=None, help="wall-clock budget")
     p.add_argument("--device", type=_device, default="auto")
     p.add_argument("--seed", type=int, default=0)

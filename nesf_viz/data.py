@@ -527,9 +527,12 @@ def load_crystals(
     limit: int | None = None,
     seed: int = 0,
 ) -> list[Crystal]:
-    """One entry point for data: a CSV path, a CIF folder, a single .cif file, or 'synthetic[:N]'.
+    """One entry point for data: a CSV path, a CIF folder, a single .cif file, 'synthetic[:N]', or
+    the name of a real dataset in `nesf_viz.datasets.FILES` ('lcs6_test', 'icsg3d_val', ...).
 
-    For 'synthetic' the split ('train', 'val', 'test') selects a fixed 80/10/10 part.
+    For 'synthetic' the split ('train', 'val', 'test') selects a fixed 80/10/10 part. A named
+    dataset is read from the data root (`DatasetUnavailable` when absent) with its cells as given
+    (they are conventional cells in the project frame already; `conventional` is ignored).
     """
     if on_error not in ("raise", "skip"):  # a typo such as 'ignore' must not pass as skip
         raise DatasetError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -545,6 +548,11 @@ def load_crystals(
         crystals = synthetic_split(split, n_total=n, seed=seed)
         return crystals[:limit] if limit is not None else crystals
     path = Path(src)
+    if not path.exists():
+        from .datasets import FILES, dataset_path
+
+        if src in FILES and FILES[src].endswith(".csv"):  # a named real dataset (a local file wins)
+            path, conventional = dataset_path(src), False
     if path.is_dir():
         out = read_cif_folder(path, conventional, on_error)
         return out[:limit] if limit is not None else out
@@ -554,7 +562,8 @@ def load_crystals(
     if path.suffix.lower() == ".csv":
         return read_csv(path, conventional, on_error, limit=limit)
     if not path.exists():
-        raise DatasetError(f"{src}: no such file or folder (expected a CSV, a CIF folder or 'synthetic')")
+        raise DatasetError(f"{src}: no such file or folder (expected a CSV, a CIF folder, 'synthetic' or a dataset "
+                           "name such as 'lcs6_test')")
     raise DatasetError(f"{src}: unsupported data source (expected a .csv file, a folder of .cif, or 'synthetic')")
 
 

@@ -24,3 +24,27 @@ def test_the_protocol_and_the_tests_use_the_same_root():
 
     assert default_data_root() == data_root() == SHARED_DATA
     assert set(FILES) >= {"lcs6_train", "lcs6_val", "lcs6_test", "icsg3d_val", "perov_5_val", "carbon_24_val"}
+
+
+def test_load_crystals_takes_dataset_names(tmp_path, monkeypatch):
+    import csv
+
+    from pymatgen.core import Lattice, Structure
+
+    from nesf_viz.data import load_crystals
+
+    monkeypatch.setenv("NESF_VIZ_DATA", str(tmp_path))
+    with pytest.raises(DatasetUnavailable, match="lcs6_test.csv not present"):
+        load_crystals("lcs6_test")
+    (tmp_path / "nesf_paper").mkdir()
+    # a primitive rock-salt cell: conventional=True would make it the 8-atom cube; a named
+    # dataset is read as given (the shared files hold conventional cells already)
+    nacl = Structure(Lattice.from_parameters(3.99, 3.99, 3.99, 60, 60, 60), ["Na", "Cl"],
+                     [[0, 0, 0], [0.5, 0.5, 0.5]])
+    with (tmp_path / "nesf_paper" / "lcs6_test.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows([["material_id", "cif"], ["x1", nacl.to(fmt="cif")]])
+    got = load_crystals("lcs6_test")
+    assert [c.id for c in got] == ["x1"] and got[0].num_atoms == 2
+    assert load_crystals(tmp_path / "nesf_paper" / "lcs6_test.csv")[0].num_atoms == 8  # a path: conventional
+    with pytest.raises(DatasetError, match="dataset name such as 'lcs6_test'"):
+        load_crystals("lcs7_test")
