@@ -35,6 +35,7 @@ from .decode import DecodeConfig
 from .errors import DatasetError
 from .evaluate import decode_crystals, metrics_of
 from .model import NeSFConfig
+from .runs import RunFolder
 from .symmetry import spacegroup_recovery_pct, symmetrize
 from .train import RECIPES, TrainConfig, load_checkpoint, make_train_config, resolve_device, train
 
@@ -239,7 +240,7 @@ class _Prober:
             self.snapshot(report.epoch)
 
     def snapshot(self, epoch: int) -> None:
-        src, dst = self.run_dir / "last.pt", self.run_dir / f"probe_{epoch:06d}.pt"
+        src, dst = RunFolder(self.run_dir).last, self.run_dir / f"probe_{epoch:06d}.pt"
         if src.is_file() and not dst.exists():
             shutil.copyfile(src, dst)
 
@@ -356,9 +357,9 @@ def run_protocol(datasets: Sequence[str], cfg: ProtocolConfig, out_dir: str | Pa
                       f"{len(task.test)} test, recipe {cfg.label}, device {device}")
                 prober = _Prober(run_dir, cfg.probe_minutes)
                 res = train(list(task.train), list(task.val), run_dir, tc, model_config, vocab=task.vocab,
-                            callbacks=[prober], resume=(run_dir / "last.pt").is_file())
-                best = load_checkpoint(run_dir / "best.pt", "cpu")
-                last = load_checkpoint(run_dir / "last.pt", "cpu")
+                            callbacks=[prober], resume=RunFolder(run_dir).last.is_file())
+                best = load_checkpoint(RunFolder(run_dir).best, "cpu")
+                last = load_checkpoint(RunFolder(run_dir).last, "cpu")
                 prober.snapshot(last.epoch)  # the curve ends where training ended
                 row = {
                     "dataset": task.dataset, "run": task.run, "seed": seed, "recipe": cfg.label,
@@ -371,7 +372,7 @@ def run_protocol(datasets: Sequence[str], cfg: ProtocolConfig, out_dir: str | Pa
                     "torch": str(torch.__version__),
                     "history": {k: last.history[k] for k in ("epoch", "seconds", "loss", "val_loss")},
                 }
-                row.update(_evaluate(task, run_dir / "best.pt", cfg, device))
+                row.update(_evaluate(task, RunFolder(run_dir).best, cfg, device))
                 row["curve"] = _probe_curve(run_dir, task, cfg, device)
                 state["runs"].append(row)
                 done.add((task.run, seed, cfg.label))

@@ -20,6 +20,7 @@ from .data import Crystal, CrystalBatch, load_crystals
 from .decode import DecodeResult, decode
 from .hooks import TrajectoryRecorder
 from .metrics import verdict_summary
+from .runs import RunFolder
 from .train import Checkpoint, TrainConfig, load_checkpoint, resolve_device, train
 
 
@@ -225,7 +226,7 @@ def run_demo(out: str | Path = "out/demo", minutes: float = 2.0, n_train: int = 
     train(tr, va, out / "checkpoint",
           TrainConfig.quick(epochs=epochs, max_minutes=minutes, seed=seed, device=device),
           vocab=shipped.vocab, overwrite=True)  # the demo's own folder: a rerun starts over
-    short = load_checkpoint(out / "checkpoint" / "best.pt", dev)
+    short = load_checkpoint(RunFolder(out / "checkpoint").best, dev)
     print(f"      trained {short.epoch} epochs in {time.perf_counter() - t0:.0f} s")
 
     print(f"[2/3] decoding {len(test)} held-out crystals with both models (fast decoder)")

@@ -30,7 +30,7 @@ def probe_writable(folder: Path) -> None:
 
 
 class RunFolder:
-    """Paths of one run (`last.pt`, `best.pt`) and its ownership."""
+    """Paths of one run (`last.pt`, `best.pt`: their names live here only) and its ownership."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -40,6 +40,10 @@ class RunFolder:
 
     def holds_run(self) -> bool:
         return self.last.is_file() or self.best.is_file()
+
+    def checkpoint(self) -> Path | None:
+        """The checkpoint a reader of this folder means: best.pt, else last.pt, else None."""
+        return next((p for p in (self.best, self.last) if p.is_file()), None)
 
     def check_writable(self) -> None:
         """Fail before any work when OUT cannot hold a run (a file, under a file, read-only)."""

@@ -345,10 +345,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     its best.pt, else last.pt). Anything wrong with the file is a `CheckpointError`."""
     path = Path(path)
     if path.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (path / name).is_file():
-                path = path / name
-                break
+        path = RunFolder(path).checkpoint() or path
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path} (give a .pt file or a training output folder)")
     dev = resolve_device(device)
@@ -374,7 +371,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
 
 def saved_train_config(out_dir: str | Path) -> TrainConfig:
     """The TrainConfig of the run in `out_dir` (its last.pt), e.g. to resume it with its own epochs."""
-    path = Path(out_dir) / "last.pt"
+    path = RunFolder(out_dir).last
     if not path.is_file():
         raise CheckpointError(f"--resume: no checkpoint to resume at {path}")
     raw = _read_checkpoint(path, torch.device("cpu"), "--resume")
@@ -389,7 +386,7 @@ def export_checkpoint(src: str | Path, dst: str | Path) -> Path:
     Never overwrites its source (that would lose the run's optimizer state for good)."""
     src_path = Path(src)
     if src_path.is_dir():
-        src_path = next((src_path / n for n in ("best.pt", "last.pt") if (src_path / n).is_file()), src_path)
+        src_path = RunFolder(src_path).checkpoint() or src_path
     if Path(dst).resolve() == src_path.resolve():
         raise CheckpointError(f"export would overwrite its source {src_path}; give another --out")
     ck = load_checkpoint(src)
@@ -520,8 +517,8 @@ def _train(train_crystals, val_crystals, out_dir, config, model_config, callback
     rank, world = _init_distributed(config.device)
     device = _rank_device(config.device, rank)
     out = Path(out_dir) if out_dir is not None else None
-    last_path = out / "last.pt" if out else None
-    best_path = out / "best.pt" if out else None
+    last_path = RunFolder(out).last if out else None
+    best_path = RunFolder(out).best if out else None
 
     if out is not None and not resume and not overwrite and (last_path.is_file() or best_path.is_file()):
         raise CheckpointError(f"{out} already holds a training run ({last_path.name}); continue it with "
