@@ -159,7 +159,7 @@ def test_latent_interpolator_slider(recorded):
     assert li.figure.layout.title.text.endswith(f"{crystals[1].num_atoms} atoms")
 
 
-def test_training_panel_draws_every_step_and_its_stop_button_ends_training(synthetic_small, tmp_path):
+def test_training_panel_draws_every_step_and_stops_cleanly(synthetic_small, tmp_path):
     from nesf_viz.train import TrainConfig
 
     tr, va = synthetic_small["train"][:16], synthetic_small["val"][:8]
@@ -172,18 +172,19 @@ def test_training_panel_draws_every_step_and_its_stop_button_ends_training(synth
     val = next(t for t in panel.figure.data if t.meta == {"key": "val_loss"})
     assert list(val.x) == [1, 2]
     assert "epoch 2" in panel.figure.layout.title.text and "epochs done" in panel.status.value
-    assert panel.stop_button.description == "Done" and panel.stop_button.disabled
+    assert panel.stop_button.label == "Done" and panel.stop_button.disabled
+    assert panel.stop_button.kernel_id == ""  # no Jupyter kernel here: the button says to use Kernel > Interrupt
 
-    # Stop clicked during epoch 2 (a click the kernel handles between steps): ends after the
-    # step, the result is last.pt's epoch 1, and the panel says so
+    # stop() from code during epoch 2: ends after the step, the result is last.pt's epoch 1, and
+    # the panel says so (the button's interrupt takes the Ctrl-C path, tests/test_browser.py)
     def click_in_epoch_2(report):
         if report.epoch > 1:
-            panel.stop_button.click()
+            panel.stop()
 
     run = panel.run(tr, va, tmp_path / "b", TrainConfig(epochs=6, batch_size=8, device="cpu"),
                     step_callbacks=[click_in_epoch_2])
     assert run.stopped_because.startswith("stopped by the user after epoch 1")
-    assert panel.stop_button.description == "Stopped" and "stopped by the user" in panel.status.value
+    assert panel.stop_button.label == "Stopped" and "stopped by the user" in panel.status.value
 
     # what training raises reaches the caller, and the panel says it
     with pytest.raises(CheckpointError, match="already holds a training run"):

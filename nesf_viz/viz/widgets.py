@@ -16,11 +16,11 @@ notebook.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -507,20 +507,66 @@ def _clock(seconds: float) -> str:
         else f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def _ui_events():
-    """`jupyter_ui_poll.ui_events()` in a Jupyter kernel, so widget clicks (Stop) are handled
-    while a cell runs; elsewhere (scripts, tests) a poll that does nothing."""
+_INTERRUPT_ESM = """
+function render({ model, el }) {
+  const b = document.createElement("button");
+  b.className = "jupyter-button widget-button mod-danger";
+  const sync = () => { b.textContent = model.get("label"); b.disabled = model.get("disabled"); };
+  sync();
+  model.on("change:label", sync);
+  model.on("change:disabled", sync);
+  b.addEventListener("click", async () => {
+    // the kernel is busy training, so a widget message would wait for the cell to end: interrupt
+    // the kernel the way Kernel > Interrupt does (Jupyter server REST API, this page's session)
+    b.disabled = true;
+    b.textContent = "Stopping...";
+    const cfgEl = document.getElementById("jupyter-config-data");
+    const cfg = cfgEl ? JSON.parse(cfgEl.textContent) : {};
+    const base = (cfg.baseUrl || "/").replace(/\\/?$/, "/");
+    const xsrf = (document.cookie.match(/(?:^|; )_xsrf=([^;]*)/) || [])[1];
+    const headers = {};
+    if (xsrf) headers["X-XSRFToken"] = decodeURIComponent(xsrf);
+    if (cfg.token) headers["Authorization"] = "token " + cfg.token;
+    try {
+      const r = await fetch(base + "api/kernels/" + model.get("kernel_id") + "/interrupt",
+                            { method: "POST", headers, credentials: "same-origin" });
+      if (!r.ok) throw new Error("HTTP " + r.status);
+    } catch (e) {
+      b.textContent = "Stop failed: use Kernel > Interrupt";
+      b.title = String(e);
+    }
+  });
+  el.appendChild(b);
+}
+export default { render };
+"""
+
+
+def _kernel_id() -> str:
+    """The Jupyter server's id of this kernel ('' outside a server-started kernel)."""
     try:
-        from IPython import get_ipython
+        from ipykernel import get_connection_file
 
-        shell = get_ipython()
-    except ImportError:
-        shell = None
-    if shell is None or getattr(shell, "kernel", None) is None:
-        return contextlib.nullcontext(lambda n=1: None)
-    from jupyter_ui_poll import ui_events
+        stem = Path(get_connection_file()).stem
+    except Exception:  # not in a kernel: no connection file
+        return ""
+    return stem[len("kernel-"):] if stem.startswith("kernel-") else ""
 
-    return ui_events()
+
+def _stop_button():
+    """A Stop button that interrupts this kernel from the browser (anywidget): the training loop
+    turns the KeyboardInterrupt into a clean stop. A widget message cannot do it: the kernel
+    handles comm messages only between cells, and training runs inside one."""
+    import anywidget
+    import traitlets
+
+    class InterruptButton(anywidget.AnyWidget):
+        _esm = _INTERRUPT_ESM
+        kernel_id = traitlets.Unicode("").tag(sync=True)
+        label = traitlets.Unicode("Stop").tag(sync=True)
+        disabled = traitlets.Bool(True).tag(sync=True)
+
+    return InterruptButton(kernel_id=_kernel_id())
 
 
 class TrainingPanel:
@@ -530,11 +576,11 @@ class TrainingPanel:
         run = panel.run(train_set, val_set, out_dir, config)   # nesf_viz.train's arguments
 
     The figure redraws every `refresh_seconds` with the loss of every step, and after every
-    epoch with the epoch means and validation. While `run` trains, the cell keeps handling
-    widget events (jupyter-ui-poll), so Stop works; Stop (or Kernel > Interrupt) ends training
-    after the step in flight, as Ctrl-C does: the unfinished epoch is dropped and the returned
-    model is the one in last.pt, which the status line names. Observers only: the run is the
-    same as `train` without the panel.
+    epoch with the epoch means and validation. Stop interrupts the kernel from the browser (as
+    Kernel > Interrupt does; a widget message would wait until the cell ends), and training
+    turns that into a clean stop: the unfinished epoch is dropped and the returned model is the
+    one in last.pt, which the status line names. Observers only: the run is the same as `train`
+    without the panel.
     """
 
     def __init__(self, title: str | None = None, refresh_seconds: float = 2.0):
@@ -543,14 +589,10 @@ class TrainingPanel:
         self.refresh_seconds = float(refresh_seconds)
         self.figure = go.FigureWidget(training_curves_figure({}, title=self.title, steps={}))
         self.figure.layout.width = None
-        self.stop_button = ipw.Button(description="Stop", icon="stop", button_style="danger",
-                                      tooltip="end after the current step; last.pt keeps the last whole epoch",
-                                      disabled=True)
-        self.stop_button.on_click(lambda _: self.stop())
+        self.stop_button = _stop_button()
         self.status = ipw.HTML("not started")
         self.widget = ipw.VBox([ipw.HBox([self.stop_button, self.status]), self.figure])
         self._stop = threading.Event()
-        self._poll: Callable[..., Any] = lambda n=1: None
         self._steps: dict[str, list[float]] = {"epoch": [], "loss": []}
         self._history: dict[str, list[float]] = {}
         self._last_draw = 0.0
@@ -574,30 +616,26 @@ class TrainingPanel:
         kwargs = dict(kwargs, callbacks=[*kwargs.get("callbacks", ()), self._on_epoch],
                       step_callbacks=[*kwargs.get("step_callbacks", ()), self._on_step],
                       stop=self._stop, progress=False)
-        self.stop_button.disabled = False
-        self.stop_button.description = "Stop"
+        self.stop_button.disabled = not self.stop_button.kernel_id
+        self.stop_button.label = "Stop" if self.stop_button.kernel_id else "Stop: use Kernel > Interrupt"
         self.status.value = "starting..."
         try:
-            with _ui_events() as poll:
-                self._poll = poll
-                result = train(*args, **kwargs)
+            result = train(*args, **kwargs)
         except BaseException as exc:
             self._finish(None, exc)
             raise
-        finally:
-            self._poll = lambda n=1: None
         self._finish(result, None)
         return result
 
     def stop(self) -> None:
-        """Ask training to end after the step in flight (last.pt keeps the last whole epoch)."""
+        """Ask training to end after the step in flight, from code (a callback, another thread);
+        the button interrupts the kernel instead. Either way last.pt keeps the last whole epoch."""
         self._stop.set()
         self.stop_button.disabled = True
-        self.stop_button.description = "Stopping..."
+        self.stop_button.label = "Stopping..."
 
     # observers, called by the training loop
     def _on_step(self, report: Any) -> None:
-        self._poll(10)  # a Stop click waiting in the kernel's queue is handled here
         self._steps["epoch"].append(report.epoch)
         self._steps["loss"].append(report.parts.get("loss", float("nan")))
         self._status(report.epoch, report.elapsed_seconds)
@@ -605,7 +643,6 @@ class TrainingPanel:
             self._draw()
 
     def _on_epoch(self, report: Any) -> None:
-        self._poll(10)
         self._history = report.history
         self._draw()
         best = min(report.history.get("val_loss", [float("nan")]) or [float("nan")])
@@ -628,8 +665,9 @@ class TrainingPanel:
         self.status.value = f"epoch {epochs_done:.2f}{of} · {_clock(elapsed_s)} elapsed{budget}{eta}"
 
     def _finish(self, run: Any, exc: BaseException | None) -> None:
+        stopped = self._stop.is_set() or (run is not None and "by the user" in run.stopped_because)
         self.stop_button.disabled = True
-        self.stop_button.description = "Stopped" if self._stop.is_set() else "Done"
+        self.stop_button.label = "Stopped" if stopped else "Done"
         if self._history or self._steps["epoch"]:
             self._draw()
         if exc is not None:
