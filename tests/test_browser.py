@@ -204,10 +204,13 @@ def test_notebook_4_interpolation_draws_its_crystal_and_follows_the_slider(playw
 def _plots_with_data(page) -> list[str]:
     """Titles of the drawn plotly figures that hold data (a figure left as empty axes is not one)."""
     return page.evaluate(
-        """() => [...document.querySelectorAll('.js-plotly-plot')]
-            .filter(gd => (gd.data || []).some(d => (d.x && d.x.length) || (d.y && d.y.length)
-                                                   || (d.z && d.z.length) || (d.values && d.values.length)))
-            .map(gd => String(((gd.layout || {}).title || {}).text || ''))""")
+        """() => {
+            // plotly 6 ships arrays as {dtype, bdata}: a non-empty one counts as data too
+            const has = a => !!a && ((a.length || 0) > 0 || (typeof a.bdata === 'string' && a.bdata.length > 0));
+            return [...document.querySelectorAll('.js-plotly-plot')]
+                .filter(gd => (gd.data || []).some(d => has(d.x) || has(d.y) || has(d.z) || has(d.values)))
+                .map(gd => String(((gd.layout || {}).title || {}).text || ''));
+        }""")
 
 
 def _cell_text(page) -> str:

@@ -64,10 +64,12 @@ def lab_server(tmp: Path, notebooks: list[Path], env: dict[str, str] | None = No
         json.dumps({"buildCheck": False, "buildAvailable": False}))
     settings = tmp / "lab_settings"
     settings.mkdir()
-    # no news fetch and no update check (the machine has no network)
+    # no news fetch and no update check (the machine has no network); every cell kept in the
+    # page (Lab 4 otherwise detaches cells scrolled out of view, so their figures cannot be checked)
     (settings / "overrides.json").write_text(json.dumps({
         "@jupyterlab/apputils-extension:notification": {"fetchNews": "false",
                                                         "checkForUpdates": False},
+        "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
     }))
     port, token = free_port(), secrets.token_hex(16)
     run_env = dict(os.environ)
