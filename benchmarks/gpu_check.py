@@ -7,7 +7,7 @@ Checks, each a section of the JSON (and a printed line):
 1. exact fields, device vs CPU: identical atom counts and positions (same decoder, same crystals);
 2. learned fields (the shipped `lcs6` model, else `synthetic`), device vs CPU: same atom counts,
    positions within 1e-4 A (float32 matmuls may round differently on another device);
-3. decode throughput on the device, paper decoder and `DecodeConfig.fast()`, crystals/s;
+3. decode throughput on the device, paper decoder, `DecodeConfig.fast()` and `.coarse()`, crystals/s;
 4. training throughput on the device, float32 and bf16 autocast, structures/s (query sampling
    and ground truth on the device, as `train` does it);
 5. a few epochs of the paper recipe on LCS6A train (when ../shared/data is present), projected
@@ -81,7 +81,7 @@ def check_learned(test, name, dev, cpu, paper: DecodeConfig = DecodeConfig()) ->
     ck_dev, ck_cpu = load_checkpoint(checkpoint_path(name), dev), load_checkpoint(checkpoint_path(name), cpu)
     test = [c for c in test if set(int(z) for z in c.atomic_numbers) <= set(ck_dev.vocab.atomic_numbers)]
     res = {}
-    for label, cfg in (("paper", paper), ("fast", DecodeConfig.fast())):
+    for label, cfg in (("paper", paper), ("fast", DecodeConfig.fast()), ("coarse", DecodeConfig.coarse())):
         run = lambda ck, d: decode_crystals(test, fields=ck.model, box=ck.box, vocab=ck.vocab,  # noqa: E731
                                             config=cfg, device=d, progress=False)
         on_dev, t_dev = _timed(dev, lambda: run(ck_dev, dev))
