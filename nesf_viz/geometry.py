@@ -81,7 +81,8 @@ def image_positions(positions: np.ndarray, lattice: np.ndarray) -> np.ndarray:
 def lattice_matrices(lengths: torch.Tensor, angles_rad: torch.Tensor) -> torch.Tensor:
     """(B, 3, 3) row-vector lattice matrices, frame 'a along x, b in the xy plane'.
 
-    Same formula as `lattice_matrix_np` (which takes degrees); NaN rows for impossible (predicted) angles."""
+    Same formula as `lattice_matrix_np` (which takes degrees). Angles that describe no cell
+    (predicted ones can) give a NaN c_z entry; `lattice_and_inverse` makes such a cell all NaN."""
     a, b, c = lengths.unbind(-1)
     ca, cb, cg = torch.cos(angles_rad).unbind(-1)
     sg = torch.sin(angles_rad[..., 2])
@@ -101,9 +102,7 @@ def image_shifts(lengths: torch.Tensor, angles_rad: torch.Tensor) -> torch.Tenso
     """(B, 27, 3) Cartesian shifts of the 27 neighbouring images (-1..1 per axis, image-major,
     x slowest: `IMAGE_OFFSETS @ lattice`), in the dtype of the lattice."""
     lat = lattice_matrices(lengths, angles_rad)
-    shifts = torch.stack(
-        torch.meshgrid(*([torch.arange(-1, 2, device=lat.device)] * 3), indexing="ij"), -1
-    ).reshape(27, 3).to(lat.dtype)
+    shifts = torch.from_numpy(IMAGE_OFFSETS.copy()).to(lat.device, lat.dtype)
     return torch.einsum("kj,bjd->bkd", shifts, lat)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..decode import DecodeConfig
+from ..geometry import UNIT_CUBE_CORNERS
 from . import compute
 from .figures import (
     cluster_figure,
@@ -128,7 +129,6 @@ class _Displayable:
 # ============================================================================ DecodeExplorer
 
 _VECTORS = "field vector (next move)"
-_CORNERS = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float)
 
 
 class DecodeExplorer(_Displayable):
@@ -382,7 +382,7 @@ class FieldExplorer(_Displayable):
 
     def _set_offset_range(self) -> None:
         _, _, inorm = compute.PLANES[self.plane.value]
-        corners = _CORNERS @ self.crystals[self.crystal.value].lattice  # the true cell
+        corners = UNIT_CUBE_CORNERS @ self.crystals[self.crystal.value].lattice  # the true cell
         lo, hi = float(corners[:, inorm].min()), float(corners[:, inorm].max())
         with self.offset.hold_trait_notifications():
             self.offset.min, self.offset.max = -1e9, 1e9  # avoid min > max in between
