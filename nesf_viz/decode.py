@@ -511,8 +511,7 @@ def _decode(fields, crystals, z, box, vocab, cfg: DecodeConfig, hooks, progress,
         # fields whose answer for a point never depends on the other points of the call (exact
         # fields) stop particles at fixed points: bitwise the paper's loop (periodic: the same
         # atoms; re-wrapping a particle at rest jiggles it by rounding there, which can reorder
-        # them), 9x faster (README);
-        # observers still see all num_moves steps
+        # them). Observers still see all num_moves steps.
         early = 0.0
     active = torch.ones(m, dtype=torch.bool, device=dev) if early is not None else None
     # Pointwise fields give bitwise-equal particles bitwise-equal futures: after the first
