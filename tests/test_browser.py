@@ -225,7 +225,8 @@ def test_notebook_2_live_curves_and_the_stop_button_during_run_all(playwright_sy
     # The default size (a 2-minute budget): Stop is clicked once the first epoch is drawn, while
     # Run All still has the later cells queued; training ends cleanly and the notebook goes on.
     errors: list[str] = []
-    with lab_server(tmp_path, [NOTEBOOK_2], env={"NESF_VIZ_OUT": str(tmp_path / "run")}) as lab, \
+    # NESF_VIZ_SIZE emptied: `make test` sets it to small, and a small run ends before Stop can be clicked
+    with lab_server(tmp_path, [NOTEBOOK_2], env={"NESF_VIZ_OUT": str(tmp_path / "run"), "NESF_VIZ_SIZE": ""}) as lab, \
             playwright_sync.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
