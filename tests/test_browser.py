@@ -7,6 +7,7 @@ missing. Leaves a screenshot in the test's tmp dir and a copy at /tmp/nesf_brows
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import time
@@ -59,8 +60,8 @@ def _figure_state(page, title_prefix: str) -> dict | None:
     )
 
 
-def _open_and_run_all(page, lab, notebook: Path, timeout_ms: int = 150_000) -> None:
-    """Open a notebook in Lab, wait for its kernel, Run All, wait until every code cell ran."""
+def _start_run_all(page, lab, notebook: Path) -> None:
+    """Open a notebook in Lab, wait for its kernel, then Run All (returns while cells run)."""
     page.goto(lab.lab_url(notebook.name), wait_until="domcontentloaded", timeout=60_000)
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
     # Run All before the kernel is connected runs nothing (or asks for a kernel):
@@ -74,7 +75,10 @@ def _open_and_run_all(page, lab, notebook: Path, timeout_ms: int = 150_000) -> N
         }""", timeout=60_000, polling=250)
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
-    # every code cell ran: no "[*]" prompt left
+
+
+def _wait_all_cells_ran(page, timeout_ms: int = 150_000) -> None:
+    """Every code cell ran: no "[*]" (or empty) prompt left."""
     n_code = page.locator(".jp-CodeCell").count()
     page.wait_for_function(
         """(n) => {
@@ -85,63 +89,73 @@ def _open_and_run_all(page, lab, notebook: Path, timeout_ms: int = 150_000) -> N
         }""", arg=n_code, timeout=timeout_ms)
 
 
+def _open_and_run_all(page, lab, notebook: Path, timeout_ms: int = 150_000) -> None:
+    """Open a notebook in Lab, wait for its kernel, Run All, wait until every code cell ran."""
+    _start_run_all(page, lab, notebook)
+    _wait_all_cells_ran(page, timeout_ms)
+
+
 def _console(page, errors: list[str]) -> None:
     page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
 
 
-def test_notebook_1_runs_and_the_slider_redraws(playwright_sync, tmp_path):
-    t0 = time.monotonic()
+@contextlib.contextmanager
+def _lab_page(playwright_sync, tmp_path: Path, notebook: Path, env: dict[str, str]):
+    """A JupyterLab serving `notebook` and a Chromium page: yields (page, console errors, lab);
+    on a clean exit, fails on console errors of ours."""
     errors: list[str] = []
-    with lab_server(tmp_path, [NOTEBOOK], env={"NESF_VIZ_SIZE": "small"}) as lab, \
-            playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
-                                     headless=True)
+    with lab_server(tmp_path, [notebook], env=env) as lab, playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             _console(page, errors)
-            _open_and_run_all(page, lab, NOTEBOOK)
-            page.wait_for_selector(".main-svg", state="attached", timeout=30_000)
-            label = page.locator(".widget-label", has_text=re.compile(r"^move$"))
-            slider = page.locator(".widget-slider", has=label)
-            slider.first.wait_for(state="attached", timeout=30_000)
-            page.wait_for_function(
-                """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
-                    gd.layout && gd.layout.title
-                    && String(gd.layout.title.text || '').startsWith('NaCl · move'))""",
-                timeout=60_000)
-            errors_before = [e for e in errors if not IGNORED_CONSOLE.search(e)]
-
-            handle = slider.first.locator(".noUi-handle")
-            handle.scroll_into_view_if_needed()
-            page.wait_for_timeout(500)
-            before = _figure_state(page, "NaCl · move")
-            assert before is not None and re.search(r"move (\d+) of \1\b", before["title"]), before  # the last move
-            handle.focus()
-            page.keyboard.press("Home")  # noUiSlider: first value
-            page.wait_for_function(
-                """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
-                    String((gd.layout.title || {}).text || '').startsWith('NaCl · move 0 of'))""",
-                timeout=30_000)
-            after = _figure_state(page, "NaCl · move 0")
-            assert after is not None
-            assert after["x"] != before["x"], "the particles did not move"
-            assert "move 0" in after["svgTitle"], after["svgTitle"]
-
-            # screenshots: the explorer widget, and the whole window
-            panel = page.locator(".jupyter-widgets.widget-vbox", has=slider.first).first
-            panel.scroll_into_view_if_needed()
-            page.wait_for_timeout(800)
-            shot = tmp_path / "decode_explorer.png"
-            panel.screenshot(path=str(shot))
-            page.screenshot(path=str(tmp_path / "window.png"))
-            shutil.copy(shot, SHOT_COPY)
+            yield page, errors, lab
         finally:
             browser.close()
     kill_leftover_kernels(tmp_path)
     ours = [e for e in errors if not IGNORED_CONSOLE.search(e)]
     assert not ours, "browser console errors:\n" + "\n".join(ours)
-    assert not errors_before or errors_before == ours
+
+
+def test_notebook_1_runs_and_the_slider_redraws(playwright_sync, tmp_path):
+    t0 = time.monotonic()
+    with _lab_page(playwright_sync, tmp_path, NOTEBOOK, env={"NESF_VIZ_SIZE": "small"}) as (page, errors, lab):
+        _open_and_run_all(page, lab, NOTEBOOK)
+        page.wait_for_selector(".main-svg", state="attached", timeout=30_000)
+        label = page.locator(".widget-label", has_text=re.compile(r"^move$"))
+        slider = page.locator(".widget-slider", has=label)
+        slider.first.wait_for(state="attached", timeout=30_000)
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
+                gd.layout && gd.layout.title
+                && String(gd.layout.title.text || '').startsWith('NaCl · move'))""",
+            timeout=60_000)
+
+        handle = slider.first.locator(".noUi-handle")
+        handle.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        before = _figure_state(page, "NaCl · move")
+        assert before is not None and re.search(r"move (\d+) of \1\b", before["title"]), before  # the last move
+        handle.focus()
+        page.keyboard.press("Home")  # noUiSlider: first value
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
+                String((gd.layout.title || {}).text || '').startsWith('NaCl · move 0 of'))""",
+            timeout=30_000)
+        after = _figure_state(page, "NaCl · move 0")
+        assert after is not None
+        assert after["x"] != before["x"], "the particles did not move"
+        assert "move 0" in after["svgTitle"], after["svgTitle"]
+
+        # screenshots: the explorer widget, and the whole window
+        panel = page.locator(".jupyter-widgets.widget-vbox", has=slider.first).first
+        panel.scroll_into_view_if_needed()
+        page.wait_for_timeout(800)
+        shot = tmp_path / "decode_explorer.png"
+        panel.screenshot(path=str(shot))
+        page.screenshot(path=str(tmp_path / "window.png"))
+        shutil.copy(shot, SHOT_COPY)
     assert time.monotonic() - t0 < 240, "the browser test should stay near 2 minutes"
 
 
@@ -166,39 +180,28 @@ def _interpolation_state(page) -> dict | None:
 
 
 def test_notebook_4_interpolation_draws_its_crystal_and_follows_the_slider(playwright_sync, tmp_path):
-    errors: list[str] = []
-    with lab_server(tmp_path, [NOTEBOOK_4], env={"NESF_VIZ_SIZE": "small"}) as lab, \
-            playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            _console(page, errors)
-            _open_and_run_all(page, lab, NOTEBOOK_4)
-            page.wait_for_function(
-                """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
-                    String(((gd.layout || {}).title || {}).text || '').startsWith('t = 0.00'))""",
-                timeout=60_000)
-            before = _interpolation_state(page)
-            assert before and before["traces"] > 0 and before["canvas"], before  # not empty axes
-            slider = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=re.compile(r"^t$")))
-            handle = slider.first.locator(".noUi-handle")
-            handle.scroll_into_view_if_needed()
-            handle.focus()
-            page.keyboard.press("End")
-            page.wait_for_function(
-                """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
-                    String(((gd.layout || {}).title || {}).text || '').startsWith('t = 1.00'))""",
-                timeout=30_000)
-            after = _interpolation_state(page)
-            assert after and after["traces"] > 0 and after["canvas"], after
-            assert after["title"] != before["title"]
-            page.screenshot(path=str(tmp_path / "interpolation.png"))
-            shutil.copy(tmp_path / "interpolation.png", Path("/tmp/nesf_browser_interpolation.png"))
-        finally:
-            browser.close()
-    kill_leftover_kernels(tmp_path)
-    ours = [e for e in errors if not IGNORED_CONSOLE.search(e)]
-    assert not ours, "browser console errors:\n" + "\n".join(ours)
+    with _lab_page(playwright_sync, tmp_path, NOTEBOOK_4, env={"NESF_VIZ_SIZE": "small"}) as (page, errors, lab):
+        _open_and_run_all(page, lab, NOTEBOOK_4)
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
+                String(((gd.layout || {}).title || {}).text || '').startsWith('t = 0.00'))""",
+            timeout=60_000)
+        before = _interpolation_state(page)
+        assert before and before["traces"] > 0 and before["canvas"], before  # not empty axes
+        slider = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=re.compile(r"^t$")))
+        handle = slider.first.locator(".noUi-handle")
+        handle.scroll_into_view_if_needed()
+        handle.focus()
+        page.keyboard.press("End")
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
+                String(((gd.layout || {}).title || {}).text || '').startsWith('t = 1.00'))""",
+            timeout=30_000)
+        after = _interpolation_state(page)
+        assert after and after["traces"] > 0 and after["canvas"], after
+        assert after["title"] != before["title"]
+        page.screenshot(path=str(tmp_path / "interpolation.png"))
+        shutil.copy(tmp_path / "interpolation.png", Path("/tmp/nesf_browser_interpolation.png"))
 
 
 def _plots_with_data(page) -> list[str]:
@@ -224,115 +227,72 @@ NOTEBOOK_2 = NOTEBOOK.parent / "02_training.ipynb"
 def test_notebook_2_live_curves_and_the_stop_button_during_run_all(playwright_sync, tmp_path):
     # The default size (a 2-minute budget): Stop is clicked once the first epoch is drawn, while
     # Run All still has the later cells queued; training ends cleanly and the notebook goes on.
-    errors: list[str] = []
     # NESF_VIZ_SIZE emptied: `make test` sets it to small, and a small run ends before Stop can be clicked
-    with lab_server(tmp_path, [NOTEBOOK_2], env={"NESF_VIZ_OUT": str(tmp_path / "run"), "NESF_VIZ_SIZE": ""}) as lab, \
-            playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            _console(page, errors)
-            page.goto(lab.lab_url(NOTEBOOK_2.name), wait_until="domcontentloaded", timeout=60_000)
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            page.wait_for_function(
-                """() => {
-                    const ok = document.querySelector('.jp-Dialog .jp-mod-accept');
-                    if (ok) { ok.click(); return false; }
-                    const bar = document.querySelector('.jp-StatusBar-Widget');
-                    return !!bar && /ipykernel\\) \\| Idle/.test(bar.innerText);
-                }""", timeout=60_000, polling=250)
-            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-            page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
-            # live: the step curve is drawn before the first epoch ends, then the epoch curves
-            page.wait_for_function(
-                """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
-                    (gd.data || []).some(d => d.name === 'loss (each step)' && d.x && d.x.length > 1))""",
-                timeout=120_000)
-            page.wait_for_function(
-                """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
-                    String(((gd.layout || {}).title || {}).text || '').includes('epoch 1'))""",
-                timeout=120_000)
-            status = page.locator(".widget-html", has_text=re.compile(r"elapsed")).first.inner_text()
-            assert re.search(r"about \d+:\d\d left", status), status  # the ETA
-            page.locator("button.jupyter-button", has_text="Stop").click()
-            page.wait_for_function(
-                """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]
-                    .every(p => /\\[\\d+\\]/.test(p.textContent))""", timeout=180_000)
-            text = _cell_text(page)
-            stopped = r"stopped: interrupted by the user after epoch \d+: .*last\.pt holds it"
-            assert re.search(stopped, text), text[-2000:]
-            assert page.locator("button.jupyter-button", has_text="Stopped").count() == 1
-            assert "composition" in text  # the verdict table after the checkpoint reload ran
-            page.screenshot(path=str(tmp_path / "training.png"))
-            shutil.copy(tmp_path / "training.png", Path("/tmp/nesf_browser_training.png"))
-        finally:
-            browser.close()
-    kill_leftover_kernels(tmp_path)
-    ours = [e for e in errors if not IGNORED_CONSOLE.search(e)]
-    assert not ours, "browser console errors:\n" + "\n".join(ours)
+    env = {"NESF_VIZ_OUT": str(tmp_path / "run"), "NESF_VIZ_SIZE": ""}
+    with _lab_page(playwright_sync, tmp_path, NOTEBOOK_2, env=env) as (page, errors, lab):
+        _start_run_all(page, lab, NOTEBOOK_2)
+        # live: the step curve is drawn before the first epoch ends, then the epoch curves
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
+                (gd.data || []).some(d => d.name === 'loss (each step)' && d.x && d.x.length > 1))""",
+            timeout=120_000)
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
+                String(((gd.layout || {}).title || {}).text || '').includes('epoch 1'))""",
+            timeout=120_000)
+        status = page.locator(".widget-html", has_text=re.compile(r"elapsed")).first.inner_text()
+        assert re.search(r"about \d+:\d\d left", status), status  # the ETA
+        page.locator("button.jupyter-button", has_text="Stop").click()
+        _wait_all_cells_ran(page, timeout_ms=180_000)
+        text = _cell_text(page)
+        stopped = r"stopped: interrupted by the user after epoch \d+: .*last\.pt holds it"
+        assert re.search(stopped, text), text[-2000:]
+        assert page.locator("button.jupyter-button", has_text="Stopped").count() == 1
+        assert "composition" in text  # the verdict table after the checkpoint reload ran
+        page.screenshot(path=str(tmp_path / "training.png"))
+        shutil.copy(tmp_path / "training.png", Path("/tmp/nesf_browser_training.png"))
 
 
 NOTEBOOK_3 = NOTEBOOK.parent / "03_decode_explorer.ipynb"
 
 
 def test_notebook_3_draws_every_view_and_the_explorer_follows_its_slider(playwright_sync, tmp_path):
-    errors: list[str] = []
-    with lab_server(tmp_path, [NOTEBOOK_3], env={"NESF_VIZ_SIZE": "small", "NESF_VIZ_OUT": str(tmp_path)}) as lab, \
-            playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            _console(page, errors)
-            _open_and_run_all(page, lab, NOTEBOOK_3)
-            page.wait_for_timeout(2000)
-            drawn = _plots_with_data(page)
-            assert len(drawn) >= 5, drawn  # animation, clusters, compare, species vote, explorer
-            assert any("vote" in t.lower() for t in drawn), drawn
-            text = _cell_text(page)
-            assert "composition" in text and "matcher" in text, text[:1500]  # how right each decode is
-            label = page.locator(".widget-label", has_text=re.compile(r"^move$"))
-            handle = page.locator(".widget-slider", has=label).first.locator(".noUi-handle")
-            handle.scroll_into_view_if_needed()
-            page.wait_for_timeout(500)
-            assert any(re.search(r"move (\d+) of \1\b", t) for t in drawn), drawn  # opens on the last move
-            handle.focus()
-            page.keyboard.press("Home")
-            page.wait_for_function(
-                """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
-                    / move 0 of /.test(String(((gd.layout || {}).title || {}).text || '')))""", timeout=30_000)
-            page.screenshot(path=str(tmp_path / "explorer.png"))
-        finally:
-            browser.close()
-    kill_leftover_kernels(tmp_path)
-    ours = [e for e in errors if not IGNORED_CONSOLE.search(e)]
-    assert not ours, "browser console errors:\n" + "\n".join(ours)
+    env = {"NESF_VIZ_SIZE": "small", "NESF_VIZ_OUT": str(tmp_path)}
+    with _lab_page(playwright_sync, tmp_path, NOTEBOOK_3, env=env) as (page, errors, lab):
+        _open_and_run_all(page, lab, NOTEBOOK_3)
+        page.wait_for_timeout(2000)
+        drawn = _plots_with_data(page)
+        assert len(drawn) >= 5, drawn  # animation, clusters, compare, species vote, explorer
+        assert any("vote" in t.lower() for t in drawn), drawn
+        text = _cell_text(page)
+        assert "composition" in text and "matcher" in text, text[:1500]  # how right each decode is
+        label = page.locator(".widget-label", has_text=re.compile(r"^move$"))
+        handle = page.locator(".widget-slider", has=label).first.locator(".noUi-handle")
+        handle.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        assert any(re.search(r"move (\d+) of \1\b", t) for t in drawn), drawn  # opens on the last move
+        handle.focus()
+        page.keyboard.press("Home")
+        page.wait_for_function(
+            """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
+                / move 0 of /.test(String(((gd.layout || {}).title || {}).text || '')))""", timeout=30_000)
+        page.screenshot(path=str(tmp_path / "explorer.png"))
 
 
 NOTEBOOK_5 = NOTEBOOK.parent / "05_benchmark.ipynb"
 
 
 def test_notebook_5_runs_and_draws_its_comparison(playwright_sync, tmp_path):
-    errors: list[str] = []
-    with lab_server(tmp_path, [NOTEBOOK_5], env={"NESF_VIZ_SIZE": "small"}) as lab, \
-            playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            _console(page, errors)
-            _open_and_run_all(page, lab, NOTEBOOK_5)
-            page.wait_for_timeout(1500)
-            drawn = _plots_with_data(page)
-            assert drawn, "the comparison figure was not drawn"
-            n_bars = page.evaluate(
-                """() => [...document.querySelectorAll('.js-plotly-plot')]
-                    .map(gd => (gd.data || []).filter(d => d.type === 'bar').length)
-                    .reduce((a, b) => a + b, 0)""")
-            assert n_bars >= 3, n_bars  # one bar trace per column at least
-            assert "exact fields" in _cell_text(page)
-            page.screenshot(path=str(tmp_path / "benchmark.png"))
-            shutil.copy(tmp_path / "benchmark.png", Path("/tmp/nesf_browser_benchmark.png"))
-        finally:
-            browser.close()
-    kill_leftover_kernels(tmp_path)
-    ours = [e for e in errors if not IGNORED_CONSOLE.search(e)]
-    assert not ours, "browser console errors:\n" + "\n".join(ours)
+    with _lab_page(playwright_sync, tmp_path, NOTEBOOK_5, env={"NESF_VIZ_SIZE": "small"}) as (page, errors, lab):
+        _open_and_run_all(page, lab, NOTEBOOK_5)
+        page.wait_for_timeout(1500)
+        drawn = _plots_with_data(page)
+        assert drawn, "the comparison figure was not drawn"
+        n_bars = page.evaluate(
+            """() => [...document.querySelectorAll('.js-plotly-plot')]
+                .map(gd => (gd.data || []).filter(d => d.type === 'bar').length)
+                .reduce((a, b) => a + b, 0)""")
+        assert n_bars >= 3, n_bars  # one bar trace per column at least
+        assert "exact fields" in _cell_text(page)
+        page.screenshot(path=str(tmp_path / "benchmark.png"))
+        shutil.copy(tmp_path / "benchmark.png", Path("/tmp/nesf_browser_benchmark.png"))
