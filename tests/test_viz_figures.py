@@ -534,3 +534,19 @@ def test_training_curves_tick_whole_epochs_for_short_and_long_runs():
     long = {"epoch": list(range(1, 41)), "loss": [1.0 / e for e in range(1, 41)]}
     update_training_curves(fig, long)
     assert fig.layout.xaxis.dtick == 5 and fig.layout.xaxis.tick0 == 0
+
+
+def test_architecture_figure_draws_the_configured_network():
+    import dataclasses
+
+    from nesf_viz.model import NeSFConfig
+    from nesf_viz.viz.figures import architecture_figure
+
+    fig = architecture_figure()
+    texts = " ".join(a.text for a in fig.layout.annotations if a.text)
+    assert len(fig.layout.shapes) == 7  # crystal, encoder, z, query point, three heads
+    assert sum(1 for a in fig.layout.annotations if a.showarrow) == 7
+    assert "256 → 128 ×7 → 3" in texts and "192 numbers" in texts and "256 → 128 → 80" in texts
+    small = dataclasses.replace(NeSFConfig(num_species=31), latent_dim=64, position_field_channels=(128, 64, 64))
+    texts = " ".join(a.text for a in architecture_figure(small).layout.annotations if a.text)
+    assert "128 → 64 ×2 → 3" in texts and "64 numbers" in texts and "→ 31" in texts

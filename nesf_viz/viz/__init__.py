@@ -5,6 +5,7 @@ display) is imported lazily, the first time a Structure is drawn.
 """
 
 from .figures import (
+    architecture_figure,
     cluster_figure,
     compare_figure,
     crystal_figure,
@@ -25,6 +26,7 @@ from .figures import (
 from .scene import element_color, scene_to_traces, structure_traces
 
 __all__ = [
+    "architecture_figure",
     "cluster_figure",
     "compare_figure",
     "crystal_figure",
