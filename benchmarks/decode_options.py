@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 from nesf_viz.data import load_crystals  # noqa: E402
 from nesf_viz.decode import DecodeConfig  # noqa: E402
-from nesf_viz.evaluate import decode_crystals, metrics_of  # noqa: E402
+from nesf_viz.evaluate import decode_crystals  # noqa: E402
+from nesf_viz.metrics import metrics_of  # noqa: E402
 from nesf_viz.symmetry import spacegroup_recovery_pct, symmetrize  # noqa: E402
 from nesf_viz.train import load_checkpoint  # noqa: E402
 
@@ -49,10 +50,10 @@ def main() -> None:
     print("|---" * (len(COLS) + 3) + "|")
     for name, cfg in VARIANTS.items():
         res = decode_crystals(crystals, fields=ck.model, box=ck.box, vocab=ck.vocab, config=cfg, progress=False)
-        rows = [(name, res.to_crystals(), metrics_of(crystals, res), res.structures_per_second)]
+        rows = [(name, res.to_crystals(), metrics_of(crystals, res).to_dict(), res.structures_per_second)]
         if name == "paper (default)":
             sym = [symmetrize(c, a.symprec) for c in res.to_crystals()]
-            rows.append((f"paper + symmetrize({a.symprec} Å)", sym, metrics_of(crystals, sym), float("nan")))
+            rows.append((f"paper + symmetrize({a.symprec} Å)", sym, metrics_of(crystals, sym).to_dict(), float("nan")))
         for label, decoded, m, speed in rows:
             sg = spacegroup_recovery_pct(crystals, decoded)
             print(f"| {label} | " + " | ".join(f"{m[k]:.4g}" for k in COLS) + f" | {sg:.1f} | {speed:.3g} |",

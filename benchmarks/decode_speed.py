@@ -38,10 +38,13 @@ from nesf_viz.assets import checkpoint_path  # noqa: E402
 from nesf_viz.data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
 from nesf_viz.datasets import data_root  # noqa: E402
 from nesf_viz.decode import DECODERS, DecodeConfig, box_particles, decode, species_offsets  # noqa: E402
-from nesf_viz.evaluate import decode_crystals, metrics_of  # noqa: E402
+from nesf_viz.evaluate import decode_crystals  # noqa: E402
 from nesf_viz.fields import ExactFields  # noqa: E402
 from nesf_viz.hooks import DecodeHook  # noqa: E402
-from nesf_viz.metrics import paper_metrics  # noqa: E402
+from nesf_viz.metrics import (
+    metrics_of,  # noqa: E402
+    paper_metrics,  # noqa: E402
+)
 from nesf_viz.nms import nms  # noqa: E402
 from nesf_viz.train import load_checkpoint  # noqa: E402
 
@@ -434,7 +437,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             r = decode_crystals(tcrystals, fields=model, box=lbox, vocab=lvocab, config=configs[k], progress=False)
             full[k] = {"structures_per_s": len(tcrystals) / (time.perf_counter() - t0),
-                       **_metrics(metrics_of(tcrystals, r, match=False))}
+                       **_metrics(metrics_of(tcrystals, r, match=False).to_dict())}
         move_s = out_l["paper"].timing_s["move"] / nl
         learned = {
             "n": nl, "n_full": len(tcrystals),

@@ -39,8 +39,9 @@ sys.path.insert(0, str(ROOT))
 from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
 from nesf_viz.datasets import data_root  # noqa: E402
 from nesf_viz.decode import DecodeConfig, DecodeResult, box_particles, decode  # noqa: E402
-from nesf_viz.evaluate import format_table, metrics_of  # noqa: E402
+from nesf_viz.evaluate import format_table  # noqa: E402
 from nesf_viz.fields import ExactFields, nearest_atoms  # noqa: E402
+from nesf_viz.metrics import metrics_of  # noqa: E402
 
 DATA = data_root()
 
@@ -114,7 +115,7 @@ def evaluate(name: str, crystals, cfg: DecodeConfig, match: bool, batch_size: in
     vocab = SpeciesVocab.from_crystals(crystals)
     box = box or BoundingBox.from_crystals(crystals)
     res = decode_exact(crystals, vocab, box, cfg, batch_size)
-    metrics = metrics_of(crystals, res, match=match, periodic=cfg.periodic)
+    metrics = metrics_of(crystals, res, match=match, periodic=cfg.periodic).to_dict()
     if not match:
         del metrics["match_rate_pct"], metrics["match_rmse"]
     row = {

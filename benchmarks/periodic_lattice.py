@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from nesf_viz.data import CrystalBatch, load_crystals  # noqa: E402
 from nesf_viz.decode import DecodeConfig  # noqa: E402
-from nesf_viz.evaluate import decode_crystals, metrics_of  # noqa: E402
+from nesf_viz.evaluate import decode_crystals  # noqa: E402
+from nesf_viz.metrics import metrics_of  # noqa: E402
 from nesf_viz.protocol import ProtocolConfig, make_tasks  # noqa: E402
 from nesf_viz.train import load_checkpoint  # noqa: E402
 
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
         for name, fields in (("predicted", model),
                              ("true", TrueLattice(model, CrystalBatch.from_crystals(crystals, ck.vocab)))):
             res = decode_crystals(crystals, fields=fields, box=ck.box, vocab=ck.vocab, config=config, progress=False)
-            m = metrics_of(crystals, res, match=False, periodic=True)
+            m = metrics_of(crystals, res, match=False, periodic=True).to_dict()
             print(f"| {name} | {m['atom_count_error_pct']:.1f} | {m['position_error_actual_A']:.3f} | "
                   f"{m['species_error_actual_pct']:.1f} |", flush=True)
     return 0

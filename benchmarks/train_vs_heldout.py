@@ -15,7 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nesf_viz.decode import DECODERS, DecodeConfig  # noqa: E402
-from nesf_viz.evaluate import decode_crystals, metrics_of  # noqa: E402
+from nesf_viz.evaluate import decode_crystals  # noqa: E402
+from nesf_viz.metrics import metrics_of  # noqa: E402
 from nesf_viz.protocol import make_tasks  # noqa: E402
 from nesf_viz.train import load_checkpoint  # noqa: E402
 
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
                            (f"{task.test_set} ({len(task.test)})", list(task.test))):
         r = decode_crystals(crystals, fields=ck.model, box=ck.box, vocab=ck.vocab,
                             config=DecodeConfig.preset(a.decode), progress=False)
-        m = metrics_of(crystals, r, match=False)
+        m = metrics_of(crystals, r, match=False).to_dict()
         print(f"| {name} | " + " | ".join(f"{float(m[k]):.3f}" for k in KEYS) + " |", flush=True)
     return 0
 

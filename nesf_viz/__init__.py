@@ -16,7 +16,15 @@ from .errors import NeSFError
 from .evaluate import Reconstruction, decode_crystals, reconstruct
 from .fields import ExactFields, StructureFields, ground_truth_targets, nearest_atoms
 from .hooks import DecodeHook, TrajectoryRecorder
-from .metrics import CrystalVerdict, crystal_verdicts, format_verdicts, match_metrics, paper_metrics
+from .metrics import (
+    CrystalVerdict,
+    ReconstructionMetrics,
+    crystal_verdicts,
+    format_verdicts,
+    match_metrics,
+    metrics_of,
+    paper_metrics,
+)
 from .model import NeSF, NeSFConfig
 from .sampling import QuerySampler, SamplingConfig
 from .train import Checkpoint, EpochReport, TrainConfig, load_checkpoint, train
@@ -39,6 +47,7 @@ __all__ = [
     "NeSFError",
     "QuerySampler",
     "Reconstruction",
+    "ReconstructionMetrics",
     "SamplingConfig",
     "SpeciesVocab",
     "StructureFields",
@@ -53,6 +62,7 @@ __all__ = [
     "load_checkpoint",
     "load_crystals",
     "match_metrics",
+    "metrics_of",
     "nearest_atoms",
     "paper_metrics",
     "read_cif_folder",

@@ -1,6 +1,6 @@
 """Drivers the CLI calls: decode a dataset into a CSV of CIFs, evaluate the paper's metrics.
 
-`run_evaluate` returns (and optionally writes as JSON) exactly the keys in `METRIC_KEYS`.
+`run_evaluate` returns (and optionally writes as JSON) exactly the keys in `metrics.METRIC_KEYS`.
 With ``fields="exact"`` no model is involved: the ground-truth fields of the data are decoded,
 which measures the decoder itself (the box and vocabulary then come from the data).
 """
@@ -27,27 +27,13 @@ from .data import (
 )
 from .decode import DecodeConfig, DecodeResult, check_particle_budget, decode
 from .fields import ExactFields
-from .metrics import CrystalVerdict, crystal_verdicts, match_metrics, paper_metrics
+from .metrics import CrystalVerdict, crystal_verdicts, metrics_of
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METRIC_KEYS", "run_decode", "run_evaluate", "decode_crystals", "metrics_of", "format_table",
+__all__ = ["run_decode", "run_evaluate", "decode_crystals", "format_table",
            "write_decoded_folder", "Reconstruction", "reconstruct"]
 
-METRIC_KEYS = (
-    "n_structures",
-    "atom_count_error_pct",
-    "position_error_actual_A",
-    "position_error_detected_A",
-    "species_error_actual_pct",
-    "species_error_detected_pct",
-    "length_mae_A",
-    "angle_mae_deg",
-    "match_rate_pct",
-    "match_rmse",
-    "n_no_atoms",
-    "decode_structures_per_s",
-)
 
 
 def _device(device: str | torch.device) -> torch.device:
@@ -266,31 +252,6 @@ def _json_safe(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def metrics_of(crystals: Sequence[Crystal], result: DecodeResult, match: bool = True,
-               progress: bool = False, periodic: bool = False) -> dict:
-    """The `METRIC_KEYS` dict of decoded crystals against the truth (match=False: NaN match;
-    periodic: the minimum-image variant of the paper metrics)."""
-    pm = paper_metrics(crystals, result, periodic=periodic)
-    mm = match_metrics(crystals, result, progress=progress) if match else None
-    nan = float("nan")
-    out = {
-        "n_structures": pm.n_structures,
-        "atom_count_error_pct": pm.atom_count_error_pct,
-        "position_error_actual_A": pm.position_error_actual_A,
-        "position_error_detected_A": pm.position_error_detected_A,
-        "species_error_actual_pct": pm.species_error_actual_pct,
-        "species_error_detected_pct": pm.species_error_detected_pct,
-        "length_mae_A": pm.length_mae_A,
-        "angle_mae_deg": pm.angle_mae_deg,
-        "match_rate_pct": mm.match_rate_pct if mm else nan,
-        "match_rmse": mm.rmse if mm else nan,
-        "n_no_atoms": pm.n_no_atoms,
-        "decode_structures_per_s": result.structures_per_second if isinstance(result, DecodeResult) else nan,
-    }
-    assert tuple(out) == METRIC_KEYS
-    return out
-
-
 def run_evaluate(
     data: str | Path,
     checkpoint: str | Path | None = None,
@@ -309,7 +270,8 @@ def run_evaluate(
     conventional: bool = True,
     skip_bad: bool = False,
 ) -> dict:
-    """Decode `data` and compute the metrics; prints a table and returns `METRIC_KEYS`.
+    """Decode `data` and compute the metrics; prints a table and returns the `metrics.METRIC_KEYS` dict
+    (plus `partial_of` when interrupted).
 
     fields="exact": the data's ground-truth fields, no checkpoint; box and vocabulary from the
     data itself, or the box from `box_from` (e.g. the training CSV, as a model would have).
@@ -344,7 +306,7 @@ def run_evaluate(
     result = decode_crystals(crystals, fields=model, box=box, vocab=vocab, config=decode_config,
                              batch_size=batch_size, device=dev, progress=progress, keep_partial=True)
     n_all, crystals = len(crystals), crystals[: len(result)]
-    out = metrics_of(crystals, result, match=match, progress=progress)
+    out = metrics_of(crystals, result, match=match, progress=progress).to_dict()
     partial = f" (PARTIAL: interrupted after {len(result)} of {n_all} crystals)" if result.interrupted else ""
     if result.interrupted:
         out["partial_of"] = n_all

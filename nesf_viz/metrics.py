@@ -20,8 +20,9 @@ true atoms still count as species errors (the reference compares them with speci
 from __future__ import annotations
 
 import logging
+import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Sequence
 
 import numpy as np
@@ -32,6 +33,9 @@ from .geometry import image_positions
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ReconstructionMetrics",
+    "METRIC_KEYS",
+    "metrics_of",
     "CrystalErrors",
     "PaperMetrics",
     "MatchMetrics",
@@ -242,6 +246,45 @@ def match_metrics(
         match_rate_pct=100.0 * len(rms) / n if n else float("nan"),
         rmse=float(np.mean(rms)) if rms else float("nan"),
     )
+
+
+@dataclass(frozen=True)
+class ReconstructionMetrics:
+    """How right a set of decodes is, in one place: the paper's table, StructureMatcher (CDVAE
+    convention) and decoding speed. NaN where not measured (match=False, no timing)."""
+
+    n_structures: int
+    atom_count_error_pct: float
+    position_error_actual_A: float
+    position_error_detected_A: float
+    species_error_actual_pct: float
+    species_error_detected_pct: float
+    length_mae_A: float
+    angle_mae_deg: float
+    match_rate_pct: float
+    match_rmse: float
+    n_no_atoms: int
+    decode_structures_per_s: float
+
+    def to_dict(self) -> dict:
+        """The `METRIC_KEYS` dict (JSON, tables, protocol rows)."""
+        return asdict(self)
+
+
+METRIC_KEYS: tuple[str, ...] = tuple(f.name for f in fields(ReconstructionMetrics))
+
+
+def metrics_of(true: Sequence[Crystal], pred, match: bool = True, progress: bool = False,
+               periodic: bool = False) -> ReconstructionMetrics:
+    """Every metric of decoded crystals (`DecodeResult` or Crystals, in the order of `true`)
+    against the truth. match=False skips StructureMatcher (NaN); periodic: minimum-image
+    variant of the paper metrics."""
+    pm = paper_metrics(true, pred, periodic=periodic).to_dict()
+    del pm["periodic"]
+    mm = match_metrics(true, pred, progress=progress) if match else None
+    return ReconstructionMetrics(
+        **pm, match_rate_pct=mm.match_rate_pct if mm else math.nan, match_rmse=mm.rmse if mm else math.nan,
+        decode_structures_per_s=float(getattr(pred, "structures_per_second", math.nan)))
 
 
 def _formula(atomic_numbers) -> str:

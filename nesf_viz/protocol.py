@@ -33,7 +33,8 @@ from .datasets import DatasetUnavailable  # noqa: F401  (public here too)
 from .datasets import data_root as default_data_root
 from .decode import DecodeConfig
 from .errors import DatasetError
-from .evaluate import decode_crystals, metrics_of
+from .evaluate import decode_crystals
+from .metrics import metrics_of
 from .model import NeSFConfig
 from .runs import RunFolder
 from .symmetry import spacegroup_recovery_pct, symmetrize
@@ -270,8 +271,9 @@ def _probe_curve(run_dir: Path, task: Task, cfg: ProtocolConfig, device: torch.d
         m = metrics_of(val, res, match=False, periodic=cfg.periodic)
         curve.append({"epoch": ck.epoch, "minutes": ck.raw["elapsed_seconds"] / 60,
                       "val_loss": ck.history["val_loss"][-1],
-                      **{k: m[k] for k in ("atom_count_error_pct", "position_error_actual_A",
-                                           "species_error_actual_pct")}})
+                      "atom_count_error_pct": m.atom_count_error_pct,
+                      "position_error_actual_A": m.position_error_actual_A,
+                      "species_error_actual_pct": m.species_error_actual_pct})
     return curve
 
 
@@ -283,12 +285,12 @@ def _evaluate(task: Task, best: Path, cfg: ProtocolConfig, device: torch.device)
                           device=device, progress=True)
     # a periodic decode is scored with minimum-image distances: an atom decoded at fractional
     # 0.99 for a true one at 0.0 is right, not a cell length off
-    out = metrics_of(test, res, match=True, periodic=cfg.periodic)
+    out = metrics_of(test, res, match=True, periodic=cfg.periodic).to_dict()
     out["metrics_periodic"] = cfg.periodic
     decoded = res.to_crystals()
     out["spacegroup_recovery_pct"] = spacegroup_recovery_pct(test, decoded, 0.01)
     sym = [symmetrize(c, cfg.symprec_angstrom) for c in decoded]
-    ms = metrics_of(test, sym, match=True, periodic=cfg.periodic)
+    ms = metrics_of(test, sym, match=True, periodic=cfg.periodic).to_dict()
     for k in ("position_error_actual_A", "species_error_actual_pct", "length_mae_A", "angle_mae_deg",
               "match_rate_pct", "match_rmse"):
         out[f"symmetrized_{k}"] = ms[k]

@@ -207,7 +207,8 @@ def run_demo(out: str | Path = "out/demo", minutes: float = 2.0, n_train: int = 
     """
     from .assets import default_checkpoint_path
     from .decode import DecodeConfig
-    from .evaluate import decode_crystals, metrics_of, write_decoded_folder
+    from .evaluate import decode_crystals, write_decoded_folder
+    from .metrics import metrics_of
 
     out = Path(out)
     dev = resolve_device(device)
@@ -237,7 +238,7 @@ def run_demo(out: str | Path = "out/demo", minutes: float = 2.0, n_train: int = 
         res = decode_crystals(test, fields=ck.model, box=ck.box, vocab=ck.vocab, config=DecodeConfig.fast(),
                               device=dev, progress=False)
         results[name] = res
-        metrics[name] = metrics_of(test, res, match=True)
+        metrics[name] = metrics_of(test, res, match=True).to_dict()
         folder = out / "decoded" / ("short" if name.startswith("short") else "shipped")
         verdicts[name] = write_decoded_folder(test, res, folder)
     text = _side_by_side(metrics)

@@ -7,7 +7,8 @@ from nesf_viz.assets import CHECKPOINTS, checkpoint_path, default_checkpoint_pat
 from nesf_viz.data import load_crystals
 from nesf_viz.decode import DecodeConfig
 from nesf_viz.errors import CheckpointError
-from nesf_viz.evaluate import decode_crystals, metrics_of
+from nesf_viz.evaluate import decode_crystals
+from nesf_viz.metrics import metrics_of
 from nesf_viz.model import NeSF
 from nesf_viz.protocol import DatasetUnavailable, make_tasks
 from nesf_viz.train import load_checkpoint
@@ -42,7 +43,7 @@ def test_shipped_checkpoint_reaches_its_stated_metrics_on_held_out_crystals(name
     test = _held_out(name, 48)
     result = decode_crystals(test, fields=ck.model, box=ck.box, vocab=ck.vocab, config=DecodeConfig.fast(),
                              progress=False)
-    m = metrics_of(test, result, match=True)
+    m = metrics_of(test, result, match=True).to_dict()
     assert m["n_no_atoms"] == 0
     for key, bound in info.bounds.items():
         if key == "match_rate_pct":

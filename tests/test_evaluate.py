@@ -8,7 +8,8 @@ import json
 import pytest
 
 from nesf_viz.decode import DecodeConfig
-from nesf_viz.evaluate import METRIC_KEYS, run_decode, run_evaluate
+from nesf_viz.evaluate import run_decode, run_evaluate
+from nesf_viz.metrics import METRIC_KEYS
 
 EXPECTED_KEYS = {
     "n_structures", "atom_count_error_pct", "position_error_actual_A", "position_error_detected_A",

@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from nesf_viz.data import Crystal
-from nesf_viz.metrics import crystal_errors, crystal_verdicts, format_verdicts, match_metrics, matchable, paper_metrics
+from nesf_viz.metrics import (
+    METRIC_KEYS,
+    crystal_errors,
+    crystal_verdicts,
+    format_verdicts,
+    match_metrics,
+    matchable,
+    metrics_of,
+    paper_metrics,
+)
 
 NA, CL, K = 11, 17, 19
 
@@ -63,6 +72,21 @@ def test_paper_metrics_by_hand(split):
     # lattice: 9 lengths |0.1, 0.1, 0| |0, 0.5, 0| |0, 0, 0|; angles |0,1,2| |0,0,3| |0,0,0|
     assert m.length_mae_A == pytest.approx(0.7 / 9)
     assert m.angle_mae_deg == pytest.approx(6.0 / 9)
+
+
+def test_metrics_of_is_the_paper_table_plus_structurematcher(split):
+    true, pred = split
+    m = metrics_of(true, pred, match=False)
+    assert tuple(m.to_dict()) == METRIC_KEYS
+    paper = paper_metrics(true, pred).to_dict()
+    assert {k: v for k, v in m.to_dict().items() if k in paper} == {k: v for k, v in paper.items() if k != "periodic"}
+    assert math.isnan(m.match_rate_pct) and math.isnan(m.match_rmse) and math.isnan(m.decode_structures_per_s)
+    matched = metrics_of(true, pred, match=True)
+    mm = match_metrics(true, pred)
+    assert matched.match_rate_pct == mm.match_rate_pct
+    assert matched.match_rmse == mm.rmse or (math.isnan(matched.match_rmse) and math.isnan(mm.rmse))
+    periodic = metrics_of(true, pred, periodic=True, match=False)
+    assert periodic.position_error_actual_A == paper_metrics(true, pred, periodic=True).position_error_actual_A
 
 
 def test_paper_metrics_accept_decode_results_and_check_order(split):

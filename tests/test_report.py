@@ -2,7 +2,7 @@
 
 import re
 
-from nesf_viz.evaluate import METRIC_KEYS
+from nesf_viz.metrics import METRIC_KEYS
 from nesf_viz.report import run_demo
 
 
