@@ -41,10 +41,7 @@ from nesf_viz.decode import DECODERS, DecodeConfig, box_particles, decode, speci
 from nesf_viz.evaluate import decode_crystals  # noqa: E402
 from nesf_viz.fields import ExactFields  # noqa: E402
 from nesf_viz.hooks import DecodeHook  # noqa: E402
-from nesf_viz.metrics import (
-    metrics_of,  # noqa: E402
-    paper_metrics,  # noqa: E402
-)
+from nesf_viz.metrics import metrics_of, paper_metrics  # noqa: E402
 from nesf_viz.nms import nms  # noqa: E402
 from nesf_viz.train import load_checkpoint  # noqa: E402
 
