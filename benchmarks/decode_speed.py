@@ -43,7 +43,7 @@ from nesf_viz.fields import ExactFields  # noqa: E402
 from nesf_viz.hooks import DecodeHook  # noqa: E402
 from nesf_viz.metrics import metrics_of, paper_metrics  # noqa: E402
 from nesf_viz.nms import nms  # noqa: E402
-from nesf_viz.train import load_checkpoint  # noqa: E402
+from nesf_viz.runs import load_checkpoint  # noqa: E402
 
 DATA = data_root() / "nesf_paper"
 # The LCS6A training box as nesf_viz reads lcs6_train.csv (conventional cells); --train-csv

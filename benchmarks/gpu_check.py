@@ -36,10 +36,13 @@ from nesf_viz.assets import CHECKPOINTS, checkpoint_path  # noqa: E402
 from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
 from nesf_viz.datasets import data_root  # noqa: E402
 from nesf_viz.decode import DecodeConfig  # noqa: E402
+from nesf_viz.device import resolve_device  # noqa: E402
 from nesf_viz.evaluate import decode_crystals  # noqa: E402
 from nesf_viz.model import NeSF  # noqa: E402
+from nesf_viz.recipes import TrainConfig  # noqa: E402
+from nesf_viz.runs import load_checkpoint  # noqa: E402
 from nesf_viz.sampling import QuerySampler  # noqa: E402
-from nesf_viz.train import LossModule, TrainConfig, load_checkpoint, resolve_device, train  # noqa: E402
+from nesf_viz.train import LossModule, train  # noqa: E402
 
 DATA = data_root() / "nesf_paper"
 

@@ -27,7 +27,7 @@ from nesf_viz.decode import DecodeConfig  # noqa: E402
 from nesf_viz.evaluate import decode_crystals  # noqa: E402
 from nesf_viz.metrics import metrics_of  # noqa: E402
 from nesf_viz.protocol import ProtocolConfig, make_tasks  # noqa: E402
-from nesf_viz.train import load_checkpoint  # noqa: E402
+from nesf_viz.runs import load_checkpoint  # noqa: E402
 
 
 class TrueLattice:

@@ -34,8 +34,9 @@ sys.path.insert(0, str(ROOT))
 from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
 from nesf_viz.datasets import dataset_path  # noqa: E402
 from nesf_viz.model import NeSF  # noqa: E402
+from nesf_viz.recipes import TrainConfig  # noqa: E402
 from nesf_viz.sampling import QuerySampler  # noqa: E402
-from nesf_viz.train import LossModule, TrainConfig  # noqa: E402
+from nesf_viz.train import LossModule  # noqa: E402
 
 
 def field_macs(model: NeSF, n_pos: float, n_spec: float, split: bool = True) -> float:

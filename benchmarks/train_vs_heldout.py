@@ -18,7 +18,7 @@ from nesf_viz.decode import DECODERS, DecodeConfig  # noqa: E402
 from nesf_viz.evaluate import decode_crystals  # noqa: E402
 from nesf_viz.metrics import metrics_of  # noqa: E402
 from nesf_viz.protocol import make_tasks  # noqa: E402
-from nesf_viz.train import load_checkpoint  # noqa: E402
+from nesf_viz.runs import load_checkpoint  # noqa: E402
 
 KEYS = ("atom_count_error_pct", "position_error_actual_A", "species_error_actual_pct", "length_mae_A")
 

@@ -66,7 +66,7 @@ def main() -> None:
     from nesf_viz.errors import CheckpointError
     from nesf_viz.fields import ExactFields
     from nesf_viz.hooks import TrajectoryRecorder
-    from nesf_viz.train import load_checkpoint
+    from nesf_viz.runs import load_checkpoint
     from nesf_viz.viz import widgets
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")

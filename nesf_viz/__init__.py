@@ -12,6 +12,7 @@ from .data import (
     read_structures,
 )
 from .decode import DecodeConfig, DecodeResult, decode
+from .device import resolve_device
 from .errors import NeSFError
 from .evaluate import Reconstruction, decode_crystals, reconstruct
 from .fields import ExactFields, StructureFields, ground_truth_targets, nearest_atoms
@@ -26,8 +27,10 @@ from .metrics import (
     paper_metrics,
 )
 from .model import NeSF, NeSFConfig
+from .recipes import TrainConfig
+from .runs import Checkpoint, load_checkpoint
 from .sampling import QuerySampler, SamplingConfig
-from .train import Checkpoint, EpochReport, TrainConfig, load_checkpoint, train
+from .train import EpochReport, train
 
 __version__ = "0.1.0"
 
@@ -69,5 +72,6 @@ __all__ = [
     "read_csv",
     "read_structures",
     "reconstruct",
+    "resolve_device",
     "train",
 ]

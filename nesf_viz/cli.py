@@ -64,7 +64,7 @@ RECIPE_HELP = ("paper: the paper (float32, batch 128, Adam 1e-3 halved every 640
 def _add_recipe_args(p) -> None:
     """The recipe and every ingredient as its own option (unset: the recipe's value)."""
     from .model import NeSFConfig
-    from .train import RECIPES, TrainConfig
+    from .recipes import RECIPES, TrainConfig
 
     # the help quotes the config dataclasses, so it cannot drift from them
     paper, quick, net = TrainConfig.paper(), TrainConfig.quick(), NeSFConfig(num_species=1)
@@ -108,13 +108,13 @@ def _recipe_options(a) -> dict:
 
 
 def _train_config(a, **extra):
-    from .train import make_train_config
+    from .recipes import make_train_config
 
     return make_train_config(a.recipe, epochs=a.epochs, **_recipe_options(a), **extra)
 
 
 def _add_train(sub) -> None:
-    from .train import TrainConfig
+    from .recipes import TrainConfig
 
     p = sub.add_parser("train", help="train NeSF on crystals")
     p.add_argument("--train", required=True, help="CSV with a cif column, a CIF folder, or 'synthetic[:N]'")
@@ -145,8 +145,9 @@ def _add_train(sub) -> None:
 def _cmd_train(a) -> int:
     from .data import load_crystals
     from .model import NeSFConfig
+    from .runs import saved_train_config
     from .sampling import SamplingConfig
-    from .train import saved_train_config, train
+    from .train import train
 
     on_error = "skip" if a.skip_bad else "raise"
     tr = load_crystals(a.train, "train", not a.keep_cell, on_error, limit=a.limit, seed=a.seed)
@@ -265,7 +266,7 @@ def _add_export(sub) -> None:
 
 
 def _cmd_export(a) -> int:
-    from .train import export_checkpoint
+    from .runs import export_checkpoint
 
     print(f"wrote {export_checkpoint(_checkpoint_arg(a.checkpoint), a.out)}")
     return 0

@@ -26,22 +26,16 @@ from .data import (
     load_crystals,
 )
 from .decode import DecodeConfig, DecodeResult, check_particle_budget, decode
+from .device import resolve_device
 from .fields import ExactFields
 from .metrics import CrystalVerdict, crystal_verdicts, metrics_of
+from .runs import Checkpoint, load_checkpoint
 
 log = logging.getLogger(__name__)
 
 __all__ = ["run_decode", "run_evaluate", "decode_crystals", "format_table",
            "write_decoded_folder", "Reconstruction", "reconstruct"]
 
-
-
-def _device(device: str | torch.device) -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def decode_crystals(
@@ -66,7 +60,7 @@ def decode_crystals(
     on_batch(crystals, result): called after every batch with its crystals and their decode, to
     stream results out (written files survive even a killed process). The progress bar counts
     crystals, so its ETA is in crystals."""
-    dev = _device(device)
+    dev = resolve_device(device)
     per = check_particle_budget(1, box, config)  # one crystal must fit; batches are sized to the budget
     batch_size = max(1, min(batch_size, config.max_particles // max(per, 1)))
     batches = [crystals[i : i + batch_size] for i in range(0, len(crystals), batch_size)]
@@ -170,7 +164,6 @@ def run_decode(
     a warning) instead of stopping. Output, checkpoint and every crystal are checked first.
     """
     from .errors import DatasetError
-    from .train import load_checkpoint
 
     out = Path(out)
     if Path(str(data)).exists() and out.resolve() == Path(str(data)).resolve():
@@ -179,7 +172,7 @@ def run_decode(
     if not as_csv and out.exists() and not out.is_dir():
         raise DatasetError(f"--out {out} is an existing file; give a folder (or a path ending in .csv)")
     _check_output(out, folder=not as_csv)
-    dev = _device(device)
+    dev = resolve_device(device)
     ckpt = load_checkpoint(checkpoint, dev)
     crystals = load_crystals(data, split=split, limit=limit, conventional=conventional,
                              on_error="skip" if skip_bad else "raise")
@@ -281,7 +274,7 @@ def run_evaluate(
     """
     if json_out is not None:
         _check_output(Path(json_out), folder=False)
-    dev = _device(device)
+    dev = resolve_device(device)
     if crystals is None:
         crystals = load_crystals(data, split=split, limit=limit, conventional=conventional,
                                  on_error="skip" if skip_bad else "raise")
@@ -295,7 +288,6 @@ def run_evaluate(
     elif fields == "learned":
         if checkpoint is None:
             raise ValueError("fields='learned' needs a checkpoint")
-        from .train import load_checkpoint
 
         ckpt = load_checkpoint(checkpoint, dev)
         vocab, box, model = ckpt.vocab, ckpt.box, ckpt.model
@@ -389,9 +381,8 @@ def reconstruct(item, checkpoint="synthetic", *, decoder: Literal["fast", "coars
     name (`nesf_viz.assets.CHECKPOINTS`), a checkpoint path or a loaded `Checkpoint`.
     Elements outside the model's vocabulary raise `UnknownSpeciesError` naming them.
     """
-    from .train import Checkpoint, load_checkpoint
 
-    dev = _device(device)
+    dev = resolve_device(device)
     if isinstance(checkpoint, Checkpoint):
         ckpt, label = checkpoint, "checkpoint"
     else:

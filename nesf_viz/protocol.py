@@ -32,13 +32,15 @@ from .data import Crystal, SpeciesVocab, load_crystals
 from .datasets import DatasetUnavailable  # noqa: F401  (public here too)
 from .datasets import data_root as default_data_root
 from .decode import DecodeConfig
+from .device import resolve_device
 from .errors import DatasetError
 from .evaluate import decode_crystals
 from .metrics import metrics_of
 from .model import NeSFConfig
-from .runs import RunFolder
+from .recipes import RECIPES, TrainConfig, make_train_config
+from .runs import RunFolder, load_checkpoint
 from .symmetry import spacegroup_recovery_pct, symmetrize
-from .train import RECIPES, TrainConfig, load_checkpoint, make_train_config, resolve_device, train
+from .train import train
 
 log = logging.getLogger(__name__)
 

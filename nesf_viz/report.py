@@ -13,38 +13,16 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from .data import Crystal, CrystalBatch, load_crystals
 from .decode import DecodeResult, decode
+from .device import resolve_device
 from .hooks import TrajectoryRecorder
 from .metrics import verdict_summary
-from .runs import RunFolder
-from .train import Checkpoint, TrainConfig, load_checkpoint, resolve_device, train
-
-
-def _slice_arrays(model, z: torch.Tensor, row: int, crystal: Crystal, step: float = 0.2):
-    """Position-field slice z = first atom's height, for `field_slice_figure` (model runs here, not in viz)."""
-    pos = crystal.positions_angstrom
-    height = float(pos[0, 2])
-    hi = float(max(crystal.lengths_angstrom)) + 0.5
-    u = np.arange(-0.5, hi, step)
-    uu, vv = np.meshgrid(u, u, indexing="ij")
-    pts = np.stack([uu.ravel(), vv.ravel(), np.full(uu.size, height)], 1)
-    dev = z.device
-    with torch.no_grad():
-        vec = model.position_field(
-            z, torch.as_tensor(pts, dtype=z.dtype, device=dev),
-            torch.full((pts.shape[0],), row, dtype=torch.long, device=dev),
-        ).double().cpu().numpy()
-    near = np.abs(pos[:, 2] - height) < 0.3
-    return dict(
-        grid_u=u, grid_v=u,
-        vectors_uv=vec[:, :2].reshape(len(u), len(u), 2),
-        magnitude=np.linalg.norm(vec, axis=1).reshape(len(u), len(u)),
-        atoms_uv=pos[near][:, :2],
-    )
+from .recipes import TrainConfig
+from .runs import Checkpoint, RunFolder, load_checkpoint
+from .train import train
 
 
 def _right_and_wrong(test: Sequence[Crystal], verdicts: dict[str, list], decoded: dict[str, list]):
@@ -82,6 +60,7 @@ def build_report(
     from .decode import DecodeConfig
     from .evaluate import decode_crystals
     from .metrics import crystal_verdicts
+    from .viz import compute
     from .viz import figures as F
 
     dev = resolve_device(device)
@@ -94,7 +73,7 @@ def build_report(
     show = list(test[:n_show])
     batch = CrystalBatch.from_crystals(show, ckpt.vocab, device=dev)
     rec = TrajectoryRecorder(every=4, max_particles=1500, seed=0)
-    result = decode(model, batch, box=ckpt.box, vocab=ckpt.vocab, hooks=[rec])
+    decode(model, batch, box=ckpt.box, vocab=ckpt.vocab, hooks=[rec])  # recorded by rec
     with torch.no_grad():
         z = model.latents(batch)
 
@@ -111,18 +90,14 @@ def build_report(
         figs.append(("Training curves of the short run (quick recipe)",
                      F.training_curves_figure(short_history, "Short run: training and validation loss")))
     figs.append(("Training curves of the shipped model", F.training_curves_figure(ckpt.history, "Shipped model")))
-    cl = rec.clusters(0)
+    first = f"{show[0].id}"
     figs.append(("Particles flowing along the learned position field (shipped model, crystal 1)",
-                 F.particle_animation(rec.positions(0), rec.norms(0), atoms=show[0].positions_angstrom,
-                                      kept=rec.kept(0), step_labels=[f"move {s}" for s in rec.steps],
-                                      title=f"{show[0].id}: particles moving to atoms")))
+                 compute.trajectory_view(rec, 0, show).figure(title=f"{first}: particles moving to atoms")))
     figs.append(("Clusters formed by non-max suppression (shipped model, crystal 1)",
-                 F.cluster_figure(rec.positions(0)[-1], cl.cluster_id, cl.centres, cl.counts, rec.kept(0),
-                                  result.config.nms_radius_angstrom, atoms=show[0].positions_angstrom,
-                                  title=f"{show[0].id}: NMS clusters")))
+                 compute.cluster_view(rec, 0, -1, show).figure(title=f"{first}: NMS clusters")))
     figs.append(("Learned position field, slice through the first atom (shipped model, crystal 1)",
-                 F.field_slice_figure(**_slice_arrays(model, z, 0, show[0]),
-                                      title=f"{show[0].id}: |f_p| and in-plane vectors")))
+                 compute.field_slice(model, z, 0, "xy", float(show[0].positions_angstrom[0, 2]), step_angstrom=0.2,
+                                     atoms=show[0]).figure(title=f"{first}: |f_p| and in-plane vectors")))
 
     summary = "".join(f"<li><b>{html.escape(n)}</b>: {html.escape(verdict_summary(v))}</li>"
                       for n, v in verdicts.items())

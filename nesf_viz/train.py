@@ -1,6 +1,7 @@
-"""Training loop, checkpoints (atomic, resumable, weights_only-loadable) and DDP.
+"""Training loop: losses, the epoch loop, resume, and DDP.
 
-The only module that writes files. Every epoch draws its shuffling, query jitter and dropout
+Checkpoints are written and read through `runs` (the schema's one home); `TrainConfig` and its
+recipes live in `recipes`. Every epoch draws its shuffling, query jitter and dropout
 from generators seeded by (seed, epoch, rank), so a run resumed from the checkpoint of
 epoch k continues exactly as an uninterrupted run would.
 """
@@ -15,7 +16,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,157 +25,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab
-from .errors import CheckpointError, ConfigError, DatasetError, DeviceError
+from .device import native_bf16, resolve_device
+from .errors import CheckpointError, ConfigError, DatasetError
 from .fields import ground_truth_targets
 from .model import NeSF, NeSFConfig
-from .runs import RunFolder
-from .sampling import QuerySampler, SamplingConfig, TrainingQueries
+from .recipes import TrainConfig
+from .runs import (
+    RunFolder,
+    checkpoint_payload,
+    load_checkpoint,
+    read_checkpoint,
+    rebuild_model,
+    save_checkpoint,
+    train_config_of,
+)
+from .sampling import QuerySampler, TrainingQueries
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
 LOSS_PARTS = ("loss_pos", "loss_spec", "loss_length", "loss_angle")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings. Defaults are the paper's."""
-
-    epochs: int = 3200
-    batch_size: int = 128
-    """Crystals per step (the paper: 128; the reference config: 64)."""
-    learning_rate: float = 1e-3
-    """Adam's (peak) learning rate."""
-    lr_schedule: str = "step"
-    """'step': halved every `lr_halving_epochs` (paper). 'cosine' (option): linear warm-up over
-    `warmup_epochs`, then a cosine decay to `final_lr_fraction` of the peak at `epochs`, updated
-    every step; choose `epochs` to fit the budget (the schedule follows epochs, not minutes, so
-    a run is reproducible and resumable)."""
-    lr_halving_epochs: int = 640
-    """Adam's learning rate is halved every this many epochs ('step' schedule)."""
-    warmup_epochs: float = 0.0
-    """'cosine' schedule: linear warm-up from 0 over this many epochs (fractions allowed)."""
-    final_lr_fraction: float = 0.01
-    """'cosine' schedule: the learning rate at the last epoch, as a fraction of the peak."""
-    position_loss_weight: float = 10.0
-    species_loss_weight: float = 0.1
-    """The paper's 0.1 leaves the species term ~100x below the position term: species are
-    learned last (the quick recipe uses 1.0)."""
-    length_loss_weight: float = 1.0
-    angle_loss_weight: float = 1.0
-    kl_loss_weight: float = 0.001
-    """Only used with a VAE latent."""
-    early_stopping_patience_epochs: int | None = 400
-    """Stop when the validation loss has not improved for this many epochs (None: never)."""
-    seed: int = 0
-    device: str = "auto"
-    """'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ..."""
-    max_minutes: float | None = None
-    """Wall-clock budget; training stops at the last epoch that fits."""
-    periodic_targets: bool = False
-    """Minimum-image ground truth (named option; the paper's fields are not periodic)."""
-    mixed_precision: bool | str = False
-    """Option: bfloat16 autocast for the forward pass. Measured 3.3x float32 per step on a 2-core
-    AVX512-BF16 CPU (118 vs 36 structures/s) with the same validation loss per epoch, but 6.5x
-    *slower* than float32 on a CPU without native bf16 (AMD EPYC, AVX2: emulated). 'auto' = bf16
-    where the hardware has it (`native_bf16`), resolved when training starts and recorded resolved
-    in the checkpoint. Off by default (the paper trains in float32)."""
-    encoder_dropout: float | None = None
-    """Option: overrides the network's encoder dropout (paper 0.3; it acts only in training,
-    so it is a training choice; the checkpoint's network config records the value used)."""
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-
-    def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr_halving_epochs": self.lr_halving_epochs}
-        for name, v in positive.items():
-            if not v > 0:
-                raise ConfigError(f"{name} must be > 0, got {v!r}")
-        if not self.learning_rate >= 0:
-            raise ConfigError(f"learning_rate must be >= 0, got {self.learning_rate!r}")
-        if self.lr_schedule not in ("step", "cosine"):
-            raise ConfigError(f"lr_schedule must be 'step' or 'cosine', got {self.lr_schedule!r}")
-        if self.warmup_epochs < 0 or not 0 <= self.final_lr_fraction <= 1:
-            raise ConfigError(f"warmup_epochs must be >= 0 and final_lr_fraction in [0, 1], got "
-                              f"{self.warmup_epochs!r}, {self.final_lr_fraction!r}")
-        if self.encoder_dropout is not None and not 0 <= self.encoder_dropout < 1:
-            raise ConfigError(f"encoder_dropout must be in [0, 1), got {self.encoder_dropout!r}")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ConfigError(f"max_minutes must be > 0 (or None: no budget), got {self.max_minutes!r}")
-        if self.mixed_precision not in (True, False, "auto"):
-            raise ConfigError(f"mixed_precision must be True, False or 'auto', got {self.mixed_precision!r}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        d["sampling"] = SamplingConfig(**d.get("sampling", {}))
-        return cls(**d)
-
-    # --- recipes: the one preset mechanism (the CLI's and the protocol's --recipe names)
-    @classmethod
-    def paper(cls, **overrides) -> "TrainConfig":
-        """The paper: float32, batch 128, Adam 1e-3 halved every 640 epochs, 3200 epochs."""
-        return cls(**overrides)
-
-    @classmethod
-    def fast(cls, **overrides) -> "TrainConfig":
-        """The paper's losses and schedule with bf16 autocast and the reference config's batch
-        of 64 (twice the updates per epoch, which matters when the budget is minutes)."""
-        return cls(**{"mixed_precision": True, "batch_size": 64, **overrides})
-
-    @classmethod
-    def bf16(cls, **overrides) -> "TrainConfig":
-        """The paper's recipe with only bf16 autocast changed (isolates what bf16 does)."""
-        return cls(**{"mixed_precision": True, **overrides})
-
-    @classmethod
-    def quick(cls, **overrides) -> "TrainConfig":
-        """Time-to-accuracy recipe (README, 'The quick recipe'): every ingredient is a separate
-        option, measured alone and combined in `benchmarks/time_to_accuracy.py`."""
-        return cls(**{**QUICK_INGREDIENTS, **overrides})
-
-
-# The quick recipe, ingredient by ingredient (measured one at a time against the paper's
-# recipe in benchmarks/time_to_accuracy.py; the README tabulates what each one does).
-QUICK_INGREDIENTS: dict = {
-    "mixed_precision": "auto",
-    "batch_size": 64,
-    "species_loss_weight": 1.0,
-    "encoder_dropout": 0.0,
-    "lr_schedule": "cosine",
-    "learning_rate": 2e-3,
-    "warmup_epochs": 1.0,
-    "epochs": 60,
-    "early_stopping_patience_epochs": None,
-    "sampling": SamplingConfig(global_queries_per_crystal=256, species_queries_per_atom=32),
-}
-
-RECIPES = {"paper": TrainConfig.paper, "fast": TrainConfig.fast, "bf16": TrainConfig.bf16,
-           "quick": TrainConfig.quick}
-"""Recipe name -> TrainConfig constructor (keyword overrides allowed)."""
-
-
-def make_train_config(recipe: str = "paper", **options) -> TrainConfig:
-    """A recipe with options on top; options may name TrainConfig or SamplingConfig fields
-    (`species_queries_per_atom=32`); None values are ignored (an option left unset)."""
-    if recipe not in RECIPES:
-        raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
-    base = RECIPES[recipe]()
-    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
-    sampling_keys = {f.name for f in dataclasses.fields(SamplingConfig)}
-    top, sampling = {}, {}
-    for k, v in options.items():
-        if v is None:
-            continue
-        if k in train_keys and k != "sampling":
-            top[k] = v
-        elif k in sampling_keys:
-            sampling[k] = v
-        else:
-            raise ConfigError(f"unknown training option {k!r}")
-    return dataclasses.replace(base, **top, sampling=dataclasses.replace(base.sampling, **sampling))
 
 
 def epochs_in_budget(config: TrainConfig, epochs_done: int, seconds_per_epoch: float, elapsed_s: float) -> int:
@@ -232,167 +101,6 @@ StepCallback = Callable[[StepReport], None]
 
 class StopRequested(Exception):
     """Raised inside the loop when `train(stop=...)` is set; `train` ends like an interrupt."""
-
-
-@dataclass
-class Checkpoint:
-    """A loaded checkpoint: everything needed to decode, evaluate or resume."""
-
-    model: NeSF
-    vocab: SpeciesVocab
-    box: BoundingBox
-    model_config: NeSFConfig
-    train_config: TrainConfig
-    history: dict[str, list[float]]
-    epoch: int
-    best_val_loss: float
-    raw: dict
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 autocast runs natively here: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or
-    AMX (Linux /proc/cpuinfo flags). Elsewhere torch emulates it, measured 6.5x slower than float32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' = CUDA when torch sees a GPU, else CPU; a device this machine lacks is a `DeviceError`."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise DeviceError(f"device {str(device)!r} is not a device name (auto, cpu, cuda, cuda:N)") from exc
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {str(device)!r} asked for, but torch sees no CUDA GPU on this machine "
-                              f"(torch {torch.__version__}); use --device cpu or auto")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"device {str(device)!r} asked for, but torch sees {torch.cuda.device_count()} GPU(s)")
-    return dev
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-
-def save_checkpoint(path: str | Path, payload: dict) -> None:
-    """Write atomically: a temp file in the same folder, then rename over the target."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(payload, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise CheckpointError(f"cannot write {path} ({exc.strerror or exc}); choose a writable path") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-_REQUIRED_KEYS = ("model_config", "train_config", "vocab", "box_min_angstrom", "box_max_angstrom", "model_state",
-                  "epoch", "history", "best_val_loss")
-
-
-def _read_checkpoint(path: Path, device: torch.device, purpose: str = "") -> dict:
-    """torch.load (weights only) and check the parts every reader needs; any failure -> CheckpointError."""
-    what = f"{purpose}: " if purpose else ""
-    try:
-        raw = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{what}{path} could not be read as a checkpoint ({type(exc).__name__}: "
-                              f"{str(exc)[:200]}); it may be truncated or not a nesf_viz checkpoint") from exc
-    if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{what}{path} is not a nesf_viz checkpoint of format {CHECKPOINT_FORMAT}")
-    missing = [k for k in _REQUIRED_KEYS if k not in raw]
-    if missing:
-        raise CheckpointError(f"{what}{path} lacks {', '.join(missing)}: damaged or written by other code")
-    box = [*raw["box_min_angstrom"], *raw["box_max_angstrom"]]
-    if len(box) != 6 or not all(math.isfinite(float(v)) for v in box):
-        raise CheckpointError(f"{what}{path} has a bounding box that is not 6 finite numbers: {box}")
-    if not raw["vocab"]:
-        raise CheckpointError(f"{what}{path} has an empty species vocabulary")
-    return raw
-
-
-def _rebuild_model(raw: dict, path: Path, device: torch.device) -> tuple[NeSF, NeSFConfig]:
-    try:
-        cfg = NeSFConfig.from_dict(raw["model_config"])
-        model = NeSF(config=cfg).to(device)
-        model.load_state_dict(raw["model_state"])
-    except (TypeError, ValueError, KeyError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0][:300]
-        raise CheckpointError(f"{path}: its network config and weights do not fit this version of nesf_viz "
-                              f"({type(exc).__name__}: {first})") from exc
-    if cfg.num_species != len(raw["vocab"]):
-        raise CheckpointError(f"{path}: the network has {cfg.num_species} species classes but the vocabulary "
-                              f"{len(raw['vocab'])} elements")
-    return model, cfg
-
-
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild the model (eval mode) and its metadata from a checkpoint file (or a run folder:
-    its best.pt, else last.pt). Anything wrong with the file is a `CheckpointError`."""
-    path = Path(path)
-    if path.is_dir():
-        path = RunFolder(path).checkpoint() or path
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path} (give a .pt file or a training output folder)")
-    dev = resolve_device(device)
-    raw = _read_checkpoint(path, dev)
-    model, cfg = _rebuild_model(raw, path, dev)
-    model.eval()
-    try:
-        train_config = TrainConfig.from_dict(raw["train_config"])
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: its training config does not fit this version of nesf_viz ({exc})") from exc
-    return Checkpoint(
-        model=model,
-        vocab=SpeciesVocab(tuple(int(z) for z in raw["vocab"])),
-        box=BoundingBox(tuple(raw["box_min_angstrom"]), tuple(raw["box_max_angstrom"])),
-        model_config=cfg,
-        train_config=train_config,
-        history={k: list(v) for k, v in raw["history"].items()},
-        epoch=int(raw["epoch"]),
-        best_val_loss=float(raw["best_val_loss"]),
-        raw=raw,
-    )
-
-
-def saved_train_config(out_dir: str | Path) -> TrainConfig:
-    """The TrainConfig of the run in `out_dir` (its last.pt), e.g. to resume it with its own epochs."""
-    path = RunFolder(out_dir).last
-    if not path.is_file():
-        raise CheckpointError(f"--resume: no checkpoint to resume at {path}")
-    raw = _read_checkpoint(path, torch.device("cpu"), "--resume")
-    try:
-        return TrainConfig.from_dict(raw["train_config"])
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"--resume: {path}: its training config does not fit this version ({exc})") from exc
-
-
-def export_checkpoint(src: str | Path, dst: str | Path) -> Path:
-    """A slim copy for shipping: everything but the optimizer state (not resumable).
-    Never overwrites its source (that would lose the run's optimizer state for good)."""
-    src_path = Path(src)
-    if src_path.is_dir():
-        src_path = RunFolder(src_path).checkpoint() or src_path
-    if Path(dst).resolve() == src_path.resolve():
-        raise CheckpointError(f"export would overwrite its source {src_path}; give another --out")
-    ck = load_checkpoint(src)
-    slim = {k: v for k, v in ck.raw.items() if k != "optimizer_state"}
-    save_checkpoint(dst, slim)
-    return Path(dst)
 
 
 # ----------------------------------------------------------------------------- losses
@@ -528,17 +236,13 @@ def _train(train_crystals, val_crystals, out_dir, config, model_config, callback
     if resume:
         if last_path is None or not last_path.is_file():
             raise CheckpointError(f"--resume: no checkpoint to resume at {last_path}")
-        state = _read_checkpoint(last_path, device, "--resume")
+        state = read_checkpoint(last_path, device, "--resume")
         if "optimizer_state" not in state:
             raise CheckpointError(f"{last_path} has no optimizer state (an exported checkpoint); cannot resume")
         vocab = SpeciesVocab(tuple(state["vocab"]))
         box = BoundingBox(tuple(state["box_min_angstrom"]), tuple(state["box_max_angstrom"]))
-        _, model_config = _rebuild_model(state, last_path, device)  # validates config and weights
-        try:
-            saved = TrainConfig.from_dict(state["train_config"])
-        except (TypeError, ValueError) as exc:
-            raise CheckpointError(
-                f"--resume: {last_path}: its training config does not fit this version ({exc})") from exc
+        _, model_config = rebuild_model(state, last_path, device)  # validates config and weights
+        saved = train_config_of(state, last_path, "--resume")
         # epochs and the time budget may be extended on resume; everything else must match
         config = dataclasses.replace(saved, epochs=config.epochs, max_minutes=config.max_minutes,
                                      device=config.device)
@@ -598,23 +302,11 @@ def _train(train_crystals, val_crystals, out_dir, config, model_config, callback
         box.check(c)
 
     def payload(epoch: int, elapsed: float) -> dict:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "model_config": model_config.to_dict(),
-            "train_config": config.to_dict(),
-            "vocab": list(vocab.atomic_numbers),
-            "box_min_angstrom": list(box.min_angstrom),
-            "box_max_angstrom": list(box.max_angstrom),
-            "model_state": model.state_dict(),
-            "optimizer_state": optimizer.state_dict(),
-            "epoch": epoch,
-            "history": history,
-            "best_val_loss": best_val,
-            "best_epoch": best_epoch,
-            "elapsed_seconds": elapsed,
-            "torch_version": str(torch.__version__),
-            "init_from": str(init_from) if init is not None else (state or {}).get("init_from"),
-        }
+        return checkpoint_payload(
+            model=model, optimizer=optimizer, model_config=model_config, train_config=config, vocab=vocab,
+            box=box, epoch=epoch, history=history, best_val_loss=best_val, best_epoch=best_epoch,
+            elapsed_seconds=elapsed,
+            init_from=str(init_from) if init is not None else (state or {}).get("init_from"))
 
     show = progress and rank == 0
     from tqdm.auto import tqdm
@@ -681,7 +373,7 @@ def _train(train_crystals, val_crystals, out_dir, config, model_config, callback
         # written is lost; the returned model is the one in last.pt, as the file says
         stopped = "stopped by the user" if isinstance(exc, StopRequested) else "interrupted by the user"
         if last_path is not None and last_path.is_file():
-            saved = _read_checkpoint(last_path, device)
+            saved = read_checkpoint(last_path, device)
             model.load_state_dict(saved["model_state"])
             best = (f" and {best_path.name} the best (epoch {int(saved['best_epoch']) + 1})"
                     if best_path.is_file() else "")

@@ -6,7 +6,8 @@ import sys
 import torch
 
 from nesf_viz.data import load_crystals
-from nesf_viz.train import TrainConfig, train
+from nesf_viz.recipes import TrainConfig
+from nesf_viz.train import train
 
 torch.set_num_threads(1)
 out = sys.argv[1]

@@ -11,7 +11,7 @@ from nesf_viz.evaluate import decode_crystals
 from nesf_viz.metrics import metrics_of
 from nesf_viz.model import NeSF
 from nesf_viz.protocol import DatasetUnavailable, make_tasks
-from nesf_viz.train import load_checkpoint
+from nesf_viz.runs import load_checkpoint
 
 
 @pytest.mark.parametrize("name", list(CHECKPOINTS))

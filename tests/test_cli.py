@@ -48,7 +48,7 @@ def test_quick_recipe_from_the_cli_and_resume_keeps_its_schedule(tmp_path, capsy
     assert main(args) == 0
     raw = torch.load(out / "last.pt", weights_only=True)
     cfg = raw["train_config"]
-    from nesf_viz.train import native_bf16
+    from nesf_viz.device import native_bf16
 
     assert cfg["lr_schedule"] == "cosine" and cfg["species_loss_weight"] == 1.0
     assert cfg["mixed_precision"] is native_bf16(torch.device("cpu"))  # the quick recipe's 'auto', resolved

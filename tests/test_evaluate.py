@@ -70,7 +70,8 @@ def test_learned_needs_a_checkpoint(tiny_csv):
 
 def test_learned_path_with_a_tiny_checkpoint(tiny_csv, tmp_path):
     from nesf_viz.data import load_crystals
-    from nesf_viz.train import TrainConfig, train
+    from nesf_viz.recipes import TrainConfig
+    from nesf_viz.train import train
 
     crystals = load_crystals(tiny_csv)
     train(crystals, crystals, tmp_path / "ck", TrainConfig(epochs=1, batch_size=4, device="cpu"),
@@ -91,7 +92,7 @@ def test_learned_metrics_are_the_decodes_own_and_a_converged_model_scores_well()
     from nesf_viz.data import load_crystals
     from nesf_viz.evaluate import decode_crystals
     from nesf_viz.metrics import paper_metrics
-    from nesf_viz.train import load_checkpoint
+    from nesf_viz.runs import load_checkpoint
 
     test = load_crystals("synthetic", "test")[:8]
     m = run_evaluate("synthetic", checkpoint=checkpoint_path("synthetic"), fields="learned", limit=8, device="cpu",

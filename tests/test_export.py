@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from nesf_viz.errors import CheckpointError
-from nesf_viz.train import TrainConfig, export_checkpoint, load_checkpoint, train
+from nesf_viz.recipes import TrainConfig
+from nesf_viz.runs import export_checkpoint, load_checkpoint
+from nesf_viz.train import train
 
 
 def test_export_drops_optimizer_and_cannot_resume(synthetic_small, tmp_path):

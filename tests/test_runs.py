@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from nesf_viz.errors import CheckpointError
-from nesf_viz.runs import RunFolder
-from nesf_viz.train import TrainConfig, load_checkpoint, train
+from nesf_viz.recipes import TrainConfig
+from nesf_viz.runs import RunFolder, load_checkpoint
+from nesf_viz.train import train
 
 
 def _small(synthetic_small):

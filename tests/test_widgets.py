@@ -152,7 +152,7 @@ def test_latent_interpolator_slider(recorded):
     assert li.figure.layout.title.text.startswith("t = 1.00")
     assert li.path_figure.layout.shapes[0].x0 == 1.0
     # exact fields: the latents are the crystals' rows, so the ends decode to the crystals themselves
-    counts = list(li.data["atom_counts"])
+    counts = list(li.data.atom_counts)
     assert counts[0] == crystals[0].num_atoms and counts[-1] == crystals[1].num_atoms
     drawn = sum(len(t.x) for t in li.figure.data if t.type == "scatter3d" and t.x is not None)
     assert drawn > 0  # the widget's figure holds points, not empty axes
@@ -160,7 +160,7 @@ def test_latent_interpolator_slider(recorded):
 
 
 def test_training_panel_draws_every_step_and_stops_cleanly(synthetic_small, tmp_path):
-    from nesf_viz.train import TrainConfig
+    from nesf_viz.recipes import TrainConfig
 
     tr, va = synthetic_small["train"][:16], synthetic_small["val"][:8]
     panel = widgets.TrainingPanel(refresh_seconds=0.0)
@@ -192,13 +192,18 @@ def test_training_panel_draws_every_step_and_stops_cleanly(synthetic_small, tmp_
     assert panel.status.value.startswith("failed: CheckpointError")
 
 
-def test_draw_passes_only_accepted_keys(recorded):
+def test_view_figure_passes_only_accepted_fields(recorded):
     from nesf_viz.viz import compute
 
     _, _, _, vocab, fields = recorded
     s = compute.field_slice(fields, fields.latents(), 0, step_angstrom=0.5, vocab=vocab)
-    fig = widgets.draw(field_slice_figure, s, title="t")
+    fig = s.figure(title="t")  # field_slice_figure has no `vectors` or `points` parameter
     assert fig.layout.title.text == "t" and fig.data[0].type == "heatmap"
+    same = s.figure(field_slice_figure, title="t")
+    assert same.to_json() == fig.to_json()
+    grid = compute.slice_grid(fields, fields.latents(), 0, step_angstrom=0.5)
+    with pytest.raises(TypeError, match="no figure of its own"):
+        grid.figure()
 
 
 def test_decode_explorer_fast_step_update_equals_a_full_redraw(recorded):

@@ -1,10 +1,11 @@
 """The compute half of the pictures: query fields, reshape recordings, interpolate latents.
 
-Figures (:mod:`nesf_viz.viz.figures`) never run a model; these functions do, and return plain
-numpy arrays in dicts whose keys are the figure functions' parameter names, so that
-``draw(field_slice_figure, field_slice(...))`` (see :func:`nesf_viz.viz.widgets.draw`) or
-``latent_pca_figure(**latent_table(...))`` connect them. Every function is pure: fields are
-queried in eval mode under ``torch.no_grad`` and a module gets its previous mode back.
+Figures (:mod:`nesf_viz.viz.figures`) never run a model; these functions do, and return small
+frozen dataclasses of numpy arrays (`FieldSliceData`, `TrajectoryData`, ...) whose field names
+are the parameters of the figure function they feed, so ``field_slice(fields, z).figure()`` (or
+``.figure(title=...)``) draws one; the figure functions themselves stay plain functions of
+arrays. Every function is pure: fields are queried in eval mode under ``torch.no_grad`` and a
+module gets its previous mode back.
 
 Shapes: B crystals, N atoms, P particles, T steps, S species, D latent size, U x V pixels of
 a slice. Lengths in Angstrom in the project frame ("a along x, b in the xy plane").
@@ -15,19 +16,174 @@ offset along y; ``"yz"``: u = y, v = z, offset along x.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
+import plotly.graph_objects as go
 import torch
 
 from ..data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab, crystal_from_structure
 from ..decode import DecodeConfig, decode
 from ..errors import ShapeError
 from ..geometry import UNIT_CUBE_CORNERS, lattice_matrix_np
+from . import figures as F
 
 log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- typed results
+
+
+@dataclass(frozen=True, eq=False)
+class ViewData:
+    """What a compute function returns: named arrays whose names are parameters of the figure
+    function `FIGURE` (the typed hand-off between compute and figures)."""
+
+    FIGURE: ClassVar[Callable[..., go.Figure] | None] = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields by name (the arrays themselves, not copies)."""
+        return {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
+
+    def figure(self, figure_function: Callable[..., go.Figure] | None = None, **overrides: Any) -> go.Figure:
+        """Draw with `FIGURE` (or another figure function taking some of these fields);
+        `overrides` (title=..., any parameter) win over the fields."""
+        fn = figure_function or type(self).FIGURE
+        if fn is None:
+            raise TypeError(f"{type(self).__name__} has no figure of its own; pass a figure function")
+        params = inspect.signature(fn).parameters
+        return fn(**{**{k: v for k, v in self.to_dict().items() if k in params}, **overrides})
+
+
+@dataclass(frozen=True, eq=False)
+class SliceGridData(ViewData):
+    """The pixel grid of a plane: grid_u (U,), grid_v (V,), points (U, V, 3) Å."""
+
+    grid_u: np.ndarray
+    grid_v: np.ndarray
+    points: np.ndarray
+    axis_labels: tuple[str, str]
+    plane: str
+    offset_angstrom: float
+
+
+@dataclass(frozen=True, eq=False)
+class FieldSliceData(SliceGridData):
+    """f_p on a plane: vectors (U, V, 3), vectors_uv (U, V, 2) in-plane, magnitude (U, V) |f_p| Å;
+    atoms_uv (M, 2) and atom_labels (M,) of the atoms near the plane."""
+
+    FIGURE: ClassVar = F.field_slice_figure
+    vectors: np.ndarray
+    vectors_uv: np.ndarray
+    magnitude: np.ndarray
+    atoms_uv: np.ndarray
+    atom_labels: list[str]
+
+
+@dataclass(frozen=True, eq=False)
+class SpeciesSliceData(SliceGridData):
+    """f_s on a plane: labels (U, V) argmax class, confidence (U, V) in [0, 1], class_names (S,);
+    atoms_uv (M, 2) and atom_labels (M,) of the atoms near the plane."""
+
+    FIGURE: ClassVar = F.species_slice_figure
+    labels: np.ndarray
+    confidence: np.ndarray
+    class_names: list[str]
+    atoms_uv: np.ndarray
+    atom_labels: list[str]
+
+
+@dataclass(frozen=True, eq=False)
+class TrajectoryData(ViewData):
+    """Particles over recorded steps: positions (T, P, 3) Å, scores (T, P) residual |f_p| Å,
+    kept (P,), true atoms (N, 3) with atom_labels (N,) or None, step_labels (T,)."""
+
+    FIGURE: ClassVar = F.particle_animation
+    positions: np.ndarray
+    scores: np.ndarray
+    kept: np.ndarray
+    atoms: np.ndarray | None
+    atom_labels: list[str] | None
+    step_labels: list[str]
+    score_threshold: float
+
+
+@dataclass(frozen=True, eq=False)
+class ClusterData(ViewData):
+    """NMS clusters of one crystal: positions (P, 3) at the drawn step, cluster_id (P,) (-1: none),
+    centres (C, 3), counts (C,), kept (P,), is_atom (C,), nms_radius Å, true atoms (N, 3) or
+    None; clusters: the recorder's `ClusterView`."""
+
+    FIGURE: ClassVar = F.cluster_figure
+    positions: np.ndarray
+    cluster_id: np.ndarray
+    centres: np.ndarray
+    counts: np.ndarray
+    kept: np.ndarray
+    nms_radius: float
+    atoms: np.ndarray | None
+    is_atom: np.ndarray
+    clusters: Any
+
+
+@dataclass(frozen=True, eq=False)
+class InterpolationData(ViewData):
+    """Decodes along a latent line: steps (T,) t values, atom_counts (T,), lengths (T, 3) Å,
+    angles_deg (T, 3), structures (T,) pymatgen Structures, latents (T, D), result (the
+    DecodeResult). Draws `interpolation_figure`; `.figure(interpolation_path_figure)` the path."""
+
+    FIGURE: ClassVar = F.interpolation_figure
+    steps: np.ndarray
+    atom_counts: np.ndarray
+    lengths: np.ndarray
+    angles_deg: np.ndarray
+    structures: list
+    latents: np.ndarray
+    result: Any
+
+
+@dataclass(frozen=True, eq=False)
+class LatentTableData(ViewData):
+    """Latents (B, D) of many crystals with labels (B,) and names (B,) (crystal ids)."""
+
+    FIGURE: ClassVar = F.latent_pca_figure
+    latents: np.ndarray
+    labels: list[str]
+    names: list[str]
+
+
+@dataclass(frozen=True, eq=False)
+class SpeciesVotesData(ViewData):
+    """The species vote of one crystal: points (A*G, 3), point_labels (A*G,), atoms (A, 3),
+    winners (A,), shares (A,), truth (A,) or None, class_names (S,)."""
+
+    FIGURE: ClassVar = F.species_vote_figure
+    points: np.ndarray
+    point_labels: list[str]
+    atoms: np.ndarray
+    winners: list[str]
+    shares: np.ndarray
+    truth: list[str] | None
+    class_names: list[str]
+
+
+@dataclass(frozen=True, eq=False)
+class QueryPointsData(ViewData):
+    """One training step's query points of one crystal: global_points (G, 3), local_points
+    (L, 3), species_points (S, 3), atoms (N, 3), atom_labels (N,)."""
+
+    FIGURE: ClassVar = F.query_points_figure
+    global_points: np.ndarray
+    local_points: np.ndarray
+    species_points: np.ndarray
+    atoms: np.ndarray
+    atom_labels: list[str]
+
 
 __all__ = [
     "PLANES",
@@ -136,7 +292,7 @@ def slice_grid(
     extent: tuple[tuple[float, float], tuple[float, float]] | None = None,
     step_angstrom: float = 0.1,
     cell: np.ndarray | None = None,
-) -> dict[str, Any]:
+) -> SliceGridData:
     """The pixel grid of a slice: grid_u (U,), grid_v (V,), points (U, V, 3) and axis labels.
 
     extent ((u_min, u_max), (v_min, v_max)) in Angstrom; None spans `cell` ((3, 3) row
@@ -156,14 +312,8 @@ def slice_grid(
     pts[..., iu] = gu[:, None]
     pts[..., iv] = gv[None, :]
     pts[..., inorm] = float(offset_angstrom)
-    return {
-        "grid_u": gu,
-        "grid_v": gv,
-        "points": pts,
-        "axis_labels": (f"{_AXIS[iu]} (Å)", f"{_AXIS[iv]} (Å)"),
-        "plane": plane,
-        "offset_angstrom": float(offset_angstrom),
-    }
+    return SliceGridData(grid_u=gu, grid_v=gv, points=pts, axis_labels=(f"{_AXIS[iu]} (Å)", f"{_AXIS[iv]} (Å)"),
+                         plane=plane, offset_angstrom=float(offset_angstrom))
 
 
 def _evaluate(fn, z_row: torch.Tensor, points: np.ndarray, fields: Any) -> np.ndarray:
@@ -230,7 +380,7 @@ def field_slice(
     atom_labels: Sequence[str] | None = None,
     vocab: SpeciesVocab | None = None,
     atom_tolerance_angstrom: float = 0.5,
-) -> dict[str, Any]:
+) -> FieldSliceData:
     """The position field f_p on a plane of one crystal (learned or exact fields).
 
     z: latents (B, D) (``fields.latents(batch)``) and the row ``crystal_index``; plane "xy",
@@ -245,17 +395,14 @@ def field_slice(
     (M, 2), atom_labels (M,), axis_labels, plane, offset_angstrom.
     """
     z_row = _row(z, crystal_index)
-    out = slice_grid(fields, z, crystal_index, plane, offset_angstrom, extent, step_angstrom,
-                     _cell_of(atoms))
-    vec = _evaluate(fields.position_field, z_row, out["points"], fields)  # (U, V, 3)
+    grid = slice_grid(fields, z, crystal_index, plane, offset_angstrom, extent, step_angstrom,
+                      _cell_of(atoms))
+    vec = _evaluate(fields.position_field, z_row, grid.points, fields)  # (U, V, 3)
     iu, iv, _ = PLANES[plane]
-    out["vectors"] = vec
-    out["vectors_uv"] = vec[..., [iu, iv]]
-    out["magnitude"] = np.linalg.norm(vec, axis=-1)
-    out["atoms_uv"], out["atom_labels"] = _atoms_near(
-        fields, crystal_index, atoms, atom_labels, vocab, plane, float(offset_angstrom),
-        atom_tolerance_angstrom)
-    return out
+    atoms_uv, near_labels = _atoms_near(fields, crystal_index, atoms, atom_labels, vocab, plane,
+                                        float(offset_angstrom), atom_tolerance_angstrom)
+    return FieldSliceData(**grid.to_dict(), vectors=vec, vectors_uv=vec[..., [iu, iv]],
+                          magnitude=np.linalg.norm(vec, axis=-1), atoms_uv=atoms_uv, atom_labels=near_labels)
 
 
 def species_slice(
@@ -271,7 +418,7 @@ def species_slice(
     atoms: Any = None,
     atom_labels: Sequence[str] | None = None,
     atom_tolerance_angstrom: float = 0.5,
-) -> dict[str, Any]:
+) -> SpeciesSliceData:
     """The species field f_s on a plane: argmax class and its softmax probability.
 
     Exact fields (one-hot) have confidence 1 everywhere. Returns grid_u, grid_v, labels
@@ -282,23 +429,22 @@ def species_slice(
     from ..fields import ExactFields
 
     z_row = _row(z, crystal_index)
-    out = slice_grid(fields, z, crystal_index, plane, offset_angstrom, extent, step_angstrom,
-                     _cell_of(atoms))
-    scores = _evaluate(fields.species_field, z_row, out["points"], fields)  # (U, V, S)
-    out["labels"] = scores.argmax(-1).astype(np.int64)
+    grid = slice_grid(fields, z, crystal_index, plane, offset_angstrom, extent, step_angstrom,
+                      _cell_of(atoms))
+    scores = _evaluate(fields.species_field, z_row, grid.points, fields)  # (U, V, S)
     if isinstance(fields, ExactFields):
-        out["confidence"] = np.ones(scores.shape[:-1])
+        confidence = np.ones(scores.shape[:-1])
     else:
-        s = scores - scores.max(-1, keepdims=True)
-        p = np.exp(s)
-        out["confidence"] = p.max(-1) / p.sum(-1)
+        p = np.exp(scores - scores.max(-1, keepdims=True))
+        confidence = p.max(-1) / p.sum(-1)
     n = scores.shape[-1]
-    out["class_names"] = (element_symbols(vocab.atomic_numbers[:n]) if vocab is not None
-                          else [f"class {k}" for k in range(n)])
-    out["atoms_uv"], out["atom_labels"] = _atoms_near(
-        fields, crystal_index, atoms, atom_labels, vocab, plane, float(offset_angstrom),
-        atom_tolerance_angstrom)
-    return out
+    atoms_uv, near_labels = _atoms_near(fields, crystal_index, atoms, atom_labels, vocab, plane,
+                                        float(offset_angstrom), atom_tolerance_angstrom)
+    return SpeciesSliceData(
+        **grid.to_dict(), labels=scores.argmax(-1).astype(np.int64), confidence=confidence,
+        class_names=(element_symbols(vocab.atomic_numbers[:n]) if vocab is not None
+                     else [f"class {k}" for k in range(n)]),
+        atoms_uv=atoms_uv, atom_labels=near_labels)
 
 
 # ----------------------------------------------------------------------------- recordings
@@ -325,7 +471,7 @@ def residuals(recorder: Any, crystal: int) -> np.ndarray:
     return out
 
 
-def trajectory_view(recorder: Any, crystal: int = 0, originals: Any = None) -> dict[str, Any]:
+def trajectory_view(recorder: Any, crystal: int = 0, originals: Any = None) -> TrajectoryData:
     """Arrays for :func:`~nesf_viz.viz.figures.particle_animation` from a TrajectoryRecorder.
 
     originals: the true crystals (Crystals or pymatgen Structures, indexed like the
@@ -333,15 +479,15 @@ def trajectory_view(recorder: Any, crystal: int = 0, originals: Any = None) -> d
     (T, P) residual |f_p|, kept (P,), atoms, atom_labels, step_labels, score_threshold.
     """
     atoms, labels = _atoms_of(originals, crystal)
-    return {
-        "positions": np.asarray(recorder.positions(crystal), dtype=np.float64),
-        "scores": residuals(recorder, crystal),
-        "kept": np.asarray(recorder.kept(crystal), dtype=bool),
-        "atoms": atoms,
-        "atom_labels": labels,
-        "step_labels": [f"move {s}" for s in recorder.steps],
-        "score_threshold": float(recorder.config.score_threshold_angstrom),
-    }
+    return TrajectoryData(
+        positions=np.asarray(recorder.positions(crystal), dtype=np.float64),
+        scores=residuals(recorder, crystal),
+        kept=np.asarray(recorder.kept(crystal), dtype=bool),
+        atoms=atoms,
+        atom_labels=labels,
+        step_labels=[f"move {s}" for s in recorder.steps],
+        score_threshold=float(recorder.config.score_threshold_angstrom),
+    )
 
 
 def cluster_view(
@@ -354,7 +500,7 @@ def cluster_view(
     score_threshold_angstrom: float | None = None,
     nms_radius_angstrom: float | None = None,
     nms_min_particles: int | None = None,
-) -> dict[str, Any]:
+) -> ClusterData:
     """Arrays for :func:`~nesf_viz.viz.figures.cluster_figure`, re-clustered without the model.
 
     Clusters come from ``recorder.recluster(crystal, threshold, radius, min_particles)``
@@ -374,17 +520,17 @@ def cluster_view(
     scores = np.asarray(recorder.scores(crystal), dtype=np.float64)
     kept = (scores <= float(thr) ** 2) & np.isfinite(recorder.positions(crystal)[-1]).all(1)
     atoms, _ = _atoms_of(originals, crystal)
-    return {
-        "positions": pos,
-        "cluster_id": np.asarray(clusters.cluster_id, dtype=np.int64),
-        "centres": np.asarray(clusters.centres, dtype=np.float64).reshape(-1, 3),
-        "counts": np.asarray(clusters.counts, dtype=np.int64),
-        "kept": kept,
-        "nms_radius": float(rad),
-        "atoms": atoms,
-        "is_atom": np.asarray(clusters.is_atom, dtype=bool),
-        "clusters": clusters,
-    }
+    return ClusterData(
+        positions=pos,
+        cluster_id=np.asarray(clusters.cluster_id, dtype=np.int64),
+        centres=np.asarray(clusters.centres, dtype=np.float64).reshape(-1, 3),
+        counts=np.asarray(clusters.counts, dtype=np.int64),
+        kept=kept,
+        nms_radius=float(rad),
+        atoms=atoms,
+        is_atom=np.asarray(clusters.is_atom, dtype=bool),
+        clusters=clusters,
+    )
 
 
 def move_segments(recorder: Any, crystal: int, step: int, max_arrows: int | None = 600,
@@ -478,7 +624,7 @@ def decode_interpolation(
     config: DecodeConfig = DecodeConfig(),
     hooks: Sequence = (),
     progress: bool = False,
-) -> dict[str, Any]:
+) -> InterpolationData:
     """Decode every latent of :func:`interpolate_latents` (one batched `decode` call).
 
     Returns steps (T,) t values, atom_counts (T,), lengths (T, 3), angles_deg (T, 3),
@@ -499,15 +645,15 @@ def decode_interpolation(
             log.warning("interpolation step %d: impossible predicted lattice; drawn empty", i)
             s = Structure(Lattice.cubic(1.0), [], [])
         structures.append(s)
-    return {
-        "steps": np.linspace(0.0, 1.0, steps),
-        "atom_counts": result.num_atoms,
-        "lengths": np.asarray(result.lengths_angstrom, dtype=np.float64),
-        "angles_deg": np.asarray(result.angles_deg, dtype=np.float64),
-        "structures": structures,
-        "latents": z.detach().double().cpu().numpy(),
-        "result": result,
-    }
+    return InterpolationData(
+        steps=np.linspace(0.0, 1.0, steps),
+        atom_counts=result.num_atoms,
+        lengths=np.asarray(result.lengths_angstrom, dtype=np.float64),
+        angles_deg=np.asarray(result.angles_deg, dtype=np.float64),
+        structures=structures,
+        latents=z.detach().double().cpu().numpy(),
+        result=result,
+    )
 
 
 def latent_table(
@@ -517,7 +663,7 @@ def latent_table(
     *,
     vocab: SpeciesVocab | None = None,
     batch_size: int = 256,
-) -> dict[str, Any]:
+) -> LatentTableData:
     """Latents of many crystals with a label each, for :func:`latent_pca_figure`.
 
     crystals: a CrystalBatch or Crystals (then `vocab`, the model's, is needed). labels: a
@@ -550,14 +696,14 @@ def latent_table(
         lab = [str(x) for x in labels]
     if len(lab) != len(names):
         raise ShapeError(f"{len(lab)} labels for {len(names)} crystals")
-    return {"latents": z.detach().double().cpu().numpy(), "labels": lab, "names": names}
+    return LatentTableData(latents=z.detach().double().cpu().numpy(), labels=lab, names=names)
 
 
 # ----------------------------------------------------------------------------- species vote
 
 
 def species_votes(fields: Any, z: torch.Tensor, result: Any, crystal: int = 0, *,
-                  vocab: SpeciesVocab | None = None, originals: Any = None) -> dict[str, Any]:
+                  vocab: SpeciesVocab | None = None, originals: Any = None) -> SpeciesVotesData:
     """The decoder's step 5 for one crystal, drawn from the fields again (pure, no recording).
 
     Every decoded atom votes with argmax f_s on the decoder's small grid around it. Returns
@@ -589,19 +735,16 @@ def species_votes(fields: Any, z: torch.Tensor, result: Any, crystal: int = 0, *
     if true_pos is not None and len(atoms) and len(true_pos):
         d = np.linalg.norm(atoms[:, None] - np.asarray(true_pos)[None], axis=-1)
         truth = [true_labels[j] for j in d.argmin(1)]
-    return {
-        "points": points, "point_labels": [names[k] for k in cls], "atoms": atoms,
-        "winners": [names[k] for k in win],
-        "shares": (counts.max(1) / g) if len(atoms) else np.zeros(0),
-        "truth": truth, "class_names": names,
-    }
+    return SpeciesVotesData(
+        points=points, point_labels=[names[k] for k in cls], atoms=atoms, winners=[names[k] for k in win],
+        shares=(counts.max(1) / g) if len(atoms) else np.zeros(0), truth=truth, class_names=names)
 
 
 # ----------------------------------------------------------------------------- training queries
 
 
 def training_queries(crystal: Any, box: BoundingBox | None = None, config: Any = None,
-                     seed: int = 0) -> dict[str, Any]:
+                     seed: int = 0) -> QueryPointsData:
     """One training step's query points for one crystal, by kind, as `QuerySampler` draws them:
     global (the box grid, jittered), local (cubes around every atom: the position field near
     atoms) and species (smaller cubes: the species field). Returns global_points (G, 3),
@@ -618,6 +761,6 @@ def training_queries(crystal: Any, box: BoundingBox | None = None, config: Any =
     gp, _ = global_queries(batch, s.global_grid, cfg.global_sigma_angstrom, g, cfg.global_queries_per_crystal)
     lp, _ = local_queries(batch, s.local_offsets, cfg.local_sigma_angstrom, g)
     sp, _ = local_queries(batch, s.species_offsets, cfg.species_sigma_angstrom, g, cfg.species_queries_per_atom)
-    return {"global_points": gp.double().numpy(), "local_points": lp.double().numpy(),
-            "species_points": sp.double().numpy(), "atoms": c.positions_angstrom,
-            "atom_labels": element_symbols(c.atomic_numbers)}
+    return QueryPointsData(global_points=gp.double().numpy(), local_points=lp.double().numpy(),
+                           species_points=sp.double().numpy(), atoms=c.positions_angstrom,
+                           atom_labels=element_symbols(c.atomic_numbers))

@@ -2,7 +2,7 @@
 
 Plotly animations live in the browser; a GIF is drawn here frame by frame with matplotlib (a
 pymatgen dependency, so nothing new to install) and written with Pillow. Same inputs as
-`particle_animation` (the dict of `nesf_viz.viz.compute.trajectory_view`), same colouring:
+`particle_animation` (`nesf_viz.viz.compute.trajectory_view(...).to_dict()`), same colouring:
 |f_p| on [0, 2 * threshold] with the threshold at the middle, true atoms as open circles.
 """
 

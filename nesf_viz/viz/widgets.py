@@ -11,12 +11,10 @@ notebook.
     FieldExplorer(fields, z, crystals, vocab)      position / species field slices
     LatentInterpolator(model, crystals, box, vocab, steps)
     TrainingPanel().run(train_set, val_set, out, config)     live curves, ETA, Stop
-    draw(figure_function, data)                    a compute dict -> a figure
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
@@ -30,11 +28,8 @@ from ..decode import DecodeConfig
 from ..geometry import UNIT_CUBE_CORNERS
 from . import compute
 from .figures import (
-    cluster_figure,
     crystal_figure,
-    field_slice_figure,
     interpolation_path_figure,
-    species_slice_figure,
     training_curves_figure,
     update_training_curves,
 )
@@ -46,7 +41,6 @@ __all__ = [
     "FieldExplorer",
     "LatentInterpolator",
     "TrainingPanel",
-    "draw",
 ]
 
 
@@ -55,17 +49,6 @@ def _ipw():
     import ipywidgets
 
     return ipywidgets
-
-
-def draw(figure_function: Callable[..., go.Figure], data: dict, **overrides: Any) -> go.Figure:
-    """Call a figure function with the entries of a compute dict that it accepts.
-
-    ``draw(field_slice_figure, field_slice(fields, z))``; `overrides` (e.g. title=...) win.
-    """
-    params = inspect.signature(figure_function).parameters
-    kwargs = {k: v for k, v in data.items() if k in params}
-    kwargs.update(overrides)
-    return figure_function(**kwargs)
 
 
 def _signature(data: Sequence) -> list[tuple[str, frozenset]]:
@@ -285,11 +268,11 @@ class DecodeExplorer(_Displayable):
             clusters=self.clusters, score_threshold_angstrom=float(self.threshold.value),
             nms_radius_angstrom=float(self.radius.value))
         # what a step change needs to move the particles without redrawing the rest
-        self._good = data["kept"] & (data["cluster_id"] >= 0)
-        self._n_atoms, self._n_clusters = int(data["is_atom"].sum()), len(data["centres"])
-        self._n_kept = int(data["kept"].sum())
-        title = self._title(self._n_atoms, self._n_clusters, self._n_kept, len(data["kept"]))
-        fig = draw(cluster_figure, data, title=title)
+        self._good = data.kept & (data.cluster_id >= 0)
+        self._n_atoms, self._n_clusters = int(data.is_atom.sum()), len(data.centres)
+        self._n_kept = int(data.kept.sum())
+        title = self._title(self._n_atoms, self._n_clusters, self._n_kept, len(data.kept))
+        fig = data.figure(title=title)
         if self.show_vectors.value:
             xs, ys, zs = self._segments(c, t)
             fig.add_trace(go.Scatter3d(
@@ -401,11 +384,10 @@ class FieldExplorer(_Displayable):
         where = f"{self.crystals[c].id or c}: {self.plane.value} plane at " \
                 f"{'xyz'[compute.PLANES[self.plane.value][2]]} = {self.offset.value:.2f} Å"
         if self.kind.value == "position field":
-            return draw(field_slice_figure, compute.field_slice(*args, **kw),
-                        title=f"Position field · {where}<br><sup>colour: |f_p|; arrows: "
+            return compute.field_slice(*args, **kw).figure(
+                title=f"Position field · {where}<br><sup>colour: |f_p|; arrows: "
                               "in-plane direction to the nearest atom</sup>")
-        return draw(species_slice_figure, compute.species_slice(*args, **kw),
-                    title=f"Species field · {where}")
+        return compute.species_slice(*args, **kw).figure(title=f"Species field · {where}")
 
     def _redraw(self, full: bool = False) -> None:
         fig = self._figure()
@@ -448,14 +430,14 @@ class LatentInterpolator(_Displayable):
                                                  config=config, progress=progress)
         d = self.data
         self.figures = []
-        for t, s in enumerate(d["structures"]):
-            title = (f"t = {d['steps'][t]:.2f}: {s.composition.reduced_formula if len(s) else '-'}"
-                     f", {int(d['atom_counts'][t])} atoms")
+        for t, s in enumerate(d.structures):
+            title = (f"t = {d.steps[t]:.2f}: {s.composition.reduced_formula if len(s) else '-'}"
+                     f", {int(d.atom_counts[t])} atoms")
             self.figures.append(crystal_figure(s, title=title, bonds=bonds))
         lows = np.min([_scene_ranges(f)[:, 0] for f in self.figures], 0)
         highs = np.max([_scene_ranges(f)[:, 1] for f in self.figures], 0)
         self._ranges = np.stack([lows, highs], 1)
-        self.step = w.SelectionSlider(options=[(f"{t:.2f}", i) for i, t in enumerate(d["steps"])],
+        self.step = w.SelectionSlider(options=[(f"{t:.2f}", i) for i, t in enumerate(d.steps)],
                                       value=0, description="t", continuous_update=True,
                                       layout=w.Layout(width="520px"))
         self.play = w.Play(min=0, max=steps - 1, value=0, interval=400)
@@ -465,7 +447,7 @@ class LatentInterpolator(_Displayable):
         self.figure.layout.uirevision = "keep"
         self.figure.layout.width = None
         _fix_scene(self.figure, self._ranges)
-        path = draw(interpolation_path_figure, d)
+        path = d.figure(interpolation_path_figure)
         path.add_shape(type="line", x0=0.0, x1=0.0, xref="x", yref="paper", y0=0, y1=1,
                        line=dict(color="#d62728", width=2, dash="dot"))
         path.layout.height = 520
@@ -477,7 +459,7 @@ class LatentInterpolator(_Displayable):
     def _redraw(self) -> None:
         t = self.step.value
         _sync(self.figure, self.figures[t])
-        x = float(self.data["steps"][t])
+        x = float(self.data.steps[t])
         with self.path_figure.batch_update():
             self.path_figure.layout.shapes[0].update(x0=x, x1=x)
 
@@ -605,7 +587,8 @@ class TrainingPanel:
     def run(self, *args: Any, **kwargs: Any):
         """`nesf_viz.train(*args, **kwargs)` with this panel watching; returns its TrainResult
         (and raises what it raises, after saying so in the status line)."""
-        from ..train import TrainConfig, train
+        from ..recipes import TrainConfig
+        from ..train import train
 
         config = kwargs.get("config", args[3] if len(args) > 3 else TrainConfig())
         self._epochs_total = int(config.epochs)
