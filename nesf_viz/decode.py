@@ -37,6 +37,7 @@ from torch import nn
 
 from .data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab
 from .errors import CrystalInputError, LatticeClampedWarning, ShapeError
+from .fields import StructureFields
 from .geometry import lattice_and_inverse, sqnorm, vecmat, wrap
 from .nms import NMSOutput, nms, nms_reference  # noqa: F401  (public through decode too)
 
@@ -349,7 +350,7 @@ def _chunked_field(fn, z, points, index, chunk: int) -> torch.Tensor:
 
 
 def decode(
-    fields,
+    fields: StructureFields,
     crystals: CrystalBatch | None = None,
     *,
     latents: torch.Tensor | None = None,

@@ -27,7 +27,7 @@ from .data import (
 )
 from .decode import DecodeConfig, DecodeResult, check_particle_budget, decode
 from .device import resolve_device
-from .fields import ExactFields
+from .fields import ExactFields, StructureFields
 from .metrics import CrystalVerdict, crystal_verdicts, metrics_of
 from .runs import Checkpoint, load_checkpoint
 
@@ -41,7 +41,7 @@ __all__ = ["run_decode", "run_evaluate", "decode_crystals", "format_table",
 def decode_crystals(
     crystals: Sequence[Crystal],
     *,
-    fields: Literal["exact"] | object = "exact",
+    fields: Literal["exact"] | StructureFields = "exact",
     box: BoundingBox,
     vocab: SpeciesVocab,
     config: DecodeConfig = DecodeConfig(),

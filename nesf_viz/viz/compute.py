@@ -30,6 +30,7 @@ import torch
 from ..data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab, crystal_from_structure
 from ..decode import DecodeConfig, decode
 from ..errors import ShapeError
+from ..fields import StructureFields
 from ..geometry import UNIT_CUBE_CORNERS, lattice_matrix_np
 from . import figures as F
 
@@ -211,7 +212,7 @@ _CHUNK = 1 << 16
 
 
 @contextmanager
-def _inference(fields: Any) -> Iterator[None]:
+def _inference(fields: StructureFields) -> Iterator[None]:
     """Eval mode (BatchNorm running statistics) and no_grad; restores a module's mode."""
     module = fields if isinstance(fields, torch.nn.Module) else None
     was_training = module.training if module is not None else False
@@ -260,7 +261,7 @@ def _row(z: torch.Tensor, crystal_index: int) -> torch.Tensor:
     return z[crystal_index : crystal_index + 1]
 
 
-def _cell_corners(fields: Any, z_row: torch.Tensor) -> np.ndarray:
+def _cell_corners(fields: StructureFields, z_row: torch.Tensor) -> np.ndarray:
     """(8, 3) corners of the (predicted) cell of one latent row."""
     corners = UNIT_CUBE_CORNERS
     with _inference(fields):
@@ -284,7 +285,7 @@ def _axis(n0: float, n1: float, step: float) -> np.ndarray:
 
 
 def slice_grid(
-    fields: Any,
+    fields: StructureFields,
     z: torch.Tensor,
     crystal_index: int = 0,
     plane: str = "xy",
@@ -316,7 +317,7 @@ def slice_grid(
                          plane=plane, offset_angstrom=float(offset_angstrom))
 
 
-def _evaluate(fn, z_row: torch.Tensor, points: np.ndarray, fields: Any) -> np.ndarray:
+def _evaluate(fn, z_row: torch.Tensor, points: np.ndarray, fields: StructureFields) -> np.ndarray:
     """fn(z_row, points, index 0) over (..., 3) points, chunked; numpy float64 (..., K)."""
     flat = torch.as_tensor(points.reshape(-1, 3), dtype=z_row.dtype if z_row.is_floating_point()
                            else torch.float32, device=z_row.device)
@@ -328,7 +329,7 @@ def _evaluate(fn, z_row: torch.Tensor, points: np.ndarray, fields: Any) -> np.nd
 
 
 def _atoms_near(
-    fields: Any,
+    fields: StructureFields,
     crystal_index: int,
     atoms: Any,
     atom_labels: Sequence[str] | None,
@@ -368,7 +369,7 @@ def _atoms_near(
 
 
 def field_slice(
-    fields: Any,
+    fields: StructureFields,
     z: torch.Tensor,
     crystal_index: int = 0,
     plane: str = "xy",
@@ -406,7 +407,7 @@ def field_slice(
 
 
 def species_slice(
-    fields: Any,
+    fields: StructureFields,
     z: torch.Tensor,
     crystal_index: int = 0,
     plane: str = "xy",
@@ -580,7 +581,7 @@ def _batch(crystals: Any, vocab: SpeciesVocab | None, device: torch.device | Non
     return CrystalBatch.from_crystals(cs, vocab, dtype=dtype, device=device or "cpu")
 
 
-def _dtype_of(fields: Any) -> torch.dtype:
+def _dtype_of(fields: StructureFields) -> torch.dtype:
     if isinstance(fields, torch.nn.Module):
         p = next(fields.parameters(), None)
         return p.dtype if p is not None else torch.float32
@@ -588,7 +589,7 @@ def _dtype_of(fields: Any) -> torch.dtype:
     return cb.positions.dtype if isinstance(cb, CrystalBatch) else torch.float32
 
 
-def _device_of(fields: Any) -> torch.device | None:
+def _device_of(fields: StructureFields) -> torch.device | None:
     if isinstance(fields, torch.nn.Module):
         p = next(fields.parameters(), None)
         return p.device if p is not None else None
@@ -596,7 +597,7 @@ def _device_of(fields: Any) -> torch.device | None:
     return cb.device if isinstance(cb, CrystalBatch) else None
 
 
-def interpolate_latents(fields: Any, crystals_a_b: Any, steps: int = 9, *,
+def interpolate_latents(fields: StructureFields, crystals_a_b: Any, steps: int = 9, *,
                         vocab: SpeciesVocab | None = None) -> torch.Tensor:
     """Latents (T, D) on the straight line from crystal a's latent (t = 0) to b's (t = 1).
 
@@ -615,7 +616,7 @@ def interpolate_latents(fields: Any, crystals_a_b: Any, steps: int = 9, *,
 
 
 def decode_interpolation(
-    fields: Any,
+    fields: StructureFields,
     crystals_a_b: Any,
     steps: int = 9,
     *,
@@ -657,7 +658,7 @@ def decode_interpolation(
 
 
 def latent_table(
-    model: Any,
+    model: StructureFields,
     crystals: Any,
     labels: str | Sequence[Any] | None = "prototype",
     *,
@@ -702,7 +703,7 @@ def latent_table(
 # ----------------------------------------------------------------------------- species vote
 
 
-def species_votes(fields: Any, z: torch.Tensor, result: Any, crystal: int = 0, *,
+def species_votes(fields: StructureFields, z: torch.Tensor, result: Any, crystal: int = 0, *,
                   vocab: SpeciesVocab | None = None, originals: Any = None) -> SpeciesVotesData:
     """The decoder's step 5 for one crystal, drawn from the fields again (pure, no recording).
 

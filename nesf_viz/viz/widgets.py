@@ -25,6 +25,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..decode import DecodeConfig
+from ..fields import StructureFields
 from ..geometry import UNIT_CUBE_CORNERS
 from . import compute
 from .figures import (
@@ -323,7 +324,7 @@ class FieldExplorer(_Displayable):
     Every change evaluates the field on the slice (the model runs) and redraws.
     """
 
-    def __init__(self, fields: Any, z: Any, crystals: Any, vocab: Any, *,
+    def __init__(self, fields: StructureFields, z: Any, crystals: Any, vocab: Any, *,
                  step_angstrom: float = 0.1, crystal: int = 0, plane: str = "xy"):
         w = _ipw()
         self.fields, self.z, self.vocab = fields, z, vocab
@@ -422,7 +423,7 @@ class LatentInterpolator(_Displayable):
     crystals: two Crystals / Structures (or a CrystalBatch of two); box, vocab: the model's.
     """
 
-    def __init__(self, model: Any, crystals: Any, box: Any, vocab: Any, steps: int = 9, *,
+    def __init__(self, model: StructureFields, crystals: Any, box: Any, vocab: Any, steps: int = 9, *,
                  config: DecodeConfig = DecodeConfig(), bonds: bool = False,
                  progress: bool = False):
         w = _ipw()
