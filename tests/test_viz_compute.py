@@ -144,6 +144,24 @@ def _decode_recorded(crystals, max_particles=None):
     return rec, res, vocab
 
 
+def test_trajectory_residuals_with_every_k_moves_show_the_distance_still_to_go():
+    """Recording every 4th move: row 0's colour is how far a particle still goes, which for
+    exact fields (the first move lands on the nearest atom) is its distance to that atom, not
+    the length of the 4th, tiny, move."""
+    rng = np.random.default_rng(5)
+    crystals = random_crystals(rng, 1, max_atoms=4)
+    batch = CrystalBatch.from_crystals(crystals, SpeciesVocab.from_crystals(crystals), dtype=torch.float64)
+    vocab = SpeciesVocab.from_crystals(crystals)
+    rec = TrajectoryRecorder(every=4)
+    decode(ExactFields(batch, len(vocab)), batch, box=BoundingBox.from_crystals(crystals), vocab=vocab,
+           config=DecodeConfig(grid_step_angstrom=0.6, num_moves=8), hooks=[rec])
+    tv = compute.trajectory_view(rec, 0, crystals)
+    start = tv.positions[0]
+    to_atom = np.linalg.norm(start[:, None] - crystals[0].positions_angstrom[None], axis=-1).min(1)
+    np.testing.assert_allclose(tv.scores[0], to_atom, atol=1e-9)
+    assert (rec.norms(0)[1] < 1e-9).all() and to_atom.max() > 0.5  # the old colouring said 0 everywhere
+
+
 def test_trajectory_and_cluster_views_from_a_recording():
     rng = np.random.default_rng(3)
     crystals = random_crystals(rng, 2, max_atoms=5)
@@ -156,6 +174,7 @@ def test_trajectory_and_cluster_views_from_a_recording():
     # row t is the move made from row t; the last row is sqrt(score)
     moves = np.linalg.norm(np.diff(tv.positions, axis=0), axis=-1)
     np.testing.assert_allclose(tv.scores[:-1], moves, atol=1e-9)
+    np.testing.assert_allclose(tv.scores[:-1], rec.norms(1)[1:], atol=1e-9)  # the recorded field moves
     np.testing.assert_allclose(tv.scores[-1], np.sqrt(rec.scores(1)))
     # default settings reproduce the decoder's atoms (every particle recorded)
     cv = compute.cluster_view(rec, 1, step=0, originals=crystals)

@@ -101,7 +101,7 @@ class SpeciesSliceData(SliceGridData):
 
 @dataclass(frozen=True, eq=False)
 class TrajectoryData(ViewData):
-    """Particles over recorded steps: positions (T, P, 3) Å, scores (T, P) residual |f_p| Å,
+    """Particles over recorded steps: positions (T, P, 3) Å, scores (T, P) `residuals` Å,
     kept (P,), true atoms (N, 3) with atom_labels (N,) or None, step_labels (T,)."""
 
     FIGURE: ClassVar = F.particle_animation
@@ -459,15 +459,16 @@ def _atoms_of(originals: Any, crystal: int) -> tuple[np.ndarray | None, list[str
 
 
 def residuals(recorder: Any, crystal: int) -> np.ndarray:
-    """(T, P) |f_p| at each recorded position: the length of the move made from there.
+    """(T, P) how far each particle still goes from each recorded position, Angstrom.
 
-    Row t is the length of the next recorded move (exactly |f_p(p_t)| when the recorder kept
-    every move, ``every=1``); the last row is sqrt(score), the residual the decoder
-    thresholds.
+    Row t is the distance to its position at the next recorded row (exactly the move |f_p(p_t)|
+    when the recorder kept every move, ``every=1``; with ``every=k`` the path of k moves, so a
+    particle far from its atom is not shown as converged because the last of its k moves was
+    short); the last row is sqrt(score), the residual the decoder thresholds.
     """
-    norms = np.asarray(recorder.norms(crystal), dtype=np.float64)  # (T, P), NaN at row 0
-    out = np.empty_like(norms)
-    out[:-1] = norms[1:]
+    pos = np.asarray(recorder.positions(crystal), dtype=np.float64)  # (T, P, 3)
+    out = np.empty(pos.shape[:2])
+    out[:-1] = np.linalg.norm(np.diff(pos, axis=0), axis=-1)
     out[-1] = np.sqrt(np.asarray(recorder.scores(crystal), dtype=np.float64))
     return out
 
