@@ -31,7 +31,7 @@ from nesf_viz.evaluate import decode_crystals  # noqa: E402
 from nesf_viz.metrics import metrics_of  # noqa: E402
 from nesf_viz.model import NeSFConfig  # noqa: E402
 from nesf_viz.protocol import make_tasks  # noqa: E402
-from nesf_viz.recipes import TrainConfig  # noqa: E402
+from nesf_viz.recipes import make_train_config  # noqa: E402
 from nesf_viz.runs import load_checkpoint  # noqa: E402
 
 FOUND_A = 0.5
@@ -45,6 +45,11 @@ VARIANTS = {
     "positional encoding": {"positional_encoding_freqs": 6,
                             "positional_encoding_longest_wavelength_angstrom": 32.0,
                             "positional_encoding_keep_input": True},
+}
+# training-recipe variants (the default network): options of TrainConfig.quick
+RECIPE_VARIANTS = {
+    # queries between atoms closer than 2.5 A (SamplingConfig.pair_max_angstrom)
+    "pair queries": {"pair_max_angstrom": 2.5},
 }
 
 
@@ -112,7 +117,7 @@ def breakdown(checkpoint: str, dataset: str) -> None:
 def fit(n: int, epochs: int, out: Path, variants: list[str]) -> None:
     task = make_tasks("lcs6")[0]
     hard = [c for c in task.train if nearest_neighbour_A(c).min() < 2.0][:n]
-    cfg = TrainConfig.quick(epochs=epochs)
+    cfg = make_train_config("quick", epochs=epochs)
     print(f"{len(hard)} LCS6Å training crystals with a pair < 2 Å; {epochs} epochs of the quick recipe "
           f"({-(-len(hard) // cfg.batch_size) * epochs} steps) per variant, decoded on the same crystals")
     out.mkdir(parents=True, exist_ok=True)
@@ -123,7 +128,8 @@ def fit(n: int, epochs: int, out: Path, variants: list[str]) -> None:
             continue
         from nesf_viz.train import train
         t0 = time.perf_counter()
-        res = train(hard, hard, out / name.replace(" ", "_"), cfg, NeSFConfig(num_species=1, **VARIANTS[name]),
+        res = train(hard, hard, out / name.replace(" ", "_"), make_train_config("quick", epochs=epochs,
+                    **RECIPE_VARIANTS.get(name, {})), NeSFConfig(num_species=1, **VARIANTS.get(name, {})),
                     progress=False, overwrite=True)
         minutes = (time.perf_counter() - t0) / 60
         ck = load_checkpoint(out / name.replace(" ", "_") / "last.pt")
@@ -143,7 +149,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--n", type=int, default=128, help="--fit: training crystals (with a pair < 2 Å)")
     ap.add_argument("--epochs", type=int, default=200)
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *RECIPE_VARIANTS])
     ap.add_argument("--out", type=Path, default=Path("out/atom-count-limit"))
     a = ap.parse_args(argv)
     if a.breakdown:

@@ -89,6 +89,12 @@ def _add_recipe_args(p) -> None:
                    help="random global grid points per crystal and step (default: the whole grid)")
     p.add_argument("--species-queries", type=_positive_int, default=None,
                    help="random species-cube points per atom and step (default: all 216)")
+    p.add_argument("--pair-queries", type=_positive_float, default=None, metavar="ANGSTROM",
+                   help="option: also train the position field between every two atoms closer than this "
+                        "(e.g. 2.5; off in the paper), where close-pair atoms are otherwise missed")
+    p.add_argument("--origin-shift", action="store_true", default=None,
+                   help="option: train on each crystal with its origin moved at random every step (the same "
+                        "crystal, another view; off in the paper)")
     p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
                    help="bfloat16 autocast (1.4-3.3x faster per step on a CPU with AVX512-BF16/AMX, same accuracy "
                         "per epoch; 6.5x slower where the CPU lacks them; the quick recipe uses it only where native)")
@@ -103,7 +109,8 @@ def _recipe_options(a) -> dict:
     given = {"batch_size": a.batch_size, "learning_rate": a.lr, "lr_schedule": a.lr_schedule,
              "warmup_epochs": a.warmup_epochs, "species_loss_weight": a.species_weight,
              "encoder_dropout": a.encoder_dropout, "global_queries_per_crystal": a.global_queries,
-             "species_queries_per_atom": a.species_queries, "mixed_precision": a.mixed_precision}
+             "species_queries_per_atom": a.species_queries, "mixed_precision": a.mixed_precision,
+             "pair_max_angstrom": a.pair_queries, "augment_origin_shift": a.origin_shift}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -286,6 +293,8 @@ def _add_benchmark(sub) -> None:
     p.add_argument("--decode", choices=list(DECODERS), default="paper", help="decoder for the held-out split")
     p.add_argument("--eval-limit", type=_positive_int, default=None, help="evaluate only the first N held-out crystals")
     p.add_argument("--probe-minutes", type=_positive_float, default=2.0, help="time-to-accuracy snapshot interval")
+    p.add_argument("--probe-crystals", type=_positive_int, default=32,
+                   help="validation crystals each snapshot is decoded on (the time-to-accuracy curve)")
     p.add_argument("--folds", type=_positive_int, default=20, help="YBCO13 folds to run (first N)")
     p.add_argument("--augment-n", type=int, default=2400, help="synthetic structures for icsg3d+synthetic")
     p.add_argument("--limit-train", type=_positive_int, default=None, help="first N training structures (smoke tests)")
@@ -301,6 +310,7 @@ def _cmd_benchmark(a) -> int:
     cfg = ProtocolConfig(seeds=tuple(a.seeds), recipe=a.recipe, max_minutes=a.max_minutes, epochs=a.epochs,
                          train_options=tuple(sorted(_recipe_options(a).items())),
                          decode=a.decode, eval_limit=a.eval_limit, probe_minutes=a.probe_minutes,
+                         probe_crystals=a.probe_crystals,
                          device=a.device, ybco13_folds=a.folds, augment_synthetic_n=a.augment_n,
                          limit_train=a.limit_train, positional_encoding_freqs=a.pe_freqs, periodic=a.periodic,
                          positional_encoding_longest_wavelength_angstrom=a.pe_wavelength,

@@ -19,7 +19,9 @@ import logging
 import math
 import os
 import platform
+import shlex
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,7 @@ from .data import Crystal, SpeciesVocab, load_crystals
 from .datasets import DatasetUnavailable  # noqa: F401  (public here too)
 from .datasets import data_root as default_data_root
 from .decode import DecodeConfig
-from .device import resolve_device
+from .device import native_bf16, resolve_device
 from .errors import DatasetError
 from .evaluate import decode_crystals
 from .metrics import metrics_of
@@ -270,12 +272,15 @@ def _probe_curve(run_dir: Path, task: Task, cfg: ProtocolConfig, device: torch.d
         ck = load_checkpoint(path, device)
         res = decode_crystals(val, fields=ck.model, box=ck.box, vocab=ck.vocab, config=fast,
                               device=device, progress=False)
-        m = metrics_of(val, res, match=False, periodic=cfg.periodic)
+        m = metrics_of(val, res, match=True, periodic=cfg.periodic)
+        cpu = ck.history.get("cpu_seconds")
         curve.append({"epoch": ck.epoch, "minutes": ck.raw["elapsed_seconds"] / 60,
+                      "cpu_minutes": sum(cpu) / 60 if cpu else None,
                       "val_loss": ck.history["val_loss"][-1],
                       "atom_count_error_pct": m.atom_count_error_pct,
                       "position_error_actual_A": m.position_error_actual_A,
-                      "species_error_actual_pct": m.species_error_actual_pct})
+                      "species_error_actual_pct": m.species_error_actual_pct,
+                      "match_rate_pct": m.match_rate_pct, "match_rmse": m.match_rmse})
     return curve
 
 
@@ -319,8 +324,9 @@ def _write_json(path: Path, obj) -> None:
 
 
 def run_protocol(datasets: Sequence[str], cfg: ProtocolConfig, out_dir: str | Path,
-                 data_root: str | Path | None = None) -> dict:
+                 data_root: str | Path | None = None, command: str | None = None) -> dict:
     """Run every (dataset, fold, seed); write `results.json`, `results.md` and the curves figure.
+    `command` (recorded in every row; default: this process's command line) says how to rerun it.
 
     Returns {"runs": [...], "skipped": {dataset: reason}, "summary": [...]}.
     """
@@ -373,8 +379,11 @@ def run_protocol(datasets: Sequence[str], cfg: ProtocolConfig, out_dir: str | Pa
                     "epochs": last.epoch, "best_epoch": best.epoch, "best_val_loss": best.best_val_loss,
                     "train_minutes": last.raw["elapsed_seconds"] / 60, "stopped_because": res.stopped_because,
                     "max_minutes": cfg.max_minutes, "device": _device_name(device), "decode": cfg.decode,
-                    "torch": str(torch.__version__),
-                    "history": {k: last.history[k] for k in ("epoch", "seconds", "loss", "val_loss")},
+                    "torch": str(torch.__version__), "bf16_native": native_bf16(device),
+                    "precision": "bf16" if last.train_config.mixed_precision is True else "float32",
+                    "command": command or shlex.join(["nesf-viz", *sys.argv[1:]]),
+                    "history": {k: last.history[k] for k in ("epoch", "seconds", "cpu_seconds", "loss", "val_loss")
+                                if k in last.history},
                 }
                 row.update(_evaluate(task, RunFolder(run_dir).best, cfg, device))
                 row["curve"] = _probe_curve(run_dir, task, cfg, device)

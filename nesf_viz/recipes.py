@@ -61,6 +61,10 @@ class TrainConfig:
     encoder_dropout: float | None = None
     """Option: overrides the network's encoder dropout (paper 0.3; it acts only in training,
     so it is a training choice; the checkpoint's network config records the value used)."""
+    augment_origin_shift: bool = False
+    """Option: every step moves each training crystal's origin by a random fractional vector and
+    wraps its atoms back into the cell (`augment.shift_origin`: the same crystal, another view).
+    The training box then covers whole cells. Off in the paper."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:

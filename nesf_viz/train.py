@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .augment import cell_box, shift_origin
 from .data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab
 from .device import native_bf16, resolve_device
 from .errors import CheckpointError, ConfigError, DatasetError
@@ -255,7 +256,7 @@ def _train(train_crystals, val_crystals, out_dir, config, model_config, callback
             model_config = dataclasses.replace(model_config, encoder_dropout=config.encoder_dropout)
     else:
         vocab = vocab or SpeciesVocab.from_crystals([*train_crystals, *val_crystals])
-        box = BoundingBox.from_crystals(train_crystals)
+        box = cell_box(train_crystals) if config.augment_origin_shift else BoundingBox.from_crystals(train_crystals)
         model_config = model_config or NeSFConfig(num_species=len(vocab))
         if model_config.num_species != len(vocab):
             model_config = dataclasses.replace(model_config, num_species=len(vocab))
@@ -329,7 +330,7 @@ def _train(train_crystals, val_crystals, out_dir, config, model_config, callback
             ):
                 stopped = f"early stopping (no val improvement since epoch {best_epoch + 1})"
                 break
-            te = time.perf_counter()
+            te, ce = time.perf_counter(), time.process_time()
             if stop is not None and stop.is_set():
                 raise StopRequested
             train_parts = _run_epoch(runner, model, optimizer, train_batch, sampler, config, epoch, rank, world,
@@ -348,6 +349,9 @@ def _train(train_crystals, val_crystals, out_dir, config, model_config, callback
                 history.setdefault("val_" + k, []).append(v)
             history.setdefault("lr", []).append(lr)
             history.setdefault("seconds", []).append(last_epoch_seconds)
+            # CPU seconds of all this process's threads: unlike wall seconds, barely changed by
+            # other programs sharing the machine (timings of a shared machine stay comparable)
+            history.setdefault("cpu_seconds", []).append(time.process_time() - ce)
             elapsed = elapsed_before + time.perf_counter() - t0
             if rank == 0 and out is not None:
                 data = payload(epoch + 1, elapsed)
@@ -405,6 +409,8 @@ def _run_epoch(runner, model, optimizer, batch, sampler, config, epoch, rank, wo
             g["lr"] = learning_rate_at(config, epoch + step / len(batches))
         rows = rows[rank::world]
         crystals = batch.select(rows.to(batch.device))
+        if config.augment_origin_shift:
+            crystals = shift_origin(crystals, jitter)
         q = sampler(crystals, jitter)
         with torch.autocast(crystals.device.type, dtype=torch.bfloat16, enabled=config.mixed_precision):
             parts = runner(crystals, q)

@@ -105,3 +105,54 @@ def test_subsampled_queries_are_fresh_subsets_of_the_full_sets():
 def test_query_counts_must_be_positive_integers(bad):
     with pytest.raises(ConfigError, match="species_queries_per_atom must be a positive integer"):
         SamplingConfig(species_queries_per_atom=bad)
+
+
+def test_close_pairs_match_a_plain_double_loop_on_random_crystals():
+    from nesf_viz.sampling import close_pairs
+
+    rng = np.random.default_rng(3)
+    crystals = random_crystals(rng, 7)
+    batch = CrystalBatch.from_crystals(crystals, SpeciesVocab.from_crystals(crystals), dtype=torch.float64)
+    for max_d in (0.5, 1.5, 2.5, 4.0):
+        first, second = close_pairs(batch, max_d)
+        got = sorted(zip(first.tolist(), second.tolist()))
+        want, start = [], 0
+        for c in crystals:
+            p = c.positions_angstrom
+            want += [(start + i, start + j) for i in range(len(p)) for j in range(i + 1, len(p))
+                     if np.linalg.norm(p[i] - p[j]) < max_d]
+            start += len(p)
+        assert got == want, max_d
+    assert len(close_pairs(batch, 4.0)[0]) > len(close_pairs(batch, 1.5)[0]) > 0  # the cases are not empty
+
+
+def test_pair_queries_lie_between_the_close_atoms_of_their_own_crystal():
+    from nesf_viz.sampling import close_pairs
+
+    rng = np.random.default_rng(4)
+    crystals = random_crystals(rng, 6)
+    batch = CrystalBatch.from_crystals(crystals, SpeciesVocab.from_crystals(crystals), dtype=torch.float64)
+    box = BoundingBox.from_crystals(crystals)
+    base = SamplingConfig(global_sigma_angstrom=0, local_sigma_angstrom=0, species_sigma_angstrom=0)
+    plain = QuerySampler(box, base)(batch, torch.Generator().manual_seed(0))
+    cfg = SamplingConfig(global_sigma_angstrom=0, local_sigma_angstrom=0, species_sigma_angstrom=0,
+                         pair_max_angstrom=2.5, pair_queries_per_pair=5, pair_sigma_angstrom=0.0)
+    q = QuerySampler(box, cfg)(batch, torch.Generator().manual_seed(0))
+    first, second = close_pairs(batch, 2.5)
+    n0 = plain.position_points.shape[0]
+    assert q.position_points.shape[0] == n0 + 5 * len(first) and len(first) > 0
+    torch.testing.assert_close(q.position_points[:n0], plain.position_points)  # the paper's sets are unchanged
+    extra, index = q.position_points[n0:].reshape(-1, 5, 3), q.position_index[n0:].reshape(-1, 5)
+    a, b = batch.positions[first][:, None], batch.positions[second][:, None]
+    # on the segment: |p - a| + |p - b| == |a - b|
+    torch.testing.assert_close((extra - a).norm(dim=-1) + (extra - b).norm(dim=-1),
+                               (b - a).norm(dim=-1).expand(-1, 5))
+    assert (index == batch.batch[first][:, None]).all()
+
+
+@pytest.mark.parametrize("bad", [{"pair_max_angstrom": 0.0}, {"pair_max_angstrom": float("inf")},
+                                 {"pair_max_angstrom": float("nan")}, {"pair_queries_per_pair": 0},
+                                 {"pair_sigma_angstrom": -1.0}])
+def test_pair_query_options_are_checked(bad):
+    with pytest.raises(ConfigError):
+        SamplingConfig(**bad)
