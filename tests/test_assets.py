@@ -22,7 +22,15 @@ def test_shipped_checkpoint_is_small_and_complete(name):
     assert "optimizer_state" not in raw and raw["epoch"] >= 1 and raw["history"]["val_loss"]
     ck = load_checkpoint(path)
     assert isinstance(ck.model, NeSF) and ck.model.num_parameters() > 750_000  # the paper's network
-    assert CHECKPOINTS[name].metrics, "a shipped checkpoint states the metrics it reaches"
+    rec = CHECKPOINTS[name].record
+    assert rec["name"] == name and rec["dataset"] == CHECKPOINTS[name].dataset
+    # a shipped model says how right it is (species and cell too, not only atom counts) and how it was made
+    for key in ("atom_count_error_pct", "position_error_actual_A", "species_error_actual_pct", "length_mae_A",
+                "angle_mae_deg", "match_rate_pct"):
+        assert isinstance(rec["metrics"][key], float), key
+    assert rec["training"]["command"].startswith("nesf-viz ")
+    assert rec["training"]["best_epoch"] == raw["epoch"] <= rec["training"]["epochs"]
+    assert rec["training"]["precision"] == ("bf16" if raw["train_config"]["mixed_precision"] is True else "float32")
 
 
 def _held_out(name: str, n: int):

@@ -1,11 +1,17 @@
-"""Checkpoints shipped inside the package, trained by this project's CLI (README, 'Shipped models').
+"""Checkpoints shipped inside the package, trained by this project's CLI.
 
-`CHECKPOINTS` lists them by name with what they were trained on, the command that made them
-and the metrics they reach on a held-out split (tests/test_assets.py checks those metrics).
+Each model is two files: `<name>.pt` (the slim checkpoint) and `<name>.json`, its record as
+measured by the run that made it (held-out metrics, training time and machine, the
+time-to-accuracy curve, the command), written by `benchmarks/ship_model.py` from the run's
+`results.json`. `CHECKPOINTS` lists them by name; tests/test_assets.py decodes a slice of each
+model's held-out split again and checks it reaches its `bounds`.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,68 +19,70 @@ from ..errors import CheckpointError
 
 HERE = Path(__file__).resolve().parent
 
+RECORD_METRICS = ("atom_count_error_pct", "position_error_actual_A", "position_error_detected_A",
+                  "species_error_actual_pct", "species_error_detected_pct", "length_mae_A", "angle_mae_deg",
+                  "match_rate_pct", "match_rmse", "n_no_atoms", "spacegroup_recovery_pct",
+                  "symmetrized_match_rate_pct", "symmetrized_match_rmse", "symmetrized_position_error_actual_A",
+                  "symmetrized_spacegroup_recovery_pct")
+"""The metrics of a benchmark row a shipped record keeps (see `metrics.ReconstructionMetrics`)."""
+
 
 @dataclass(frozen=True)
 class ShippedCheckpoint:
-    """One shipped model: its file, provenance and the metrics it was shipped with."""
+    """One shipped model: its files, what it is for, and what tests/test_assets.py asserts."""
 
     name: str
-    filename: str
     dataset: str
     """The `nesf-viz benchmark` dataset it was trained and evaluated on (its held-out split)."""
-    trained_on: str
-    """Training data (and its source and licence for real data)."""
-    command: str
-    """The CLI commands that made the file."""
-    evaluated_on: str
-    metrics: dict = field(default_factory=dict)
-    """Measured with the fast decoder on `evaluated_on` (the README quotes these)."""
+    data_source: str
+    """Where its training data come from, and their licence."""
     bounds: dict = field(default_factory=dict)
     """What tests/test_assets.py asserts on the first 48 held-out crystals (upper bounds; a
-    lower bound for match_rate_pct): the stated metrics with the margin a slice needs."""
+    lower bound for match_rate_pct): the recorded metrics with the margin a slice needs."""
 
     @property
     def path(self) -> Path:
-        return HERE / self.filename
+        return HERE / f"{self.name}.pt"
+
+    @property
+    def record(self) -> dict:
+        """The measured record (`<name>.json`)."""
+        return _read_record(self.name)
+
+    @property
+    def metrics(self) -> dict:
+        """Held-out metrics as measured by the run that made it (decoder: `record['decoder']`)."""
+        return self.record["metrics"]
+
+    @property
+    def command(self) -> str:
+        return self.record["training"]["command"]
 
 
+@functools.cache
+def _read_record(name: str) -> dict:
+    path = HERE / f"{name}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"the record of the shipped model {name!r} ({path}) cannot be read ({exc}); "
+                              "regenerate it with benchmarks/ship_model.py") from exc
+
+
+MP_LICENCE = "Materials Project data, CC BY 4.0"
 CHECKPOINTS: dict[str, ShippedCheckpoint] = {
     c.name: c
     for c in (
         ShippedCheckpoint(
-            name="synthetic",
-            filename="synthetic_quick.pt",
-            dataset="synthetic",
-            trained_on="the embedded cubic prototypes (nesf_viz.synthetic), train split (1920 crystals)",
-            command="make checkpoint (nesf-viz benchmark --datasets synthetic --recipe quick --epochs 50 "
-                    "--max-minutes 10 --decode fast --probe-minutes 1 --seeds 0 --out out/tta-synthetic, then "
-                    "nesf-viz export --checkpoint out/tta-synthetic/runs/quick/synthetic/seed0/best.pt "
-                    "--out nesf_viz/assets/synthetic_quick.pt)",
-            evaluated_on="embedded test split (240 crystals)",
-            metrics={"epochs": 50, "train_minutes": 8.4, "atom_count_error_pct": 0.0,
-                     "position_error_actual_A": 0.0294, "species_error_actual_pct": 0.0,
-                     "length_mae_A": 0.0357, "angle_mae_deg": 0.866, "match_rate_pct": 100.0,
-                     "match_rmse": 0.0113},
+            name="synthetic", dataset="synthetic",
+            data_source="the embedded cubic prototypes (nesf_viz.synthetic), made in code",
             bounds={"atom_count_error_pct": 0.0, "species_error_actual_pct": 1.0, "match_rate_pct": 95.0,
                     "position_error_actual_A": 0.06},
         ),
         ShippedCheckpoint(
-            name="lcs6",
-            filename="lcs6_quick.pt",
-            dataset="lcs6",
-            trained_on="LCS6Å train split of the NeSF paper (5418 Materials Project structures, conventional cells "
-                       "<= 6 Å, 1-28 atoms, 80 elements; Materials Project data, CC BY 4.0; split as published "
-                       "with the authors' MIT-licensed code)",
-            command="python benchmarks/time_to_accuracy.py --dataset lcs6 --minutes 60 --variants quick "
-                    "--quick-epochs 149 --probe-minutes 5 --out out/tta-lcs6 (= nesf-viz benchmark --datasets lcs6 "
-                    "--recipe quick --epochs 149 --max-minutes 60 --decode fast --probe-minutes 5 --seeds 0 "
-                    "--out out/tta-lcs6), then nesf-viz export --checkpoint "
-                    "out/tta-lcs6/runs/quick/lcs6/seed0/best.pt --out nesf_viz/assets/lcs6_quick.pt",
-            evaluated_on="LCS6Å test split (301 crystals)",
-            metrics={"epochs": 149, "train_minutes": 57.7, "atom_count_error_pct": 9.97,
-                     "position_error_actual_A": 0.169, "position_error_detected_A": 0.111,
-                     "species_error_actual_pct": 8.06, "length_mae_A": 0.060, "angle_mae_deg": 0.60,
-                     "match_rate_pct": 78.7, "match_rmse": 0.0127},
+            name="lcs6", dataset="lcs6",
+            data_source="LCS6Å split of the NeSF paper (conventional cells <= 6 Å, 1-28 atoms, 80 elements; "
+                        f"{MP_LICENCE}; split as published with the authors' MIT-licensed code)",
             bounds={"atom_count_error_pct": 25.0, "species_error_actual_pct": 15.0, "match_rate_pct": 60.0,
                     "position_error_actual_A": 0.3},
         ),
@@ -104,3 +112,32 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
 def default_checkpoint_path() -> Path:
     """The shipped checkpoint the notebooks and the demo show (trained on the embedded data)."""
     return checkpoint_path(DEFAULT)
+
+
+def _finite_or_none(v):
+    return v if not isinstance(v, float) or math.isfinite(v) else None
+
+
+def record_of_run(row: dict, *, name: str, checkpoint_train_config: dict, command: str | None = None,
+                  continues: dict | None = None) -> dict:
+    """A shipped model's record from its `nesf-viz benchmark` row (results.json). `command`
+    overrides the row's own (rows written before commands were recorded); `continues`: the
+    record of the shipped model this run was warm-started from (its training is counted)."""
+    cpu = row.get("history", {}).get("cpu_seconds")
+    precision = "bf16" if checkpoint_train_config.get("mixed_precision") is True else "float32"
+    training = {
+        "recipe": row["recipe"], "epochs": row["epochs"], "best_epoch": row.get("best_epoch"),
+        "train_minutes": row["train_minutes"], "cpu_minutes": sum(cpu) / 60 if cpu else None,
+        "device": row["device"], "precision": precision, "torch": row.get("torch"),
+        "command": command or row.get("command"), "n_train": row["n_train"],
+    }
+    if continues is not None:
+        training["continues"] = {"name": continues["name"], **continues["training"]}
+    return {
+        "name": name, "dataset": row["dataset"], "trained_on": row["training_set"],
+        "evaluated_on": f"{row['test_set']} ({row['n_test_evaluated']} crystals)",
+        "decoder": row["decode"],
+        "metrics": {k: _finite_or_none(row[k]) for k in RECORD_METRICS if k in row},
+        "training": training,
+        "curve": [{k: _finite_or_none(v) for k, v in p.items()} for p in row.get("curve", [])],
+    }
