@@ -492,8 +492,8 @@ def _cell_trace(lattice: np.ndarray, name_prefix: str, legendgroup: str | None,
 
 
 def physical_cell(structure: Structure) -> bool:
-    """`nesf_viz.data.is_physical_cell` for a pymatgen Structure."""
-    from ..data import is_physical_cell
+    """`nesf_viz.crystal.is_physical_cell` for a pymatgen Structure."""
+    from ..crystal import is_physical_cell
 
     return is_physical_cell(np.asarray(structure.lattice.matrix, float), len(structure))
 
