@@ -26,8 +26,7 @@ from scipy.spatial.distance import cdist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nesf_viz.decode import DecodeConfig  # noqa: E402
-from nesf_viz.evaluate import decode_crystals  # noqa: E402
+from nesf_viz.decode import DecodeConfig, decode_crystals  # noqa: E402
 from nesf_viz.metrics import metrics_of  # noqa: E402
 from nesf_viz.model import NeSFConfig  # noqa: E402
 from nesf_viz.protocol import make_tasks  # noqa: E402

@@ -19,8 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nesf_viz.data import load_crystals  # noqa: E402
-from nesf_viz.decode import DecodeConfig  # noqa: E402
-from nesf_viz.evaluate import decode_crystals  # noqa: E402
+from nesf_viz.decode import DecodeConfig, decode_crystals  # noqa: E402
 from nesf_viz.metrics import metrics_of  # noqa: E402
 from nesf_viz.runs import load_checkpoint  # noqa: E402
 from nesf_viz.symmetry import spacegroup_recovery_pct, symmetrize  # noqa: E402

@@ -37,8 +37,14 @@ sys.path.insert(0, str(ROOT))
 from nesf_viz.assets import checkpoint_path  # noqa: E402
 from nesf_viz.data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
 from nesf_viz.datasets import data_root  # noqa: E402
-from nesf_viz.decode import DECODERS, DecodeConfig, box_particles, decode, species_offsets  # noqa: E402
-from nesf_viz.evaluate import decode_crystals  # noqa: E402
+from nesf_viz.decode import (  # noqa: E402
+    DECODERS,
+    DecodeConfig,
+    box_particles,
+    decode,
+    decode_crystals,  # noqa: E402
+    species_offsets,
+)
 from nesf_viz.fields import ExactFields  # noqa: E402
 from nesf_viz.hooks import DecodeHook  # noqa: E402
 from nesf_viz.metrics import metrics_of, paper_metrics  # noqa: E402
@@ -194,7 +200,7 @@ sys.path.insert(0, {str(ROOT)!r})
 from benchmarks.decode_speed import setup_trained, _test_crystals, LCS6_TRAIN_BOX
 from nesf_viz.data import SpeciesVocab
 from nesf_viz.decode import DecodeConfig
-from nesf_viz.evaluate import decode_crystals
+from nesf_viz.decode import decode_crystals
 page = os.sysconf('SC_PAGE_SIZE')
 rss = lambda: int(open('/proc/self/statm').read().split()[1]) * page / 2**20
 kind, n, moves = {kind!r}, {n}, {moves!r}

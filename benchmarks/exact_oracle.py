@@ -40,7 +40,7 @@ from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals
 from nesf_viz.datasets import data_root  # noqa: E402
 from nesf_viz.decode import DecodeConfig, DecodeResult, box_particles, decode  # noqa: E402
 from nesf_viz.evaluate import format_table  # noqa: E402
-from nesf_viz.fields import ExactFields, nearest_atoms  # noqa: E402
+from nesf_viz.fields import ExactFields, FieldAbilities, nearest_atoms  # noqa: E402
 from nesf_viz.metrics import metrics_of  # noqa: E402
 
 DATA = data_root()
@@ -95,7 +95,7 @@ def diagnose(crystal, box: BoundingBox, cfg: DecodeConfig, decoded_positions: np
 class EveryMoveExactFields(ExactFields):
     """Exact fields without the decoder's fixed-point shortcut: all num_moves moves run."""
 
-    pointwise = False
+    abilities = FieldAbilities(pointwise=False, bounds_own_memory=True)
 
 
 def decode_exact(crystals, vocab, box, cfg: DecodeConfig, batch_size: int, every_move: bool = False) -> DecodeResult:

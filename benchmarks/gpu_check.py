@@ -35,9 +35,8 @@ sys.path.insert(0, str(ROOT))
 from nesf_viz.assets import CHECKPOINTS, checkpoint_path  # noqa: E402
 from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
 from nesf_viz.datasets import data_root  # noqa: E402
-from nesf_viz.decode import DecodeConfig  # noqa: E402
+from nesf_viz.decode import DecodeConfig, decode_crystals  # noqa: E402
 from nesf_viz.device import resolve_device  # noqa: E402
-from nesf_viz.evaluate import decode_crystals  # noqa: E402
 from nesf_viz.model import NeSF  # noqa: E402
 from nesf_viz.recipes import TrainConfig  # noqa: E402
 from nesf_viz.runs import load_checkpoint  # noqa: E402

@@ -14,8 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nesf_viz.decode import DECODERS, DecodeConfig  # noqa: E402
-from nesf_viz.evaluate import decode_crystals  # noqa: E402
+from nesf_viz.decode import (  # noqa: E402
+    DECODERS,
+    DecodeConfig,
+    decode_crystals,  # noqa: E402
+)
 from nesf_viz.metrics import metrics_of  # noqa: E402
 from nesf_viz.protocol import make_tasks  # noqa: E402
 from nesf_viz.runs import load_checkpoint  # noqa: E402

@@ -31,10 +31,9 @@ import torch
 from .data import Crystal, SpeciesVocab, load_crystals
 from .datasets import DatasetUnavailable  # noqa: F401  (public here too)
 from .datasets import data_root as default_data_root
-from .decode import DecodeConfig
+from .decode import DecodeConfig, decode_crystals
 from .device import resolve_device
 from .errors import DatasetError
-from .evaluate import decode_crystals
 from .metrics import metrics_of
 from .model import NeSFConfig
 from .recipes import RECIPES, TrainConfig, make_train_config

@@ -57,8 +57,7 @@ def build_report(
     """Write the standalone HTML report: per-crystal verdicts of each model's decode of `test`
     (`results`: model name -> DecodeResult; default: `ckpt` with the fast decoder), metrics,
     training curves, and `ckpt` decoding its first test crystal step by step."""
-    from .decode import DecodeConfig
-    from .evaluate import decode_crystals
+    from .decode import DecodeConfig, decode_crystals
     from .metrics import crystal_verdicts
     from .viz import compute
     from .viz import figures as F
@@ -181,8 +180,8 @@ def run_demo(out: str | Path = "out/demo", minutes: float = 2.0, n_train: int = 
     written to `out/decoded/<model>/`. Returns the short-trained model's metrics.
     """
     from .assets import default_checkpoint_path
-    from .decode import DecodeConfig
-    from .evaluate import decode_crystals, write_decoded_folder
+    from .decode import DecodeConfig, decode_crystals
+    from .evaluate import write_decoded_folder
     from .metrics import metrics_of
 
     out = Path(out)
