@@ -71,30 +71,9 @@ def field_slice_figure(
                       "<br>|f_p| %{z:.3f} Å<extra></extra>",
         name="|f_p|",
     ))
-    su = max(1, int(np.ceil(U / max_arrows)))
-    sv = max(1, int(np.ceil(V / max_arrows)))
-    iu = np.arange(su // 2, U, su)
-    iv = np.arange(sv // 2, V, sv)
-    if len(iu) and len(iv):
-        spacing = min(
-            abs(gu[iu[1]] - gu[iu[0]]) if len(iu) > 1 else np.inf,
-            abs(gv[iv[1]] - gv[iv[0]]) if len(iv) > 1 else np.inf,
-        )
-        if not np.isfinite(spacing):
-            spacing = max(np.ptp(gu), np.ptp(gv), 1.0) / 4
-        UU, VV = np.meshgrid(iu, iv, indexing="ij")
-        d = vec[UU, VV]                                              # (u, v, 2)
-        n_in = np.linalg.norm(d, axis=-1)
-        frac = np.clip(np.divide(n_in, mag[UU, VV], out=np.zeros_like(n_in),
-                                 where=mag[UU, VV] > 1e-12), 0.0, 1.0)
-        unit = np.divide(d, n_in[..., None], out=np.zeros_like(d), where=n_in[..., None] > 0)
-        arrow = unit * (0.8 * spacing * frac)[..., None]
-        xs, ys = _arrow_segments(gu[UU].ravel() - arrow[..., 0].ravel() / 2,
-                                 gv[VV].ravel() - arrow[..., 1].ravel() / 2,
-                                 arrow[..., 0].ravel(), arrow[..., 1].ravel())
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name="in-plane direction",
-                                 line=dict(color="white", width=1.4), hoverinfo="skip",
-                                 opacity=0.9, showlegend=False))
+    arrows = _direction_arrows(gu, gv, vec, mag, max_arrows)
+    if arrows is not None:
+        fig.add_trace(arrows)
     if au is not None and len(au):
         names = list(atom_labels) if atom_labels is not None else ["atom"] * len(au)
         fig.add_trace(go.Scatter(
@@ -118,6 +97,38 @@ def field_slice_figure(
                      scaleratio=1, constrain="domain", showgrid=False, zeroline=False,
                      ticks="outside")
     return fig
+
+
+def _direction_arrows(gu: np.ndarray, gv: np.ndarray, vec: np.ndarray, mag: np.ndarray,
+                      max_arrows: int) -> go.Scatter | None:
+    """In-plane direction arrows on a sub-grid of at most `max_arrows` per side: length a fixed
+    fraction of the arrow spacing times |in-plane f| / |f| (None when the sub-grid is empty)."""
+    U, V = len(gu), len(gv)
+    su = max(1, int(np.ceil(U / max_arrows)))
+    sv = max(1, int(np.ceil(V / max_arrows)))
+    iu = np.arange(su // 2, U, su)
+    iv = np.arange(sv // 2, V, sv)
+    if len(iu) and len(iv):
+        spacing = min(
+            abs(gu[iu[1]] - gu[iu[0]]) if len(iu) > 1 else np.inf,
+            abs(gv[iv[1]] - gv[iv[0]]) if len(iv) > 1 else np.inf,
+        )
+        if not np.isfinite(spacing):
+            spacing = max(np.ptp(gu), np.ptp(gv), 1.0) / 4
+        UU, VV = np.meshgrid(iu, iv, indexing="ij")
+        d = vec[UU, VV]                                              # (u, v, 2)
+        n_in = np.linalg.norm(d, axis=-1)
+        frac = np.clip(np.divide(n_in, mag[UU, VV], out=np.zeros_like(n_in),
+                                 where=mag[UU, VV] > 1e-12), 0.0, 1.0)
+        unit = np.divide(d, n_in[..., None], out=np.zeros_like(d), where=n_in[..., None] > 0)
+        arrow = unit * (0.8 * spacing * frac)[..., None]
+        xs, ys = _arrow_segments(gu[UU].ravel() - arrow[..., 0].ravel() / 2,
+                                 gv[VV].ravel() - arrow[..., 1].ravel() / 2,
+                                 arrow[..., 0].ravel(), arrow[..., 1].ravel())
+        return go.Scatter(x=xs, y=ys, mode="lines", name="in-plane direction",
+                          line=dict(color="white", width=1.4), hoverinfo="skip",
+                          opacity=0.9, showlegend=False)
+    return None
 
 
 def species_slice_figure(
@@ -151,13 +162,7 @@ def species_slice_figure(
     au = None if atoms_uv is None else _check(atoms_uv, (None, 2), "atoms_uv (M, 2)")
     lab = np.where((lab >= 0) & (lab < S), lab, np.nan)
 
-    colors: list[str] = []
-    for i, n in enumerate(names):
-        c = _label_color(n, i)
-        colors.append(c if c not in colors else PALETTE[i % len(PALETTE)])
-    scale = []
-    for i, c in enumerate(colors):
-        scale += [[i / S, c], [(i + 1) / S, c]]
+    scale = _class_colorscale(names)
     hover_names = np.array(names, dtype=object)[np.nan_to_num(lab, nan=0).astype(int)]
     hover_names = np.where(np.isnan(lab), "-", hover_names)
 
@@ -181,16 +186,8 @@ def species_slice_figure(
         name="confidence",
     ), row=1, col=2)
     if au is not None and len(au):
-        an = list(atom_labels) if atom_labels is not None else [""] * len(au)
         for col in (1, 2):
-            fig.add_trace(go.Scatter(
-                x=au[:, 0], y=au[:, 1], mode="markers+text" if atom_labels is not None else
-                "markers", text=an, textposition="top center", textfont=dict(size=12),
-                marker=dict(size=11, color="rgba(0,0,0,0)", line=dict(color="#111111",
-                                                                        width=2)),
-                name="atoms in plane", showlegend=False, cliponaxis=False,
-                hovertemplate="atom %{text}<br>(%{x:.2f}, %{y:.2f})<extra></extra>",
-            ), row=1, col=col)
+            fig.add_trace(_atom_rings(au, atom_labels), row=1, col=col)
     if title is None:
         title = "Species field slice"
     _layout(fig, title, height=500, width=1050)
@@ -205,6 +202,32 @@ def species_slice_figure(
                          showgrid=False, zeroline=False, ticks="outside", row=1, col=col)
     fig.update_layout(showlegend=False)
     return fig
+
+
+def _class_colorscale(names: Sequence[str]) -> list:
+    """A categorical colour scale over S classes (element colours, a palette colour for repeats)."""
+    S = len(names)
+    colors: list[str] = []
+    for i, n in enumerate(names):
+        c = _label_color(n, i)
+        colors.append(c if c not in colors else PALETTE[i % len(PALETTE)])
+    scale = []
+    for i, c in enumerate(colors):
+        scale += [[i / S, c], [(i + 1) / S, c]]
+    return scale
+
+
+def _atom_rings(au: np.ndarray, atom_labels: Sequence[str] | None) -> go.Scatter:
+    """Atoms in the plane (M, 2) as open rings, labelled when `atom_labels` is given."""
+    an = list(atom_labels) if atom_labels is not None else [""] * len(au)
+    return go.Scatter(
+        x=au[:, 0], y=au[:, 1], mode="markers+text" if atom_labels is not None else
+        "markers", text=an, textposition="top center", textfont=dict(size=12),
+        marker=dict(size=11, color="rgba(0,0,0,0)", line=dict(color="#111111",
+                                                                width=2)),
+        name="atoms in plane", showlegend=False, cliponaxis=False,
+        hovertemplate="atom %{text}<br>(%{x:.2f}, %{y:.2f})<extra></extra>",
+    )
 
 
 def query_points_figure(global_points: np.ndarray, local_points: np.ndarray, species_points: np.ndarray,

@@ -60,48 +60,70 @@ def particle_animation(
     rng = _ranges(pos, at)
 
     def frame_data(t: int) -> list[go.Scatter3d]:
-        sel = np.ones(P, bool) if (kp is None or t != T - 1) else kp
-        p, s = pos[t, sel], sc[t, sel]
-        pid = np.nonzero(sel)[0]
-        main = go.Scatter3d(
-            x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers",
-            name="kept particles" if (kp is not None and t == T - 1) else "particles",
-            customdata=np.column_stack([pid, s]),
-            hovertemplate="particle %{customdata[0]}<br>|f_p| = %{customdata[1]:.3f} Å"
-                          "<extra></extra>",
-            marker=dict(size=size, color=s, cmin=0.0, cmax=cmax,
-                        colorscale=_threshold_colorscale(), opacity=0.85,
-                        colorbar=dict(title=dict(text="|f_p| (Å)", side="top"), len=0.7, x=1.0,
-                                      xanchor="left", y=0.45, thickness=16,
-                                      tickvals=[0, thr / 2, thr, 1.5 * thr, cmax],
-                                      ticktext=[f"{v:.2g}" for v in (0, thr / 2)]
-                                      + [f"{thr:.2g} threshold"]
-                                      + [f"{v:.2g}" for v in (1.5 * thr,)]
-                                      + [f"≥{cmax:.2g}"])),
-            showlegend=True,
-        )
-        rej = ~sel
-        q = pos[t, rej]
-        grey = go.Scatter3d(
-            x=q[:, 0], y=q[:, 1], z=q[:, 2], mode="markers", name="rejected particles",
-            marker=dict(size=max(size * 0.6, 1.5), color=REJECTED_COLOR, opacity=0.5),
-            hoverinfo="skip", showlegend=bool(kp is not None),
-        )
-        return [main, grey]
+        final = kp is not None and t == T - 1
+        return _particle_frame(pos[t], sc[t], kp if final else None, size, thr, cmax, kp is not None)
 
     traces = frame_data(0)
     if at is not None:
-        names = list(atom_labels) if atom_labels is not None else [f"atom {i}" for i in
-                                                                    range(len(at))]
-        colors = [_label_color(n, 0) if element_color(str(n), "") else "#222222" for n in names]
-        traces.append(go.Scatter3d(
-            x=at[:, 0], y=at[:, 1], z=at[:, 2], mode="markers+text", name="true atoms",
-            text=names, textposition="top center", textfont=dict(size=13, color="#111111"),
-            marker=dict(size=22, color=colors, symbol="circle", opacity=0.35),
-            hovertemplate="%{text}<br>(%{x:.2f}, %{y:.2f}, %{z:.2f}) Å<extra>true atom</extra>",
-        ))
+        traces.append(_true_atoms_trace(at, atom_labels))
     fig = go.Figure(traces)
     fig.frames = [go.Frame(data=frame_data(t), traces=[0, 1], name=str(t)) for t in range(T)]
+    if title is None:
+        n_kept = f" · {int(kp.sum())}/{P} kept" if kp is not None else ""
+        title = f"Decoding: {P} particles over {T} recorded steps{n_kept}"
+    _layout(fig, title, scene=_scene(rng), height=640, **_player(labels))
+    fig.update_layout(margin=dict(b=90), legend=dict(x=0.0, xanchor="left", y=1.0))
+    return fig
+
+
+def _particle_frame(pos: np.ndarray, sc: np.ndarray, kept: np.ndarray | None, size: float, thr: float,
+                    cmax: float, show_rejected: bool) -> list[go.Scatter3d]:
+    """One step's particles (P, 3) coloured by |f_p| (P,); with `kept` (the final frame) the
+    rejected ones small and grey in a second trace (always present, so frames line up)."""
+    P = pos.shape[0]
+    sel = np.ones(P, bool) if kept is None else kept
+    p, s = pos[sel], sc[sel]
+    pid = np.nonzero(sel)[0]
+    main = go.Scatter3d(
+        x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers",
+        name="kept particles" if kept is not None else "particles",
+        customdata=np.column_stack([pid, s]),
+        hovertemplate="particle %{customdata[0]}<br>|f_p| = %{customdata[1]:.3f} Å"
+                      "<extra></extra>",
+        marker=dict(size=size, color=s, cmin=0.0, cmax=cmax,
+                    colorscale=_threshold_colorscale(), opacity=0.85,
+                    colorbar=dict(title=dict(text="|f_p| (Å)", side="top"), len=0.7, x=1.0,
+                                  xanchor="left", y=0.45, thickness=16,
+                                  tickvals=[0, thr / 2, thr, 1.5 * thr, cmax],
+                                  ticktext=[f"{v:.2g}" for v in (0, thr / 2)]
+                                  + [f"{thr:.2g} threshold"]
+                                  + [f"{v:.2g}" for v in (1.5 * thr,)]
+                                  + [f"≥{cmax:.2g}"])),
+        showlegend=True,
+    )
+    q = pos[~sel]
+    grey = go.Scatter3d(
+        x=q[:, 0], y=q[:, 1], z=q[:, 2], mode="markers", name="rejected particles",
+        marker=dict(size=max(size * 0.6, 1.5), color=REJECTED_COLOR, opacity=0.5),
+        hoverinfo="skip", showlegend=bool(show_rejected),
+    )
+    return [main, grey]
+
+
+def _true_atoms_trace(at: np.ndarray, atom_labels: Sequence[str] | None) -> go.Scatter3d:
+    """The true atoms (N, 3) as large translucent labelled markers (element colours for symbols)."""
+    names = list(atom_labels) if atom_labels is not None else [f"atom {i}" for i in range(len(at))]
+    colors = [_label_color(n, 0) if element_color(str(n), "") else "#222222" for n in names]
+    return go.Scatter3d(
+        x=at[:, 0], y=at[:, 1], z=at[:, 2], mode="markers+text", name="true atoms",
+        text=names, textposition="top center", textfont=dict(size=13, color="#111111"),
+        marker=dict(size=22, color=colors, symbol="circle", opacity=0.35),
+        hovertemplate="%{text}<br>(%{x:.2f}, %{y:.2f}, %{z:.2f}) Å<extra>true atom</extra>",
+    )
+
+
+def _player(labels: Sequence[str]) -> dict:
+    """Play/pause buttons and a step slider over frames named "0", "1", ... (layout keywords)."""
     play = dict(label="▶ Play", method="animate",
                 args=[None, dict(frame=dict(duration=350, redraw=True), fromcurrent=True,
                                  transition=dict(duration=0), mode="immediate")])
@@ -111,20 +133,14 @@ def particle_animation(
     slider = dict(
         active=0, x=0.2, len=0.78, y=0.0, yanchor="top", pad=dict(t=10, b=10),
         currentvalue=dict(prefix="step ", visible=True, xanchor="left", font=dict(size=13)),
-        steps=[dict(label=labels[t], method="animate",
+        steps=[dict(label=label, method="animate",
                     args=[[str(t)], dict(mode="immediate", frame=dict(duration=0, redraw=True),
-                                         transition=dict(duration=0))]) for t in range(T)],
+                                         transition=dict(duration=0))]) for t, label in enumerate(labels)],
     )
-    if title is None:
-        n_kept = f" · {int(kp.sum())}/{P} kept" if kp is not None else ""
-        title = f"Decoding: {P} particles over {T} recorded steps{n_kept}"
-    _layout(fig, title, scene=_scene(rng), height=640,
-            updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.01, xanchor="left",
-                              yanchor="top", pad=dict(t=30, r=10), showactive=False,
-                              buttons=[play, pause])],
-            sliders=[slider])
-    fig.update_layout(margin=dict(b=90), legend=dict(x=0.0, xanchor="left", y=1.0))
-    return fig
+    return dict(updatemenus=[dict(type="buttons", direction="left", x=0.0, y=-0.01, xanchor="left",
+                                  yanchor="top", pad=dict(t=30, r=10), showactive=False,
+                                  buttons=[play, pause])],
+                sliders=[slider])
 
 
 def cluster_figure(

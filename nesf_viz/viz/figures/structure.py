@@ -71,29 +71,10 @@ def compare_figure(original: Structure, decoded: Structure, title: str | None = 
     fo = np.asarray(original.frac_coords, float).reshape(-1, 3)
     fd = np.asarray(decoded.frac_coords, float).reshape(-1, 3)
     sym_o, sym_d = _symbols(original), _symbols(decoded)
-    if len(fd) and len(fo):
-        match, err, img = _periodic_match(fd, fo, lat_o)
-        info = [
-            f"error {e:.3f} Å to original {sym_o[j]} (site {j})"
-            + ("" if sym_o[j] == s else " <b>species differs</b>")
-            for e, j, s in zip(err, match, sym_d)
-        ]
-    else:
-        match, err, img = np.zeros(0, int), np.zeros(0), np.zeros((0, 3))
-        info = None if not len(fd) else ["no original atom"] * len(fd)
+    match, err, img, info = _site_errors(fo, fd, lat_o, sym_o, sym_d)
     mean_err = float(err.mean()) if len(err) else float("nan")
-
     if title is None:
-        n_wrong = sum(sym_o[j] != s for j, s in zip(match, sym_d))
-        head = f"{_formula(original)}: original vs decoded"
-        if len(err):
-            # named apart from the paper's position error (Cartesian, nearest true atom), which
-            # the verdicts print: this one matches in fractional coordinates under periodicity
-            title = (f"{head} · mean periodic site error {mean_err:.3f} Å (max {err.max():.3f} Å) · "
-                     f"{len(fd)}/{len(fo)} atoms"
-                     + (f" · {n_wrong} species differ" if n_wrong else ""))
-        else:
-            title = f"{head} · no atoms decoded"
+        title = _compare_title(original, match, err, sym_o, sym_d, len(fo), len(fd))
     sub = (f"original<br><sup>{_lattice_text(original.lattice.abc, original.lattice.angles)}"
            "</sup>",
            f"decoded<br><sup>{_lattice_text(decoded.lattice.abc, decoded.lattice.angles)}</sup>")
@@ -108,7 +89,49 @@ def compare_figure(original: Structure, decoded: Structure, title: str | None = 
                    if (t.meta or {}).get("kind") == "atoms"] or [14.0])
     for tr in dec_traces:
         fig.add_trace(tr, row=1, col=2)
+    for tr in _overlay_traces(fo, fd, lat_d, match, err, img, sym_o, atom_px):
+        fig.add_trace(tr, row=1, col=2)
+    rng = _ranges(original.lattice.get_cartesian_coords(UNIT_CUBE_CORNERS),
+                  decoded.lattice.get_cartesian_coords(UNIT_CUBE_CORNERS))
+    fig = _layout(fig, title, height=600)
+    fig.update_layout(scene=_scene(rng), scene2=_scene(rng), meta={"mean_error": mean_err})
+    fig.update_annotations(font=dict(size=14))
+    return fig
 
+
+def _site_errors(fo: np.ndarray, fd: np.ndarray, lat_o: np.ndarray, sym_o: list[str], sym_d: list[str]):
+    """Each decoded site's periodic match among the original sites: (match (N_d,), error (N_d,)
+    Angstrom, matched image (N_d, 3) fractional, hover text per decoded site or None)."""
+    if len(fd) and len(fo):
+        match, err, img = _periodic_match(fd, fo, lat_o)
+        info = [
+            f"error {e:.3f} Å to original {sym_o[j]} (site {j})"
+            + ("" if sym_o[j] == s else " <b>species differs</b>")
+            for e, j, s in zip(err, match, sym_d)
+        ]
+    else:
+        match, err, img = np.zeros(0, int), np.zeros(0), np.zeros((0, 3))
+        info = None if not len(fd) else ["no original atom"] * len(fd)
+    return match, err, img, info
+
+
+def _compare_title(original: Structure, match: np.ndarray, err: np.ndarray, sym_o: list[str], sym_d: list[str],
+                   n_original: int, n_decoded: int) -> str:
+    n_wrong = sum(sym_o[j] != s for j, s in zip(match, sym_d))
+    head = f"{_formula(original)}: original vs decoded"
+    if not len(err):
+        return f"{head} · no atoms decoded"
+    # named apart from the paper's position error (Cartesian, nearest true atom), which
+    # the verdicts print: this one matches in fractional coordinates under periodicity
+    return (f"{head} · mean periodic site error {float(err.mean()):.3f} Å (max {err.max():.3f} Å) · "
+            f"{n_decoded}/{n_original} atoms" + (f" · {n_wrong} species differ" if n_wrong else ""))
+
+
+def _overlay_traces(fo: np.ndarray, fd: np.ndarray, lat_d: np.ndarray, match: np.ndarray, err: np.ndarray,
+                    img: np.ndarray, sym_o: list[str], atom_px: float) -> list:
+    """The right panel's overlay: original atoms (translucent, by their fractional coordinates
+    in the decoded cell) and a link from each decoded atom to its match."""
+    traces = []
     # overlay: original atoms in the decoded cell (hollow), links decoded -> matched original
     idx_o, f_over = image_sites(fo) if len(fo) else (np.zeros(0, int), np.zeros((0, 3)))
     f_over = np.concatenate([f_over, img]) if len(img) else f_over
@@ -117,7 +140,7 @@ def compare_figure(original: Structure, decoded: Structure, title: str | None = 
     idx_o = idx_o[keep]
     if len(f_over):
         c_over = f_over @ lat_d
-        fig.add_trace(go.Scatter3d(
+        traces.append(go.Scatter3d(
             x=c_over[:, 0], y=c_over[:, 1], z=c_over[:, 2], mode="markers",
             name="original positions",
             marker=dict(symbol="circle", size=atom_px * 1.1, opacity=0.3,
@@ -125,7 +148,7 @@ def compare_figure(original: Structure, decoded: Structure, title: str | None = 
             text=[f"original {sym_o[i]} (site {i})<br>frac ({f[0]:.3f}, {f[1]:.3f}, {f[2]:.3f})"
                   for i, f in zip(idx_o, f_over)],
             hoverinfo="text", legendgroup="overlay", meta={"kind": "overlay"},
-        ), row=1, col=2)
+        ))
     if len(err):
         a = fd @ lat_d        # where the decoded atom is drawn (sites are drawn as stored)
         b = img @ lat_d       # the matched original image next to it, in the decoded cell
@@ -135,14 +158,9 @@ def compare_figure(original: Structure, decoded: Structure, title: str | None = 
             ys += [p[1], q[1], None]
             zs += [p[2], q[2], None]
             txt += [f"error {e:.3f} Å"] * 2 + [None]
-        fig.add_trace(go.Scatter3d(
+        traces.append(go.Scatter3d(
             x=xs, y=ys, z=zs, mode="lines", name="match (error)",
             line=dict(color="#d62728", width=6), text=txt, hoverinfo="text",
             legendgroup="overlay", meta={"kind": "links"},
-        ), row=1, col=2)
-    rng = _ranges(original.lattice.get_cartesian_coords(UNIT_CUBE_CORNERS),
-                  decoded.lattice.get_cartesian_coords(UNIT_CUBE_CORNERS))
-    fig = _layout(fig, title, height=600)
-    fig.update_layout(scene=_scene(rng), scene2=_scene(rng), meta={"mean_error": mean_err})
-    fig.update_annotations(font=dict(size=14))
-    return fig
+        ))
+    return traces
