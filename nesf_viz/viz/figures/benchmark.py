@@ -13,17 +13,11 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ...reference import METRICS
 from ._common import PALETTE, _layout
 
-METRIC_NAMES = {
-    "atom_count_error_pct": "atom-count error (%)",
-    "position_error_actual_A": "position error, actual (Å)",
-    "position_error_detected_A": "position error, detected (Å)",
-    "species_error_actual_pct": "species error, actual (%)",
-    "species_error_detected_pct": "species error, detected (%)",
-    "match_rate_pct": "StructureMatcher match (%)",
-    "length_mae_A": "lattice length MAE (Å)",
-}
+METRIC_NAMES = {k: m.title() for k, m in METRICS.items()}
+"""Metric key -> panel title, e.g. 'position error, actual (Å)' (`nesf_viz.reference.METRICS`)."""
 
 
 def metrics_bars_figure(columns: Mapping[str, Mapping[str, float]], metrics: Sequence[str],
@@ -58,9 +52,9 @@ def metrics_bars_figure(columns: Mapping[str, Mapping[str, float]], metrics: Seq
     return fig
 
 
-_TTA_PANELS = (("val_loss", "validation loss", True), ("atom_count_error_pct", "atom-count error [%]", False),
-               ("position_error_actual_A", "position error, actual [Å]", True),
-               ("species_error_actual_pct", "species error, actual [%]", False))
+_TTA_PANELS = tuple((key, METRICS[key].title("[]"), log) for key, log in (
+    ("val_loss", True), ("atom_count_error_pct", False), ("position_error_actual_A", True),
+    ("species_error_actual_pct", False)))
 
 
 def time_to_accuracy_figure(runs: Sequence[Mapping[str, Any]], title: str | None = None,
