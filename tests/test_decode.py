@@ -433,3 +433,19 @@ def test_an_interrupted_batch_decode_raises_or_keeps_the_batches_done(oracle_set
                            on_batch=lambda chunk, res: seen.append([c.id for c in chunk]))
     assert kept.interrupted and len(kept) == 2 and seen == [[c.id for c in crystals[:2]]]
     _assert_recovered(kept, crystals[:2])
+
+
+def test_usable_crystals_names_an_unknown_element_or_skips_it_with_one_warning(oracle_set):
+    from nesf_viz.decode import usable_crystals
+    from nesf_viz.errors import DatasetError, SkippedStructuresWarning, UnknownSpeciesError
+
+    crystals, vocab, box = oracle_set
+    small = SpeciesVocab.from_crystals(crystals[:1])  # NaCl's elements only
+    with pytest.raises(UnknownSpeciesError, match="cscl"):
+        usable_crystals(crystals[:2], small, box)
+    with pytest.warns(SkippedStructuresWarning, match="skipped 1 of 2 crystals"):
+        kept = usable_crystals(crystals[:2], small, box, skip_bad=True)
+    assert [c.id for c in kept] == ["nacl"]
+    assert usable_crystals(crystals, vocab, box) == list(crystals)
+    with pytest.raises(DatasetError, match="no crystal left"), pytest.warns(SkippedStructuresWarning):
+        usable_crystals(crystals[1:2], small, box, skip_bad=True)
