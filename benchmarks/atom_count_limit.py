@@ -18,21 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial.distance import cdist
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from nesf_viz.decode import DecodeConfig  # noqa: E402
-from nesf_viz.evaluate import decode_crystals  # noqa: E402
-from nesf_viz.metrics import metrics_of  # noqa: E402
-from nesf_viz.model import NeSFConfig  # noqa: E402
-from nesf_viz.protocol import make_tasks  # noqa: E402
-from nesf_viz.recipes import make_train_config  # noqa: E402
-from nesf_viz.runs import load_checkpoint  # noqa: E402
+from nesf_viz.bench import decode_with, timed
+from nesf_viz.metrics import metrics_of
+from nesf_viz.model import NeSFConfig
+from nesf_viz.protocol import make_tasks
+from nesf_viz.recipes import make_train_config
+from nesf_viz.runs import load_checkpoint
 
 FOUND_A = 0.5
 NN_BINS = (0.0, 1.5, 2.0, 2.5, 3.0, 99.0)
@@ -103,8 +99,7 @@ def breakdown(checkpoint: str, dataset: str) -> None:
     ck = load_checkpoint(checkpoint)
     n = len(task.test)
     for name, crystals in (("test split", list(task.test)), ("its training crystals", list(task.train)[:n])):
-        r = decode_crystals(crystals, fields=ck.model, box=ck.box, vocab=ck.vocab,
-                            config=DecodeConfig.fast(), progress=False)
+        r = decode_with(ck, crystals, "fast")
         feats, missed = missed_atoms(crystals, r)
         s = summary(crystals, r)
         print(f"\n{name} ({len(crystals)} crystals): atom-count error {s['atom_count_error_pct']:.1f} %, "
@@ -127,14 +122,13 @@ def fit(n: int, epochs: int, out: Path, variants: list[str]) -> None:
             print(name, rows[name])
             continue
         from nesf_viz.train import train
-        t0 = time.perf_counter()
-        res = train(hard, hard, out / name.replace(" ", "_"), make_train_config("quick", epochs=epochs,
-                    **RECIPE_VARIANTS.get(name, {})), NeSFConfig(num_species=1, **VARIANTS.get(name, {})),
-                    progress=False, overwrite=True)
-        minutes = (time.perf_counter() - t0) / 60
+        recipe = make_train_config("quick", epochs=epochs, **RECIPE_VARIANTS.get(name, {}))
+        res, seconds = timed(lambda: train(hard, hard, out / name.replace(" ", "_"), recipe,
+                                           NeSFConfig(num_species=1, **VARIANTS.get(name, {})), progress=False,
+                                           overwrite=True))
+        minutes = seconds / 60
         ck = load_checkpoint(out / name.replace(" ", "_") / "last.pt")
-        r = decode_crystals(hard, fields=ck.model, box=ck.box, vocab=ck.vocab, config=DecodeConfig.fast(),
-                            progress=False)
+        r = decode_with(ck, hard, "fast")
         rows[name] = {**summary(hard, r), "train_minutes": round(minutes, 1),
                       "final_val_loss": res.history["val_loss"][-1],
                       "parameters": sum(p.numel() for p in ck.model.parameters())}

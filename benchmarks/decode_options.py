@@ -12,18 +12,13 @@ Prints a markdown table (metrics and structures/s).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from nesf_viz.data import load_crystals  # noqa: E402
-from nesf_viz.decode import DecodeConfig  # noqa: E402
-from nesf_viz.evaluate import decode_crystals  # noqa: E402
-from nesf_viz.metrics import metrics_of  # noqa: E402
-from nesf_viz.runs import load_checkpoint  # noqa: E402
-from nesf_viz.symmetry import spacegroup_recovery_pct, symmetrize  # noqa: E402
+from nesf_viz.bench import decode_with, table
+from nesf_viz.data import load_crystals
+from nesf_viz.decode import DecodeConfig
+from nesf_viz.metrics import metrics_of
+from nesf_viz.runs import load_checkpoint
+from nesf_viz.symmetry import spacegroup_recovery_pct, symmetrize
 
 VARIANTS = {
     "paper (default)": DecodeConfig(),
@@ -46,18 +41,18 @@ def main() -> None:
     ck = load_checkpoint(a.checkpoint)
     crystals = load_crystals(a.data, conventional=False, limit=a.limit)
     print(f"checkpoint {a.checkpoint} (epoch {ck.epoch}), {len(crystals)} crystals of {a.data}\n")
-    print("| decoder | " + " | ".join(COLS) + " | SG % | structures/s |")
-    print("|---" * (len(COLS) + 3) + "|")
+    rows = []
     for name, cfg in VARIANTS.items():
-        res = decode_crystals(crystals, fields=ck.model, box=ck.box, vocab=ck.vocab, config=cfg, progress=False)
-        rows = [(name, res.to_crystals(), metrics_of(crystals, res).to_dict(), res.structures_per_second)]
+        res = decode_with(ck, crystals, cfg)
+        decoded = [(name, res.to_crystals(), res.structures_per_second)]
         if name == "paper (default)":
-            sym = [symmetrize(c, a.symprec) for c in res.to_crystals()]
-            rows.append((f"paper + symmetrize({a.symprec} Å)", sym, metrics_of(crystals, sym).to_dict(), float("nan")))
-        for label, decoded, m, speed in rows:
-            sg = spacegroup_recovery_pct(crystals, decoded)
-            print(f"| {label} | " + " | ".join(f"{m[k]:.4g}" for k in COLS) + f" | {sg:.1f} | {speed:.3g} |",
-                  flush=True)
+            decoded.append((f"paper + symmetrize({a.symprec} Å)", [symmetrize(c, a.symprec) for c in res.to_crystals()],
+                            float("nan")))
+        for label, crystals_out, speed in decoded:
+            m = metrics_of(crystals, crystals_out).to_dict()
+            rows.append([label, *[m[k] for k in COLS], spacegroup_recovery_pct(crystals, crystals_out), speed])
+            print(f"{label}: done", flush=True)
+    print(table(("decoder", *COLS, "spacegroup_recovery_pct", "structures/s"), rows, "{:.4g}"))
 
 
 if __name__ == "__main__":

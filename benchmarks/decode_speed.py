@@ -21,30 +21,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nesf_viz.assets import checkpoint_path
+from nesf_viz.bench import alternate, matmul_gflops, medians, timed, write_json
+from nesf_viz.data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab, load_crystals
+from nesf_viz.datasets import data_root
+from nesf_viz.decode import DECODERS, DecodeConfig, box_particles, decode, decode_crystals, species_offsets
+from nesf_viz.fields import ExactFields
+from nesf_viz.hooks import DecodeHook
+from nesf_viz.metrics import metrics_of, paper_metrics
+from nesf_viz.nms import nms
+from nesf_viz.runs import load_checkpoint
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from nesf_viz.assets import checkpoint_path  # noqa: E402
-from nesf_viz.data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
-from nesf_viz.datasets import data_root  # noqa: E402
-from nesf_viz.decode import DECODERS, DecodeConfig, box_particles, decode, species_offsets  # noqa: E402
-from nesf_viz.evaluate import decode_crystals  # noqa: E402
-from nesf_viz.fields import ExactFields  # noqa: E402
-from nesf_viz.hooks import DecodeHook  # noqa: E402
-from nesf_viz.metrics import metrics_of, paper_metrics  # noqa: E402
-from nesf_viz.nms import nms  # noqa: E402
-from nesf_viz.runs import load_checkpoint  # noqa: E402
-
 DATA = data_root() / "nesf_paper"
 # The LCS6A training box as nesf_viz reads lcs6_train.csv (conventional cells); --train-csv
 # recomputes it (about a minute or more on this machine).
@@ -127,38 +123,11 @@ def nms_only(cap: Capture, cfg: DecodeConfig, repeats: int) -> dict:
         return nms(pts, sc, b, nb, cfg.nms_radius_angstrom, cfg.nms_min_particles,
                    collapse_tolerance=cfg.nms_collapse_tolerance_angstrom)
 
-    t = alternate({"old": old, "new": new}, repeats)
+    med = medians(alternate({"old": old, "new": new}, repeats))
     o, n_ = old(), new()
     same = all(len(x) == int(((n_.cluster_batch == i) & n_.is_atom).sum()) for i, x in enumerate(o))
-    med = {key: statistics.median(v) for key, v in t.items()}
     return {"kept_particles": int(k.sum()), "old_s": med["old"], "new_s": med["new"],
             "speedup": med["old"] / med["new"], "same_atom_counts": same}
-
-
-def timed(fn, *a, **k):
-    t = time.perf_counter()
-    r = fn(*a, **k)
-    return time.perf_counter() - t, r
-
-
-def alternate(fns: dict, repeats: int) -> dict[str, list[float]]:
-    """Run each function `repeats` times, interleaved; return the wall times."""
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            times[k].append(timed(fn)[0])
-    return times
-
-
-def matmul_rate(repeats: int = 7) -> dict[str, float]:
-    """float32 GFLOP/s of two matmul shapes on this machine (median of repeats)."""
-    out = {}
-    for name, (m, k, n) in {"65536x131x128": (65536, 131, 128), "2048^3": (2048, 2048, 2048)}.items():
-        a, b = torch.randn(m, k), torch.randn(k, n)
-        a @ b
-        ts = [timed(torch.matmul, a, b)[0] for _ in range(repeats)]
-        out[name] = 2 * m * k * n / statistics.median(ts) / 1e9
-    return out
 
 
 def field_macs(net) -> tuple[int, int]:
@@ -189,12 +158,10 @@ def peak_memory_subprocess(kind: str, n: int, decoder: str, moves: int | None = 
     the CIFs). kind 'exact' or 'learned' (the shipped lcs6 model); n may exceed the split (the
     crystals repeat). `moves` caps the moves (memory does not depend on their number)."""
     code = f"""
-import dataclasses, json, os, sys, threading, time, torch
-sys.path.insert(0, {str(ROOT)!r})
+import dataclasses, json, os, threading, time, torch
 from benchmarks.decode_speed import setup_trained, _test_crystals, LCS6_TRAIN_BOX
 from nesf_viz.data import SpeciesVocab
-from nesf_viz.decode import DecodeConfig
-from nesf_viz.evaluate import decode_crystals
+from nesf_viz.decode import DecodeConfig, decode_crystals
 page = os.sysconf('SC_PAGE_SIZE')
 rss = lambda: int(open('/proc/self/statm').read().split()[1]) * page / 2**20
 kind, n, moves = {kind!r}, {n}, {moves!r}
@@ -222,6 +189,7 @@ done[0] = True; th.join()
 print(json.dumps({{"n": n, "rss_before_MiB": before, "peak_MiB": peak[0], "decode_extra_MiB": peak[0] - before,
                   "particles": int(r.n_particles.sum()), "seconds": seconds}}))
 """
+    # run in the checkout: `benchmarks.decode_speed` is found from the working folder
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     if out.returncode:
         return {"error": out.stderr[-500:]}
@@ -306,6 +274,149 @@ def speed_table(report: dict) -> str:
 # ----------------------------------------------------------------------------- main
 
 
+def exact_section(box: BoundingBox, cfg: DecodeConfig, configs: dict, n_crystals: int, repeats: int) -> dict:
+    """Exact fields of the first LCS6A test crystals: every decoder alternating, agreement with
+    the reference-style loop, NMS alone."""
+    fast = DecodeConfig.fast()
+    fields, batch, z, vocab = setup_exact(n_crystals)
+    n = batch.num_crystals
+    old_out = {}
+
+    def run_old():
+        old_out["r"] = straightforward_decode(fields, z, box, cfg)[0]
+
+    new_out = {}
+
+    def run_new():
+        new_out["r"] = decode(fields, latents=z, box=box, vocab=vocab, config=cfg)
+
+    def run_fast():
+        new_out["f"] = decode(fields, latents=z, box=box, vocab=vocab, config=fast)
+
+    zero = DecodeConfig(early_stop_tolerance_angstrom=0.0)
+
+    def run_coarse():
+        new_out["c"] = decode(fields, latents=z, box=box, vocab=vocab, config=configs["coarse"])
+
+    def run_zero():  # stops only exact fixed points: the same result as the default
+        new_out["z"] = decode(fields, latents=z, box=box, vocab=vocab, config=zero)
+
+    times = alternate({"old": run_old, "new": run_new, "fast": run_fast, "coarse": run_coarse, "stop0": run_zero},
+                      repeats)
+    med = medians(times)
+    exact = {
+        "n": n,
+        "old_structures_per_s": n / med["old"],
+        "new_structures_per_s": n / med["new"],
+        "speedup_new_vs_old": med["old"] / med["new"],
+        "fast_structures_per_s": n / med["fast"],
+        "speedup_fast_vs_new": med["new"] / med["fast"],
+        "raw_times_s": times,
+        "agreement_old_new": compare_atoms(old_out["r"], new_out["r"]),
+        "new_stage_times_s": new_out["r"].timing_s,
+        "fast_stage_times_s": new_out["f"].timing_s,
+        "fast_particles_per_crystal_mean": float(new_out["f"].n_particles.mean()),
+        "stop0_structures_per_s": n / med["stop0"],
+        "stop0_identical_to_default": all(
+            np.array_equal(x, y) for x, y in zip(new_out["r"].positions_angstrom, new_out["z"].positions_angstrom)),
+        "fast_same_atom_counts": bool(np.array_equal(new_out["f"].num_atoms, new_out["r"].num_atoms)),
+        "coarse_structures_per_s": n / med["coarse"],
+        "coarse_same_atom_counts": bool(np.array_equal(new_out["c"].num_atoms, new_out["r"].num_atoms)),
+    }
+    cap = Capture()
+    decode(fields, latents=z, box=box, vocab=vocab, config=zero, hooks=[cap])
+    exact["nms_only"] = nms_only(cap, cfg, max(repeats, 5))
+    print(f"\nexact fields, {n} LCS6A test crystals, medians of {repeats} alternating runs:")
+    print(f"  old (per crystal, Python NMS): {exact['old_structures_per_s']:.2f} structures/s")
+    print(f"  new (batched):                 {exact['new_structures_per_s']:.2f} structures/s"
+          f"  -> {exact['speedup_new_vs_old']:.2f}x")
+    print(f"  fast recipe:                   {exact['fast_structures_per_s']:.2f} structures/s"
+          f"  -> {exact['speedup_fast_vs_new']:.2f}x over new defaults")
+    print(f"  coarse recipe:                 {exact['coarse_structures_per_s']:.2f} structures/s"
+          f"  (same atom counts: {exact['coarse_same_atom_counts']})")
+    print(f"  early stop at 0.0 (identical result: {exact['stop0_identical_to_default']}): "
+          f"{exact['stop0_structures_per_s']:.2f} structures/s")
+    print(f"  agreement: {exact['agreement_old_new']}")
+    print(f"  NMS alone, same particles: {exact['nms_only']}")
+    print(f"  new stages: { {k: round(v, 3) for k, v in exact['new_stage_times_s'].items()} }")
+
+    return exact
+
+
+def learned_section(cfg: DecodeConfig, configs: dict, n_crystals: int, repeats: int) -> dict:
+    """The shipped LCS6A model on its test split: every decoder alternating on the first
+    crystals, fast and coarse on the whole split, multiply-adds and achieved GFLOP/s."""
+    ck, tcrystals = setup_trained()
+    model, lvocab, lbox = ck.model, ck.vocab, ck.box
+    sub = tcrystals[:n_crystals]
+    lbatch = CrystalBatch.from_crystals(sub, lvocab)
+    with torch.no_grad():
+        lz = model.latents(lbatch)
+    nl = lbatch.num_crystals
+    pp, pc = field_macs(model.position_net)
+    sp, _ = field_macs(model.species_net)
+    p_box = box_particles(lbox, cfg.grid_step_angstrom, cfg.box_margin_angstrom).shape[0]
+    macs = p_box * cfg.num_moves * pp + pc
+    out_l: dict = {}
+
+    def l_old():
+        res, lengths, angles = straightforward_decode(model, lz, lbox, cfg)
+        out_l["old"] = [
+            Crystal(c.double().numpy(), np.asarray(lvocab.decode(sp_.numpy())), tuple(map(float, ln.detach())),
+                    tuple(map(float, np.degrees(an.detach().double().numpy()))), id=t.id)
+            for (c, sp_), ln, an, t in zip(res, lengths, angles, sub)]
+
+    def run(name):
+        def f():
+            out_l[name] = decode(model, latents=lz, box=lbox, vocab=lvocab, config=configs[name],
+                                 ids=[c.id for c in sub])
+        return f
+
+    lt = alternate({"old": l_old, **{k: run(k) for k in configs}}, repeats)
+    lmed = medians(lt)
+    subset = {k: _metrics(paper_metrics(sub, out_l[k])) for k in out_l}
+    # fast and coarse on the whole split as well: accuracy on a sample that means something
+    full = {}
+    for k in ("fast", "coarse"):
+        r, seconds = timed(lambda: decode_crystals(tcrystals, fields=model, box=lbox, vocab=lvocab,
+                                                   config=configs[k], progress=False))
+        full[k] = {"structures_per_s": len(tcrystals) / seconds,
+                   **_metrics(metrics_of(tcrystals, r, match=False).to_dict())}
+    move_s = out_l["paper"].timing_s["move"] / nl
+    learned = {
+        "n": nl, "n_full": len(tcrystals),
+        "position_field_macs_per_point": pp, "position_field_macs_per_crystal_latent": pc,
+        "species_field_macs_per_point": sp, "gflop_per_crystal_paper_moves": 2 * macs / 1e9,
+        "achieved_gflops_paper_moves": 2 * macs / move_s / 1e9,
+        "structures_per_s": {k: nl / v for k, v in lmed.items()},
+        "raw_times_s": lt, "subset_metrics": subset, "full_split": full,
+        "particles_per_crystal_mean": {k: float(out_l[k].n_particles.mean()) for k in configs},
+    }
+    print(f"\nshipped lcs6 model, first {nl} LCS6A test crystals, medians of {repeats} alternating runs:")
+    print(f"  position field: {pp:,} multiply-adds per point (+{pc:,} per crystal for the latent); "
+          f"{learned['gflop_per_crystal_paper_moves']:.1f} GFLOP per crystal for {cfg.num_moves} moves; "
+          f"paper decoder moves at {learned['achieved_gflops_paper_moves']:.0f} GFLOP/s")
+    for k in ("old", *configs):
+        print(f"  {k:7s} {learned['structures_per_s'][k]:8.2f} structures/s  {subset[k]}")
+    for k, v in full.items():
+        print(f"  {k} on all {len(tcrystals)}: {v}")
+
+    return learned
+
+
+def memory_section(configs: dict) -> dict:
+    """Peak memory of 128-crystal batches (exact and learned) and of 1,000 learned decodes."""
+    mem = {f"exact_{k}": peak_memory_subprocess("exact", 128, k) for k in configs}
+    mem |= {"learned_paper_2_moves": peak_memory_subprocess("learned", 128, "paper", moves=2)}
+    mem |= {f"learned_{k}": peak_memory_subprocess("learned", 128, k) for k in ("fast", "coarse")}
+    mem |= {f"learned_{k}_1000": peak_memory_subprocess("learned", 1000, k) for k in ("fast", "coarse")}
+    print("\npeak memory (MiB above the process before decoding):")
+    for k, v in mem.items():
+        print(f"  {k}: {v}")
+
+    return mem
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--exact-n", type=int, default=64, help="LCS6A test crystals for the exact-field runs")
@@ -328,148 +439,19 @@ def main(argv=None) -> int:
     p = box_particles(box, cfg.grid_step_angstrom, cfg.box_margin_angstrom).shape[0]
     print(f"particles per crystal: {p}; torch threads: {torch.get_num_threads()}")
 
-    rates = matmul_rate()
+    rates = matmul_gflops()
     report["matmul_gflops"] = rates
     print("float32 matmul here: " + ", ".join(f"{k}: {v:.0f} GFLOP/s" for k, v in rates.items()))
-
-    # --- exact fields
     if not a.skip_exact:
-        fields, batch, z, vocab = setup_exact(a.exact_n)
-        n = batch.num_crystals
-        old_out = {}
-
-        def run_old():
-            old_out["r"] = straightforward_decode(fields, z, box, cfg)[0]
-
-        new_out = {}
-
-        def run_new():
-            new_out["r"] = decode(fields, latents=z, box=box, vocab=vocab, config=cfg)
-
-        def run_fast():
-            new_out["f"] = decode(fields, latents=z, box=box, vocab=vocab, config=fast)
-
-        zero = DecodeConfig(early_stop_tolerance_angstrom=0.0)
-
-        def run_coarse():
-            new_out["c"] = decode(fields, latents=z, box=box, vocab=vocab, config=configs["coarse"])
-
-        def run_zero():  # stops only exact fixed points: the same result as the default
-            new_out["z"] = decode(fields, latents=z, box=box, vocab=vocab, config=zero)
-
-        times = alternate({"old": run_old, "new": run_new, "fast": run_fast, "coarse": run_coarse, "stop0": run_zero},
-                          a.repeats)
-        med = {k: statistics.median(v) for k, v in times.items()}
-        exact = {
-            "n": n,
-            "old_structures_per_s": n / med["old"],
-            "new_structures_per_s": n / med["new"],
-            "speedup_new_vs_old": med["old"] / med["new"],
-            "fast_structures_per_s": n / med["fast"],
-            "speedup_fast_vs_new": med["new"] / med["fast"],
-            "raw_times_s": times,
-            "agreement_old_new": compare_atoms(old_out["r"], new_out["r"]),
-            "new_stage_times_s": new_out["r"].timing_s,
-            "fast_stage_times_s": new_out["f"].timing_s,
-            "fast_particles_per_crystal_mean": float(new_out["f"].n_particles.mean()),
-            "stop0_structures_per_s": n / med["stop0"],
-            "stop0_identical_to_default": all(
-                np.array_equal(x, y) for x, y in zip(new_out["r"].positions_angstrom, new_out["z"].positions_angstrom)),
-            "fast_same_atom_counts": bool(np.array_equal(new_out["f"].num_atoms, new_out["r"].num_atoms)),
-            "coarse_structures_per_s": n / med["coarse"],
-            "coarse_same_atom_counts": bool(np.array_equal(new_out["c"].num_atoms, new_out["r"].num_atoms)),
-        }
-        cap = Capture()
-        decode(fields, latents=z, box=box, vocab=vocab, config=zero, hooks=[cap])
-        exact["nms_only"] = nms_only(cap, cfg, max(a.repeats, 5))
-        report["exact"] = exact
-        print(f"\nexact fields, {n} LCS6A test crystals, medians of {a.repeats} alternating runs:")
-        print(f"  old (per crystal, Python NMS): {exact['old_structures_per_s']:.2f} structures/s")
-        print(f"  new (batched):                 {exact['new_structures_per_s']:.2f} structures/s"
-              f"  -> {exact['speedup_new_vs_old']:.2f}x")
-        print(f"  fast recipe:                   {exact['fast_structures_per_s']:.2f} structures/s"
-              f"  -> {exact['speedup_fast_vs_new']:.2f}x over new defaults")
-        print(f"  coarse recipe:                 {exact['coarse_structures_per_s']:.2f} structures/s"
-              f"  (same atom counts: {exact['coarse_same_atom_counts']})")
-        print(f"  early stop at 0.0 (identical result: {exact['stop0_identical_to_default']}): "
-              f"{exact['stop0_structures_per_s']:.2f} structures/s")
-        print(f"  agreement: {exact['agreement_old_new']}")
-        print(f"  NMS alone, same particles: {exact['nms_only']}")
-        print(f"  new stages: { {k: round(v, 3) for k, v in exact['new_stage_times_s'].items()} }")
-
-    # --- learned fields: the shipped LCS6A model on the LCS6A test split
+        report["exact"] = exact_section(box, cfg, configs, a.exact_n, a.repeats)
     if not a.skip_learned:
-        ck, tcrystals = setup_trained()
-        model, lvocab, lbox = ck.model, ck.vocab, ck.box
-        sub = tcrystals[: a.learned_n]
-        lbatch = CrystalBatch.from_crystals(sub, lvocab)
-        with torch.no_grad():
-            lz = model.latents(lbatch)
-        nl = lbatch.num_crystals
-        pp, pc = field_macs(model.position_net)
-        sp, _ = field_macs(model.species_net)
-        p_box = box_particles(lbox, cfg.grid_step_angstrom, cfg.box_margin_angstrom).shape[0]
-        macs = p_box * cfg.num_moves * pp + pc
-        out_l: dict = {}
-
-        def l_old():
-            res, lengths, angles = straightforward_decode(model, lz, lbox, cfg)
-            out_l["old"] = [
-                Crystal(c.double().numpy(), np.asarray(lvocab.decode(sp_.numpy())), tuple(map(float, ln.detach())),
-                        tuple(map(float, np.degrees(an.detach().double().numpy()))), id=t.id)
-                for (c, sp_), ln, an, t in zip(res, lengths, angles, sub)]
-
-        def run(name):
-            def f():
-                out_l[name] = decode(model, latents=lz, box=lbox, vocab=lvocab, config=configs[name],
-                                     ids=[c.id for c in sub])
-            return f
-
-        lt = alternate({"old": l_old, **{k: run(k) for k in configs}}, a.repeats)
-        lmed = {k: statistics.median(v) for k, v in lt.items()}
-        subset = {k: _metrics(paper_metrics(sub, out_l[k])) for k in out_l}
-        # fast and coarse on the whole split as well: accuracy on a sample that means something
-        full = {}
-        for k in ("fast", "coarse"):
-            t0 = time.perf_counter()
-            r = decode_crystals(tcrystals, fields=model, box=lbox, vocab=lvocab, config=configs[k], progress=False)
-            full[k] = {"structures_per_s": len(tcrystals) / (time.perf_counter() - t0),
-                       **_metrics(metrics_of(tcrystals, r, match=False).to_dict())}
-        move_s = out_l["paper"].timing_s["move"] / nl
-        learned = {
-            "n": nl, "n_full": len(tcrystals),
-            "position_field_macs_per_point": pp, "position_field_macs_per_crystal_latent": pc,
-            "species_field_macs_per_point": sp, "gflop_per_crystal_paper_moves": 2 * macs / 1e9,
-            "achieved_gflops_paper_moves": 2 * macs / move_s / 1e9,
-            "structures_per_s": {k: nl / v for k, v in lmed.items()},
-            "raw_times_s": lt, "subset_metrics": subset, "full_split": full,
-            "particles_per_crystal_mean": {k: float(out_l[k].n_particles.mean()) for k in configs},
-        }
-        report["learned"] = learned
-        print(f"\nshipped lcs6 model, first {nl} LCS6A test crystals, medians of {a.repeats} alternating runs:")
-        print(f"  position field: {pp:,} multiply-adds per point (+{pc:,} per crystal for the latent); "
-              f"{learned['gflop_per_crystal_paper_moves']:.1f} GFLOP per crystal for {cfg.num_moves} moves; "
-              f"paper decoder moves at {learned['achieved_gflops_paper_moves']:.0f} GFLOP/s")
-        for k in ("old", *configs):
-            print(f"  {k:7s} {learned['structures_per_s'][k]:8.2f} structures/s  {subset[k]}")
-        for k, v in full.items():
-            print(f"  {k} on all {len(tcrystals)}: {v}")
-
+        report["learned"] = learned_section(cfg, configs, a.learned_n, a.repeats)
     if not a.skip_memory:
-        mem = {f"exact_{k}": peak_memory_subprocess("exact", 128, k) for k in configs}
-        mem |= {"learned_paper_2_moves": peak_memory_subprocess("learned", 128, "paper", moves=2)}
-        mem |= {f"learned_{k}": peak_memory_subprocess("learned", 128, k) for k in ("fast", "coarse")}
-        mem |= {f"learned_{k}_1000": peak_memory_subprocess("learned", 1000, k) for k in ("fast", "coarse")}
-        report["peak_memory"] = mem
-        print("\npeak memory (MiB above the process before decoding):")
-        for k, v in mem.items():
-            print(f"  {k}: {v}")
-
+        report["peak_memory"] = memory_section(configs)
     print("\n" + speed_table(report))
     if a.json:
-        Path(a.json).write_text(json.dumps(report, indent=1, default=float))
+        write_json(a.json, report)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

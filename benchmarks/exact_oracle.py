@@ -25,23 +25,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
-from nesf_viz.datasets import data_root  # noqa: E402
-from nesf_viz.decode import DecodeConfig, DecodeResult, box_particles, decode  # noqa: E402
-from nesf_viz.evaluate import format_table  # noqa: E402
-from nesf_viz.fields import ExactFields, nearest_atoms  # noqa: E402
-from nesf_viz.metrics import metrics_of  # noqa: E402
+from nesf_viz.bench import table, timed, write_json
+from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals
+from nesf_viz.datasets import data_root
+from nesf_viz.decode import DecodeConfig, DecodeResult, box_particles, decode
+from nesf_viz.evaluate import format_table
+from nesf_viz.fields import ExactFields, FieldAbilities, nearest_atoms
+from nesf_viz.metrics import metrics_of
 
 DATA = data_root()
 
@@ -95,7 +91,7 @@ def diagnose(crystal, box: BoundingBox, cfg: DecodeConfig, decoded_positions: np
 class EveryMoveExactFields(ExactFields):
     """Exact fields without the decoder's fixed-point shortcut: all num_moves moves run."""
 
-    pointwise = False
+    abilities = FieldAbilities(pointwise=False, bounds_own_memory=True)
 
 
 def decode_exact(crystals, vocab, box, cfg: DecodeConfig, batch_size: int, every_move: bool = False) -> DecodeResult:
@@ -168,11 +164,9 @@ def main(argv=None) -> int:
         if not all(f.exists() for f in files):
             print(f"{name}: skipped, {files[0]} not present")
             continue
-        t0 = time.perf_counter()
-        crystals = [c for f in files for c in load_crystals(f, limit=a.limit)]
+        crystals, t_load = timed(lambda: [c for f in files for c in load_crystals(f, limit=a.limit)])
         if a.limit:
             crystals = crystals[: a.limit]
-        t_load = time.perf_counter() - t0
         vocab = SpeciesVocab.from_crystals(crystals)
         box = BoundingBox.from_crystals(crystals)
         bs = max(1, min(a.batch_size, int(2e6 // box_particles(box, 0.5, 0.5).shape[0])))
@@ -180,10 +174,9 @@ def main(argv=None) -> int:
         row["load_s"] = round(t_load, 1)
         n_part = len(crystals) * box_particles(box, cfg.grid_step_angstrom, cfg.box_margin_angstrom).shape[0]
         if n_part <= a.full_moves_max_particles:
-            t1 = time.perf_counter()
-            full = decode_exact(crystals, vocab, box, DecodeConfig(), bs, every_move=True)
+            full, seconds = timed(lambda: decode_exact(crystals, vocab, box, DecodeConfig(), bs, every_move=True))
             row["identical_to_64_moves"] = same_atoms(full, res)
-            row["decode_structures_per_s_64_moves"] = len(crystals) / (time.perf_counter() - t1)
+            row["decode_structures_per_s_64_moves"] = len(crystals) / seconds
         report["rows"].append(row)
         print(f"\n== {name}\n{format_table(row)}", flush=True)
         missed = [i for i, c in enumerate(crystals) if c.num_atoms != len(res.positions_angstrom[i])]
@@ -206,15 +199,9 @@ def main(argv=None) -> int:
             "min_atom_distance_A", "atom_count_error_pct",
             "position_error_actual_A", "position_error_detected_A", "species_error_actual_pct",
             "length_mae_A", "match_rate_pct", "match_rmse", "n_no_atoms", "decode_structures_per_s"]
-    print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-    for r in report["rows"]:
-        cells = []
-        for c in cols:
-            v = r.get(c, float("nan"))
-            cells.append(f"{v:.3g}" if isinstance(v, float) else str(v))
-        print("| " + " | ".join(cells) + " |")
+    print("\n" + table(cols, [[r.get(c, float("nan")) for c in cols] for r in report["rows"]]))
     if a.json:
-        Path(a.json).write_text(json.dumps(report, indent=1, default=float))
+        write_json(a.json, report)
     return 0
 
 

@@ -29,35 +29,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from nesf_viz.assets import CHECKPOINTS, checkpoint_path  # noqa: E402
-from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
-from nesf_viz.datasets import data_root  # noqa: E402
-from nesf_viz.decode import DecodeConfig  # noqa: E402
-from nesf_viz.device import resolve_device  # noqa: E402
-from nesf_viz.evaluate import decode_crystals  # noqa: E402
-from nesf_viz.model import NeSF  # noqa: E402
-from nesf_viz.recipes import TrainConfig  # noqa: E402
-from nesf_viz.runs import load_checkpoint  # noqa: E402
-from nesf_viz.sampling import QuerySampler  # noqa: E402
-from nesf_viz.train import LossModule, train  # noqa: E402
+from nesf_viz.assets import CHECKPOINTS, checkpoint_path
+from nesf_viz.bench import decode_with, timed, write_json
+from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals
+from nesf_viz.datasets import data_root
+from nesf_viz.decode import DecodeConfig, decode_crystals
+from nesf_viz.device import resolve_device
+from nesf_viz.model import NeSF
+from nesf_viz.recipes import TrainConfig
+from nesf_viz.runs import load_checkpoint
+from nesf_viz.sampling import QuerySampler
+from nesf_viz.train import LossModule, train
 
 DATA = data_root() / "nesf_paper"
-
-
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
-def _timed(dev, fn):
-    _sync(dev)
-    t = time.perf_counter()
-    out = fn()
-    _sync(dev)
-    return out, time.perf_counter() - t
 
 
 def _compare(a, b) -> dict:
@@ -70,10 +54,10 @@ def _compare(a, b) -> dict:
 
 def check_exact(test, vocab, box, dev, cpu) -> dict:
     cfg = DecodeConfig()
-    on_dev, t_dev = _timed(dev, lambda: decode_crystals(test, box=box, vocab=vocab, config=cfg, device=dev,
-                                                        progress=False))
-    on_cpu, _ = _timed(cpu, lambda: decode_crystals(test, box=box, vocab=vocab, config=cfg, device=cpu,
-                                                    progress=False))
+    on_dev, t_dev = timed(lambda: decode_crystals(test, box=box, vocab=vocab, config=cfg, device=dev,
+                                                  progress=False), dev)
+    on_cpu, _ = timed(lambda: decode_crystals(test, box=box, vocab=vocab, config=cfg, device=cpu,
+                                              progress=False), cpu)
     out = _compare(on_dev, on_cpu)
     out["identical"] = out["same_atom_count"] == out["crystals"] and out["max_position_diff_A"] == 0.0
     out["device_crystals_per_s"] = len(test) / t_dev
@@ -85,10 +69,8 @@ def check_learned(test, name, dev, cpu, paper: DecodeConfig = DecodeConfig()) ->
     test = [c for c in test if set(int(z) for z in c.atomic_numbers) <= set(ck_dev.vocab.atomic_numbers)]
     res = {}
     for label, cfg in (("paper", paper), ("fast", DecodeConfig.fast()), ("coarse", DecodeConfig.coarse())):
-        run = lambda ck, d: decode_crystals(test, fields=ck.model, box=ck.box, vocab=ck.vocab,  # noqa: E731
-                                            config=cfg, device=d, progress=False)
-        on_dev, t_dev = _timed(dev, lambda: run(ck_dev, dev))
-        on_cpu, _ = _timed(cpu, lambda: run(ck_cpu, cpu))
+        on_dev, t_dev = timed(lambda: decode_with(ck_dev, test, cfg, device=dev), dev)
+        on_cpu, _ = timed(lambda: decode_with(ck_cpu, test, cfg, device=cpu), cpu)
         cmp = _compare(on_dev, on_cpu)
         cmp["agree"] = cmp["same_atom_count"] == cmp["crystals"] and cmp["max_position_diff_A"] <= 1e-4
         cmp["device_crystals_per_s"] = len(test) / t_dev
@@ -116,7 +98,7 @@ def train_throughput(crystals, vocab, box, dev, steps: int, batch_size: int) -> 
                 opt.zero_grad(set_to_none=True)
                 parts["loss"].float().backward()
                 opt.step()
-            _, t = _timed(dev, one)
+            _, t = timed(one, dev)
             if step:
                 times.append(t)
         out[label] = {"structures_per_s": batch.num_crystals / float(np.median(times)), "steps": steps,
@@ -126,9 +108,8 @@ def train_throughput(crystals, vocab, box, dev, steps: int, batch_size: int) -> 
 
 def paper_epochs(train_set, val_set, dev, epochs: int, out_dir: Path) -> dict:
     cfg = TrainConfig(epochs=epochs, device=str(dev))
-    t = time.perf_counter()
-    res = train(train_set, val_set, out_dir, cfg, progress=False, overwrite=True)
-    sec = (time.perf_counter() - t) / max(len(res.history.get("epoch", [])), 1)
+    res, seconds = timed(lambda: train(train_set, val_set, out_dir, cfg, progress=False, overwrite=True))
+    sec = seconds / max(len(res.history.get("epoch", [])), 1)
     return {"epochs": epochs, "train_structures": len(train_set), "seconds_per_epoch": sec,
             "projected_3200_epochs_min": 3200 * sec / 60, "val_loss": res.history["val_loss"][-1]}
 
@@ -177,8 +158,7 @@ def main(argv=None) -> int:
         report[name]["seconds"] = round(time.perf_counter() - t, 2)
         print(f"{name}: {json.dumps(report[name])}", flush=True)
     report["total_seconds"] = round(time.perf_counter() - t0, 1)
-    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps(report, indent=2) + "\n")
+    write_json(a.json, report, indent=2)
     print(f"wrote {a.json} ({report['total_seconds']} s)")
     return 0 if not any("error" in v for v in report.values() if isinstance(v, dict)) else 1
 

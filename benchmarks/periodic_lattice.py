@@ -14,27 +14,22 @@ With --dataset the protocol's held-out split of that dataset (its first task) is
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from nesf_viz.data import CrystalBatch, load_crystals  # noqa: E402
-from nesf_viz.decode import DecodeConfig  # noqa: E402
-from nesf_viz.evaluate import decode_crystals  # noqa: E402
-from nesf_viz.metrics import metrics_of  # noqa: E402
-from nesf_viz.protocol import ProtocolConfig, make_tasks  # noqa: E402
-from nesf_viz.runs import load_checkpoint  # noqa: E402
+from nesf_viz.bench import evaluate_on, held_out, table
+from nesf_viz.data import CrystalBatch, load_crystals
+from nesf_viz.decode import DecodeConfig
+from nesf_viz.fields import StructureFields
+from nesf_viz.runs import load_checkpoint
 
 
-class TrueLattice:
+class TrueLattice(StructureFields):
     """A model's fields with the true lattice of each crystal in place of the predicted one."""
 
     def __init__(self, model, batch: CrystalBatch):
         self.model, self.batch = model, batch
+        self.num_species = model.num_species
         self.z = model.latents(batch)
 
     def latents(self, crystals: CrystalBatch) -> torch.Tensor:
@@ -50,9 +45,6 @@ class TrueLattice:
     def species_field(self, z, points, index):
         return self.model.species_field(z, points, index)
 
-    def __getattr__(self, name):  # .eval(), .parameters(), ... of the model
-        return getattr(self.model, name)
-
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,21 +56,17 @@ def main(argv=None) -> int:
     if not (a.data or a.dataset):
         ap.error("give --data CSV or --dataset NAME")
     ck = load_checkpoint(a.checkpoint, "cpu")
-    if a.dataset:
-        crystals = list(make_tasks(a.dataset, ProtocolConfig())[0].test)[: a.limit]
-    else:
-        crystals = load_crystals(a.data, limit=a.limit)
-    config = DecodeConfig.fast(periodic=True)
+    crystals = held_out(a.dataset)[: a.limit] if a.dataset else load_crystals(a.data, limit=a.limit)
     model = ck.model.eval()
-    print("| lattice used for the periodic wrap | atoms err % | pos act Å (min. image) | spec act % |")
-    print("|---|---|---|---|")
+    keys = ("atom_count_error_pct", "position_error_actual_A", "species_error_actual_pct")
+    rows = []
     with torch.no_grad():
         for name, fields in (("predicted", model),
                              ("true", TrueLattice(model, CrystalBatch.from_crystals(crystals, ck.vocab)))):
-            res = decode_crystals(crystals, fields=fields, box=ck.box, vocab=ck.vocab, config=config, progress=False)
-            m = metrics_of(crystals, res, match=False, periodic=True).to_dict()
-            print(f"| {name} | {m['atom_count_error_pct']:.1f} | {m['position_error_actual_A']:.3f} | "
-                  f"{m['species_error_actual_pct']:.1f} |", flush=True)
+            m, _ = evaluate_on(ck, crystals, DecodeConfig.fast(periodic=True), periodic=True, fields=fields)
+            rows.append([name, *[m[k] for k in keys]])
+    print("positions: minimum-image distances")
+    print(table(("lattice used for the periodic wrap", *keys), rows, "{:.3f}"))
     return 0
 
 

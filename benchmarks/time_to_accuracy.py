@@ -22,6 +22,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nesf_viz.bench import cell
+from nesf_viz.bench import table as markdown
+
 # The targets of the learning issue (fast decoder; probes: 32 validation crystals, held-out: the
 # whole test split). StructureMatcher is only computed on the held-out split.
 TARGETS = {
@@ -91,34 +94,30 @@ def time_to_target(run: dict, targets: dict) -> float | None:
 
 def table(results: dict, dataset: str) -> str:
     targets = TARGETS.get(dataset, TARGETS["lcs6"])
-    head = ["variant (label)", "epochs", "train min", "min to target (probes)", "atoms err %",
-            "pos act Å", "spec act %", "len Å", "ang °", "match %", "held-out target"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    shown = (("atom_count_error_pct", "{:.1f}"), ("position_error_actual_A", "{:.3f}"),
+             ("species_error_actual_pct", "{:.1f}"), ("length_mae_A", "{:.3f}"), ("angle_mae_deg", "{:.2f}"),
+             ("match_rate_pct", "{:.1f}"))
+    head = ["variant (label)", "epochs", "train min", "min to target (probes)", *[k for k, _ in shown],
+            "held-out target"]
+    rows = []
     for r in results["runs"]:
         if r["dataset"] != dataset:
             continue
         ttt = time_to_target(r, targets)
         held_out = {k: v for k, v in targets.items() if k != "match_rate_pct" or dataset == "synthetic"}
-        cells = [r["recipe"], str(r["epochs"]), f"{r['train_minutes']:.1f}",
-                 "not reached" if ttt is None else f"{ttt:.1f}"]
-        for k, fmt in (("atom_count_error_pct", "{:.1f}"), ("position_error_actual_A", "{:.3f}"),
-                       ("species_error_actual_pct", "{:.1f}"), ("length_mae_A", "{:.3f}"),
-                       ("angle_mae_deg", "{:.2f}"), ("match_rate_pct", "{:.1f}")):
-            v = r.get(k)
-            cells.append("–" if v is None else fmt.format(v))
-        cells.append("met" if meets(r, held_out) else "missed")
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("targets: " + ", ".join(f"{k} <= {v:g}" if k != "match_rate_pct" else f"{k} >= {v:g}"
-                                         for k, v in targets.items()))
-    return "\n".join(lines)
+        rows.append([r["recipe"], str(r["epochs"]), f"{r['train_minutes']:.1f}",
+                     "not reached" if ttt is None else f"{ttt:.1f}",
+                     *[cell(r.get(k), fmt) for k, fmt in shown], "met" if meets(r, held_out) else "missed"])
+    return (markdown(head, rows) + "\n\ntargets: "
+            + ", ".join(f"{k} <= {v:g}" if k != "match_rate_pct" else f"{k} >= {v:g}" for k, v in targets.items()))
 
 
 def table_at(results: dict, dataset: str, minutes: float) -> str:
     """Every run's probe metrics at the last probe taken within `minutes` of training: variants
     with different budgets compared at one wall time."""
-    head = ["variant (label)", "probe at min", "epoch", "val loss", "atoms err %", "pos act Å", "spec act %"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head = ["variant (label)", "probe at min", "epoch", "val_loss", "atom_count_error_pct", "position_error_actual_A",
+            "species_error_actual_pct"]
+    rows = []
     for r in results["runs"]:
         if r["dataset"] != dataset:
             continue
@@ -126,10 +125,10 @@ def table_at(results: dict, dataset: str, minutes: float) -> str:
         if not probes:
             continue
         c = probes[-1]
-        lines.append("| " + " | ".join([r["recipe"], f"{c['minutes']:.1f}", str(c["epoch"]), f"{c['val_loss']:.3g}",
-                                        f"{c['atom_count_error_pct']:.1f}", f"{c['position_error_actual_A']:.3f}",
-                                        f"{c['species_error_actual_pct']:.1f}"]) + " |")
-    return "\n".join(lines)
+        rows.append([r["recipe"], f"{c['minutes']:.1f}", str(c["epoch"]), f"{c['val_loss']:.3g}",
+                     f"{c['atom_count_error_pct']:.1f}", f"{c['position_error_actual_A']:.3f}",
+                     f"{c['species_error_actual_pct']:.1f}"])
+    return markdown(head, rows)
 
 
 def main() -> int:

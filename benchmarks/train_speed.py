@@ -23,20 +23,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals  # noqa: E402
-from nesf_viz.datasets import dataset_path  # noqa: E402
-from nesf_viz.model import NeSF  # noqa: E402
-from nesf_viz.recipes import TrainConfig  # noqa: E402
-from nesf_viz.sampling import QuerySampler  # noqa: E402
-from nesf_viz.train import LossModule  # noqa: E402
+from nesf_viz.bench import matmul_gflops, timed
+from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals
+from nesf_viz.datasets import dataset_path
+from nesf_viz.model import NeSF
+from nesf_viz.recipes import TrainConfig
+from nesf_viz.sampling import QuerySampler
+from nesf_viz.train import LossModule
 
 
 def field_macs(model: NeSF, n_pos: float, n_spec: float, split: bool = True) -> float:
@@ -50,17 +47,6 @@ def field_macs(model: NeSF, n_pos: float, n_spec: float, split: bool = True) -> 
         return first + hidden + net.out.in_features * net.out.out_features
 
     return n_pos * per_point(model.position_net) + n_spec * per_point(model.species_net)
-
-
-def matmul_rate(m: int, k: int, n: int, reps: int = 5) -> float:
-    a, b = torch.randn(m, k), torch.randn(k, n)
-    a @ b
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        ts.append(time.perf_counter() - t)
-    return 2 * m * k * n / statistics.median(ts) / 1e9
 
 
 def tune_glibc_malloc() -> bool:
@@ -177,6 +163,46 @@ def reference_batch(b: CrystalBatch):
     return out
 
 
+def reference_step(ref, ref_opt, full: CrystalBatch):
+    """One training step of the authors' model on the given rows of `full`."""
+    def step(rows):
+        out = ref(reference_batch(full.select(rows)))
+        ref_opt.zero_grad()
+        out["loss"].backward()
+        ref_opt.step()
+    return step
+
+
+def our_step(loss_module, opt, sampler, full: CrystalBatch, g: torch.Generator, bf16: bool,
+             queries: list[tuple[float, float]]):
+    """One training step of ours (float32 or bf16 autocast) on the given rows of `full`; appends
+    the step's queries per structure to `queries`."""
+    def step(rows):
+        b = full.select(rows)
+        q = sampler(b, g)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            parts = loss_module(b, q)
+        opt.zero_grad()
+        parts["loss"].float().backward()
+        opt.step()
+        queries.append((q.position_points.shape[0] / b.num_crystals, q.species_points.shape[0] / b.num_crystals))
+    return step
+
+
+def alternate_steps(fns: dict, steps: int, n_crystals: int, batch_size: int, g: torch.Generator
+                    ) -> dict[str, list[float]]:
+    """Every recipe's step on the same random crystals, step by step (this machine's speed drifts
+    by minutes); the first step of each warms up allocators and is not counted."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for step in range(steps + 1):
+        rows = torch.randperm(n_crystals, generator=g)[:batch_size]
+        for name, fn in fns.items():
+            dt = timed(lambda: fn(rows))[1]
+            if step:
+                times[name].append(dt)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     default = dataset_path("lcs6_train", must_exist=False)
@@ -205,42 +231,21 @@ def main() -> None:
     sampler = QuerySampler(box)
     full = CrystalBatch.from_crystals(crystals, vocab)
     g = torch.Generator().manual_seed(0)
-    times: dict[str, list[float]] = {"float32 (default)": [], "bf16 autocast (--mixed-precision)": []}
-    ref = None
+    fns = {}
     if a.reference:
         ref, ref_lr = load_reference(a.reference, box, len(vocab))
         ref.train()
-        ref_opt = torch.optim.Adam(ref.parameters(), lr=ref_lr)
-        times["reference code (float32)"] = []
-    n_pos = n_spec = 0.0
+        fns["reference code (float32)"] = reference_step(ref, torch.optim.Adam(ref.parameters(), lr=ref_lr), full)
+    queries: list[tuple[float, float]] = []  # (position, species) queries per structure of each timed step
+    for name, bf16 in (("float32 (default)", False), ("bf16 autocast (--mixed-precision)", True)):
+        fns[name] = our_step(loss_module, opt, sampler, full, g, bf16, queries)
     model.train()
-    # alternate the recipes step by step (same crystals per step): this machine's speed drifts by minutes
-    for step in range(a.steps + 1):
-        rows = torch.randperm(full.num_crystals, generator=g)[: a.batch_size]
-        if ref is not None:
-            t = time.perf_counter()
-            out = ref(reference_batch(full.select(rows)))
-            ref_opt.zero_grad()
-            out["loss"].backward()
-            ref_opt.step()
-            dt = time.perf_counter() - t
-            if step:
-                times["reference code (float32)"].append(dt)
-        for name, bf16 in zip(times, (False, True)):
-            t = time.perf_counter()
-            b = full.select(rows)
-            q = sampler(b, g)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                parts = loss_module(b, q)
-            opt.zero_grad()
-            parts["loss"].float().backward()
-            opt.step()
-            dt = time.perf_counter() - t
-            if step:  # the first step warms up allocators
-                times[name].append(dt)
-                n_pos += q.position_points.shape[0] / b.num_crystals / 2
-                n_spec += q.species_points.shape[0] / b.num_crystals / 2
-    n_pos, n_spec = n_pos / a.steps, n_spec / a.steps
+    times = alternate_steps(fns, a.steps, full.num_crystals, a.batch_size, g)  # the reference runs first
+    ours = [k for k in times if not k.startswith("reference")]
+    times = {k: times[k] for k in [*ours, *[k for k in times if k not in ours]]}  # ours printed first
+    queries = queries[len(ours):]  # the first step of each recipe warms up
+    n_pos = sum(q[0] for q in queries) / len(queries)
+    n_spec = sum(q[1] for q in queries) / len(queries)
     flop = 3 * 2 * field_macs(model, n_pos, n_spec)  # forward + backward ~ 3x forward
     print(f"queries per structure: {n_pos:.0f} position, {n_spec:.0f} species; "
           f"field work {flop / 1e9:.2f} GFLOP per structure")
@@ -250,14 +255,15 @@ def main() -> None:
         print(f"{name:36s} step median {med:.3f} s -> {sps:6.1f} structures/s, "
               f"{flop * sps / 1e9:6.1f} GFLOP/s  (steps: {' '.join(f'{x:.2f}' for x in ts)})")
     ref_name = "reference code (float32)"
-    if ref is not None:
+    if ref_name in times:
         ref_med = statistics.median(times[ref_name])
-        for name in list(times)[:2]:
+        for name in ours:
             print(f"ratio {name} / reference: {ref_med / statistics.median(times[name]):.2f}x (same process)")
     else:
         print("reference code here: ~17.5 structures/s (earlier, separate run; give --reference DIR to time it here)")
-    print(f"float32 matmul here: [65536x131]x[131x128] {matmul_rate(65536, 131, 128):.0f} GFLOP/s, "
-          f"2048^3 {matmul_rate(2048, 2048, 2048):.0f} GFLOP/s")
+    rates = matmul_gflops(repeats=5)
+    print(f"float32 matmul here: [65536x131]x[131x128] {rates['65536x131x128']:.0f} GFLOP/s, "
+          f"2048^3 {rates['2048^3']:.0f} GFLOP/s")
 
 
 if __name__ == "__main__":

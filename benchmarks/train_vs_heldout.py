@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from nesf_viz.decode import DECODERS, DecodeConfig  # noqa: E402
-from nesf_viz.evaluate import decode_crystals  # noqa: E402
-from nesf_viz.metrics import metrics_of  # noqa: E402
-from nesf_viz.protocol import make_tasks  # noqa: E402
-from nesf_viz.runs import load_checkpoint  # noqa: E402
+from nesf_viz.bench import evaluate_on, table
+from nesf_viz.decode import DECODERS
+from nesf_viz.protocol import make_tasks
+from nesf_viz.runs import load_checkpoint
 
 KEYS = ("atom_count_error_pct", "position_error_actual_A", "species_error_actual_pct", "length_mae_A")
 
@@ -33,13 +29,12 @@ def main(argv=None) -> int:
     task = make_tasks(a.dataset)[0]
     ck = load_checkpoint(a.checkpoint)
     n = a.n or len(task.test)
-    print(f"| crystals | {' | '.join(KEYS)} |\n|---|{'---|' * len(KEYS)}")
+    rows = []
     for name, crystals in ((f"its training crystals (first {n})", list(task.train)[:n]),
                            (f"{task.test_set} ({len(task.test)})", list(task.test))):
-        r = decode_crystals(crystals, fields=ck.model, box=ck.box, vocab=ck.vocab,
-                            config=DecodeConfig.preset(a.decode), progress=False)
-        m = metrics_of(crystals, r, match=False).to_dict()
-        print(f"| {name} | " + " | ".join(f"{float(m[k]):.3f}" for k in KEYS) + " |", flush=True)
+        m, _ = evaluate_on(ck, crystals, a.decode)
+        rows.append([name, *[float(m[k]) for k in KEYS]])
+    print(table(("crystals", *KEYS), rows, "{:.3f}"))
     return 0
 
 

@@ -15,10 +15,11 @@ checkpoint (or --checkpoint) and are skipped with the reason when there is none.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
+
+from nesf_viz.bench import timed
 
 
 def _stats(xs: list[float]) -> str:
@@ -33,9 +34,7 @@ def _moves(slider, values, repeats: int) -> list[float]:
         for v in values:
             if slider.value == v:
                 continue
-            t0 = time.perf_counter()
-            slider.value = v
-            out.append(time.perf_counter() - t0)
+            out.append(timed(lambda: setattr(slider, "value", v))[1])
     return out
 
 
@@ -78,23 +77,17 @@ def main() -> None:
     fields = ExactFields(batch, len(vocab))
     box = BoundingBox.from_crystals(load_crystals("synthetic", "train"))
     rec = TrajectoryRecorder()
-    t0 = time.perf_counter()
-    res = decode(fields, batch, box=box, vocab=vocab, hooks=[rec])
+    res, seconds = timed(lambda: decode(fields, batch, box=box, vocab=vocab, hooks=[rec]))
     print(f"\nexact fields: decode of {len(crystals)} crystals with a recorder "
-          f"{time.perf_counter() - t0:.2f} s; {int(res.n_particles[0])} particles per crystal, "
+          f"{seconds:.2f} s; {int(res.n_particles[0])} particles per crystal, "
           f"{len(rec.particle_numbers(0))} recorded, {len(rec.steps)} steps")
-    t0 = time.perf_counter()
-    ex = widgets.DecodeExplorer(rec, crystals, res)
-    print(f"  DecodeExplorer built in {time.perf_counter() - t0:.2f} s")
+    ex, seconds = timed(lambda: widgets.DecodeExplorer(rec, crystals, res))
+    print(f"  DecodeExplorer built in {seconds:.2f} s")
     rc, fig = [], []
     for _ in range(args.repeats):
         for thr in (0.3, 0.9):
-            t0 = time.perf_counter()
-            rec.recluster(0, thr, 0.5, 10)
-            rc.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        ex._figure()
-        fig.append(time.perf_counter() - t0)
+            rc.append(timed(lambda: rec.recluster(0, thr, 0.5, 10))[1])
+        fig.append(timed(ex._figure)[1])
     _row("recorder.recluster alone", rc)
     _row("compute + cluster_figure, no widget", fig)
     _explorer_rows(ex, args.repeats)
@@ -124,10 +117,9 @@ def main() -> None:
     _row("FieldExplorer offset, species field",
          _moves(fl.offset, [0.5, 1.0, 1.5], max(1, args.repeats // 2)))
     rec2 = TrajectoryRecorder()
-    t0 = time.perf_counter()
-    res2 = decode(ck.model, lb.select(torch.tensor([0])), box=ck.box, vocab=ck.vocab,
-                  hooks=[rec2])
-    print(f"  decode of 1 crystal with a recorder {time.perf_counter() - t0:.2f} s")
+    res2, seconds = timed(lambda: decode(ck.model, lb.select(torch.tensor([0])), box=ck.box, vocab=ck.vocab,
+                                         hooks=[rec2]))
+    print(f"  decode of 1 crystal with a recorder {seconds:.2f} s")
     _explorer_rows(widgets.DecodeExplorer(rec2, crystals[:1], res2), args.repeats)
 
 

@@ -11,10 +11,9 @@ from .data import (
     read_csv,
     read_structures,
 )
-from .decode import DecodeConfig, DecodeResult, decode
+from .decode import DecodeConfig, DecodeResult, decode, decode_crystals
 from .device import resolve_device
 from .errors import NeSFError
-from .evaluate import Reconstruction, decode_crystals, reconstruct
 from .fields import ExactFields, StructureFields, ground_truth_targets, nearest_atoms
 from .hooks import DecodeHook, TrajectoryRecorder
 from .metrics import (
@@ -28,6 +27,7 @@ from .metrics import (
 )
 from .model import NeSF, NeSFConfig
 from .recipes import TrainConfig
+from .reconstruction import Reconstruction, reconstruct
 from .runs import Checkpoint, load_checkpoint
 from .sampling import QuerySampler, SamplingConfig
 from .train import EpochReport, train

@@ -7,125 +7,26 @@ which measures the decoder itself (the box and vocabulary then come from the dat
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Sequence
-
-import torch
+from typing import Literal, Sequence
 
 from .data import (
     BoundingBox,
     Crystal,
-    CrystalBatch,
     SpeciesVocab,
-    crystal_from_structure,
     load_crystals,
 )
-from .decode import DecodeConfig, DecodeResult, check_particle_budget, decode
+from .decode import DecodeConfig, DecodeResult, decode_crystals, usable_crystals
 from .device import resolve_device
-from .fields import ExactFields, StructureFields
 from .metrics import CrystalVerdict, crystal_verdicts, metrics_of
-from .runs import Checkpoint, load_checkpoint
+from .runs import load_checkpoint
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_decode", "run_evaluate", "decode_crystals", "format_table",
-           "write_decoded_folder", "Reconstruction", "reconstruct"]
-
-
-
-def decode_crystals(
-    crystals: Sequence[Crystal],
-    *,
-    fields: Literal["exact"] | StructureFields = "exact",
-    box: BoundingBox,
-    vocab: SpeciesVocab,
-    config: DecodeConfig = DecodeConfig(),
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-    exact_periodic: bool | None = None,
-    keep_partial: bool = False,
-    on_batch: Callable[[Sequence[Crystal], DecodeResult], None] | None = None,
-) -> DecodeResult:
-    """Decode crystals batch by batch with a model (`fields` = a NeSF) or their exact fields.
-
-    exact_periodic: periodic ground-truth fields (default: config.periodic).
-    keep_partial: on Ctrl-C / Kernel > Interrupt, return the batches already decoded (the first
-    len(result) crystals; `result.interrupted` is True) instead of losing them.
-    on_batch(crystals, result): called after every batch with its crystals and their decode, to
-    stream results out (written files survive even a killed process). The progress bar counts
-    crystals, so its ETA is in crystals."""
-    dev = resolve_device(device)
-    per = check_particle_budget(1, box, config)  # one crystal must fit; batches are sized to the budget
-    batch_size = max(1, min(batch_size, config.max_particles // max(per, 1)))
-    batches = [crystals[i : i + batch_size] for i in range(0, len(crystals), batch_size)]
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(crystals), desc="decode", unit="crystal")
-    if isinstance(fields, str) and fields != "exact":
-        raise ValueError(f"fields must be 'exact' or a model, got {fields!r}")
-    results = []
-    try:
-        for chunk in batches:
-            batch = CrystalBatch.from_crystals(chunk, vocab, device=dev)
-            if isinstance(fields, str):
-                periodic = config.periodic if exact_periodic is None else exact_periodic
-                f = ExactFields(batch, len(vocab), periodic=periodic)
-            else:
-                f = fields
-            results.append(decode(f, batch, box=box, vocab=vocab, config=config))
-            if on_batch is not None:
-                on_batch(chunk, results[-1])
-            if bar is not None:
-                bar.update(len(chunk))
-    except KeyboardInterrupt:
-        if not keep_partial or not results:
-            raise
-        out = dataclasses.replace(DecodeResult.concat(results), interrupted=True)
-        log.warning("interrupted: keeping the %d of %d crystals decoded so far", len(out), len(crystals))
-        return out
-    finally:
-        if bar is not None:
-            bar.close()
-    return DecodeResult.concat(results)
-
-
-def usable_crystals(crystals: Sequence[Crystal], vocab: SpeciesVocab, box: BoundingBox,
-                    skip_bad: bool = False) -> list[Crystal]:
-    """Check every crystal against a model's vocabulary and box before any decoding (fail fast).
-    An unknown element raises `UnknownSpeciesError` naming the crystal, or with `skip_bad` the
-    crystal is dropped and one `SkippedStructuresWarning` names what was skipped and why."""
-    import warnings
-
-    from .errors import SkippedStructuresWarning, UnknownSpeciesError
-
-    kept, skipped = [], []
-    for c in crystals:
-        try:
-            vocab.encode(c.atomic_numbers, c.id)
-        except UnknownSpeciesError as exc:
-            if not skip_bad:
-                raise
-            skipped.append(str(exc).split(" not in ")[0])
-            continue
-        box.check(c)
-        kept.append(c)
-    if skipped:
-        more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-        warnings.warn(f"skipped {len(skipped)} of {len(crystals)} crystals with elements outside the model's "
-                      f"vocabulary: {'; '.join(skipped[:5])}{more}", SkippedStructuresWarning, stacklevel=2)
-    if not kept:
-        from .errors import DatasetError
-
-        raise DatasetError("no crystal left to decode: every one has elements outside the model's vocabulary")
-    return kept
+__all__ = ["run_decode", "run_evaluate", "format_table", "write_decoded_folder"]
 
 
 def _check_output(path: Path, folder: bool) -> None:
@@ -312,88 +213,3 @@ def run_evaluate(
         raise KeyboardInterrupt(f"interrupted: metrics of the first {len(result)} of {n_all} crystals"
                                 + (f" written to {json_out}" if json_out else " printed above"))
     return out
-
-
-# ----------------------------------------------------------------------------- one's own crystal
-
-
-@dataclass(frozen=True)
-class Reconstruction:
-    """One crystal through a trained NeSF: the input as the model sees it (conventional cell,
-    project frame), its decode, and how right the decode is."""
-
-    original: Crystal
-    decoded: Crystal
-    verdict: CrystalVerdict
-    checkpoint: str
-
-    @property
-    def decoded_structure(self):
-        """The decoded crystal as a pymatgen Structure (None when no atom was decoded)."""
-        return self.decoded.to_structure() if self.decoded.num_atoms else None
-
-    def figure(self):
-        """Original (left) vs decoded (right), decoded atoms linked to their match (Plotly)."""
-        from .viz.figures import compare_figure
-
-        return compare_figure(self.original.to_structure(), self.decoded_structure,
-                              title=f"{self.verdict.true_formula} -> {self.verdict.decoded_formula} · "
-                                    f"{'decoded right' if self.verdict.right else 'decoded WRONG'} · "
-                                    f"position error {self.verdict.position_error_A:.3f} Å")
-
-    def to_cif(self, path: str | Path) -> Path:
-        """Write the decoded crystal as a CIF file."""
-        if not self.decoded.num_atoms:
-            from .errors import EmptyStructureError
-
-            raise EmptyStructureError("nothing to write: no atom was decoded")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.decoded_structure.to(filename=str(path))
-        return path
-
-    def __str__(self) -> str:
-        from .metrics import format_verdicts
-
-        return f"{self.checkpoint}:\n{format_verdicts([self.verdict])}"
-
-
-def _as_crystal(item, conventional: bool) -> Crystal:
-    if isinstance(item, Crystal):
-        return item
-    if isinstance(item, (str, Path)):
-        path = Path(item)
-        if path.suffix.lower() != ".cif" or not path.is_file():
-            from .errors import DatasetError
-
-            raise DatasetError(f"no CIF file at {path} (reconstruct takes one .cif file, a Structure or a Crystal)")
-        return load_crystals(path, conventional=conventional)[0]
-    if hasattr(item, "lattice") and hasattr(item, "frac_coords"):
-        return crystal_from_structure(item, item.composition.reduced_formula, conventional)
-    raise TypeError(f"reconstruct takes a pymatgen Structure, a CIF path or a Crystal, got {type(item).__name__}")
-
-
-def reconstruct(item, checkpoint="synthetic", *, decoder: Literal["fast", "coarse", "paper"] = "fast",
-                device: str = "auto", conventional: bool = True, match: bool = True) -> Reconstruction:
-    """Encode and decode one crystal with a trained NeSF and say how right the result is.
-
-    item: a pymatgen Structure, a CIF file path or a `Crystal`. checkpoint: a shipped model's
-    name (`nesf_viz.assets.CHECKPOINTS`), a checkpoint path or a loaded `Checkpoint`.
-    Elements outside the model's vocabulary raise `UnknownSpeciesError` naming them.
-    """
-
-    dev = resolve_device(device)
-    if isinstance(checkpoint, Checkpoint):
-        ckpt, label = checkpoint, "checkpoint"
-    else:
-        from .assets import resolve_checkpoint
-
-        ckpt, label = load_checkpoint(resolve_checkpoint(checkpoint), dev), str(checkpoint)
-    crystal = _as_crystal(item, conventional)
-    ckpt.vocab.encode(crystal.atomic_numbers, crystal.id)  # unknown elements: a named error, before any work
-    ckpt.box.check(crystal)
-    config = DecodeConfig.preset(decoder)
-    result = decode_crystals([crystal], fields=ckpt.model.to(dev), box=ckpt.box, vocab=ckpt.vocab, config=config,
-                             device=dev, progress=False)
-    decoded = result.to_crystals()[0]
-    return Reconstruction(crystal, decoded, crystal_verdicts([crystal], [decoded], match=match)[0], label)

@@ -6,13 +6,16 @@ functions of (z, points):
     position_field(z, points, index) -> (Q, 3)  vector from each point to its nearest atom
     species_field(z, points, index)  -> (Q, S)  species scores (logits, or one-hot for exact)
     lattice(z)                       -> lengths (B, 3) Angstrom, angles (B, 3) radians
+    species_class(z, points, index)  -> (Q,)    the class species_field peaks at (its argmax)
 
 points: (Q, 3) Angstrom in the project frame; index: (Q,) long, row of z each point belongs to.
+`abilities` (`FieldAbilities`) says which exact shortcuts the decoder may take.
 The decoder and the training targets run the same code on both kinds of fields.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -24,9 +27,35 @@ from .geometry import image_shifts, lattice_matrices  # noqa: F401  (lattice_mat
 _CHUNK_PAIRS = 1 << 24
 
 
+@dataclass(frozen=True)
+class FieldAbilities:
+    """What a fields object promises beyond the protocol's functions; the decoder takes shortcuts
+    that never change a result only where these say so. The defaults promise nothing (a
+    network's fields)."""
+
+    pointwise: bool = False
+    """Each point's answer is independent of the other points of a call (bitwise), so the
+    decoder may stop particles at fixed points without changing any result, and merges
+    bitwise-equal particles (equal futures) into one row that NMS counts. A network's batched
+    matmuls do not promise this."""
+    bounds_own_memory: bool = False
+    """`position_field` chunks its own work, so the decoder need not split its calls into
+    `DecodeConfig.chunk_particles` pieces (that bound is for a network's activations); used
+    together with `pointwise`."""
+
+
 @runtime_checkable
 class StructureFields(Protocol):
+    """Latents, lattice and the two fields of crystals (module docstring for the shapes).
+
+    A class that subclasses this protocol inherits the defaults below: `abilities` promising
+    nothing and `species_class` as the argmax of `species_field`."""
+
     num_species: int
+    """S, the number of species classes (columns of `species_field`)."""
+
+    abilities: FieldAbilities = FieldAbilities()
+    """Shortcuts the decoder may take (`FieldAbilities`; default: none)."""
 
     def latents(self, crystals: CrystalBatch) -> torch.Tensor: ...
 
@@ -39,6 +68,11 @@ class StructureFields(Protocol):
     def species_field(
         self, z: torch.Tensor, points: torch.Tensor, index: torch.Tensor
     ) -> torch.Tensor: ...
+
+    def species_class(self, z: torch.Tensor, points: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """(Q,) long: the class `species_field` peaks at (its argmax; the first on ties), which the
+        decoder's species vote counts. Fields that know it directly skip the (Q, S) scores."""
+        return self.species_field(z, points, index).argmax(-1)
 
 
 def nearest_atoms(
@@ -123,22 +157,16 @@ def _nearest_padded(crystals, points, index, counts, starts, img):
     return out_atom, out_vec
 
 
-class ExactFields:
+class ExactFields(StructureFields):
     """Ground-truth fields of known crystals, with the learned fields' signature.
 
     The latent of crystal i is simply its row i of `crystals` (a (B, 1) float tensor), so
     `position_field(z, points, index)` stays a pure function of (z, points).
     """
 
-    pointwise = True
-    """Each point's answer is independent of the other points of a call (bitwise), so the
-    decoder may stop particles at fixed points without changing any result. A network's
-    batched matmuls do not promise this, so learned fields leave it unset. The decoder then
-    also merges bitwise-equal particles (equal futures) and counts them in NMS."""
-
-    bounds_own_memory = True
-    """`position_field` chunks itself (`_CHUNK_PAIRS`), so the decoder need not split its calls
-    into `DecodeConfig.chunk_particles` pieces (that bound is for a network's activations)."""
+    abilities = FieldAbilities(pointwise=True, bounds_own_memory=True)
+    """Pointwise (nearest-atom search per point, bitwise independent of the other points) and
+    `position_field` chunks itself (`_CHUNK_PAIRS`)."""
 
     def __init__(self, crystals: CrystalBatch, num_species: int, periodic: bool = False):
         self.crystals = crystals

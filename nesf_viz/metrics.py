@@ -179,7 +179,7 @@ def matchable(true: Crystal, pred: Crystal) -> bool:
 
     A match maps every site one-to-one onto a site of the same element, so different reduced
     compositions can never match; skipping them is exact. A decoded cell that fails
-    `is_physical_cell` (as a barely trained model produces) is declared unmatched: pymatgen's
+    `nesf_viz.crystal.is_physical_cell` (as a barely trained model produces) is declared unmatched: pymatgen's
     reduction of such a cell ran for minutes and exhausted 24 GiB.
     """
     if len(pred.positions_angstrom) == 0:

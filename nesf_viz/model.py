@@ -18,6 +18,7 @@ from torch import nn
 
 from .data import CrystalBatch
 from .errors import ShapeError
+from .fields import FieldAbilities
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,9 @@ class NeSF(nn.Module):
                                   config.positional_encoding_keep_input)
 
     # --- StructureFields protocol
+    abilities = FieldAbilities()
+    """A network promises no exact shortcut (its batched matmuls are not pointwise bitwise)."""
+
     def latents(self, crystals: CrystalBatch) -> torch.Tensor:
         """(B, D) latent; the mean for a VAE."""
         out = self.encode(crystals)
@@ -234,6 +238,10 @@ class NeSF(nn.Module):
     def species_field(self, z, points, index):
         _check_points(z, points, index)
         return self.species_net(z, points, index)
+
+    def species_class(self, z, points, index):
+        """(Q,) the class the species field peaks at (the decoder's vote)."""
+        return self.species_field(z, points, index).argmax(-1)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

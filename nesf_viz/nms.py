@@ -247,61 +247,85 @@ def nms(
     # Key order (crystal, score, index): stable sorts, the later one on the major key.
     o1 = torch.sort(scores, stable=True).indices
     order = o1[torch.sort(batch[o1], stable=True).indices]
-    sp, sb = points[order], batch[order]
+    local = _local_clusters(points[order], batch[order], num_crystals, radius, lat_inv, collapse_tolerance)
+    return _clusters_of(points, scores, batch, order, local, num_crystals, min_particles, lat_inv, multiplicity)
 
-    def run(sel: torch.Tensor | None, tol: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cluster (local id) per sorted particle in `sel` (or all) and per-crystal ambiguity."""
-        idx = torch.arange(kk, device=dev) if sel is None else sel
-        p, b = sp[idx], sb[idx]
-        if tol is None:
-            group = torch.arange(idx.numel(), device=dev)
-            rep_of = group
-            rho = torch.zeros(idx.numel(), dtype=points.dtype, device=dev)
-        else:
-            inv = _row_groups(torch.cat([b[:, None], torch.floor(p / tol).long()], 1))
-            ng = int(inv.max()) + 1
-            pos = torch.arange(idx.numel(), device=dev)
-            first = torch.full((ng,), idx.numel(), dtype=torch.long, device=dev)
-            first = first.scatter_reduce(0, inv, pos, "amin")
-            # renumber groups in key order of their rep, so groups are sorted like particles
-            rank = torch.empty_like(first)
-            rank[torch.argsort(first)] = torch.arange(ng, device=dev)
-            group = rank[inv]
-            rep_of = torch.sort(first).values  # rep (position in `idx`) of each renumbered group
-            d = p - p[rep_of[group]]
-            if lat_inv is not None:
-                d = min_image(d, lat_inv[0][b], lat_inv[1][b])
-            rho = torch.zeros(ng, dtype=points.dtype, device=dev).scatter_reduce(
-                0, group, torch.sqrt(sqnorm(d)), "amax"
-            )
-        rb = b[rep_of]
-        row, col, width = _pad_by_crystal(rb, num_crystals)
-        reps = points.new_zeros(num_crystals, width, 3)
-        reps[row, col] = p[rep_of]
-        rpad = points.new_zeros(num_crystals, width)
-        rpad[row, col] = rho
-        valid = torch.zeros(num_crystals, width, dtype=torch.bool, device=dev)
-        valid[row, col] = True
-        local, amb = _greedy_rounds(reps, rpad, valid, radius, lat_inv)
-        return local[row, col][group], amb
 
-    local = torch.empty(kk, dtype=torch.long, device=dev)
-    if collapse_tolerance is None:
-        local, _ = run(None, None)
+def _cluster_sorted(sp: torch.Tensor, sb: torch.Tensor, sel: torch.Tensor | None, tol: float | None,
+                    num_crystals: int, radius: float, lat_inv) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cluster (local id) per key-sorted particle in `sel` (or all) and per-crystal ambiguity:
+    particles in the same cube of side `tol` run greedy NMS as one group (None: one by one)."""
+    dev, dtype = sp.device, sp.dtype
+    idx = torch.arange(sp.shape[0], device=dev) if sel is None else sel
+    p, b = sp[idx], sb[idx]
+    if tol is None:
+        group = torch.arange(idx.numel(), device=dev)
+        rep_of = group
+        rho = torch.zeros(idx.numel(), dtype=dtype, device=dev)
     else:
-        local, amb = run(None, float(collapse_tolerance))
-        if lat_inv is not None:
-            # Minimum image by rounding keeps the group argument only when every cell height
-            # exceeds the sphere's diameter (a displacement with a fractional part near 1/2 is
-            # then longer than the radius whichever image rounding picks).
-            heights = (1.0 / torch.linalg.norm(lat_inv[1].transpose(1, 2), dim=2)).min(1).values
-            amb |= ~(heights > 2 * (radius + 4 * float(collapse_tolerance)) + 1e-3)
-        if bool(amb.any()):
-            redo = torch.nonzero(amb[sb]).squeeze(1)
-            log.debug("nms: %d crystal(s) rerun particle by particle", int(amb.sum()))
-            local[redo], _ = run(redo, None)
+        group, rep_of, rho = _groups(p, b, tol, lat_inv)
+    rb = b[rep_of]
+    row, col, width = _pad_by_crystal(rb, num_crystals)
+    reps = sp.new_zeros(num_crystals, width, 3)
+    reps[row, col] = p[rep_of]
+    rpad = sp.new_zeros(num_crystals, width)
+    rpad[row, col] = rho
+    valid = torch.zeros(num_crystals, width, dtype=torch.bool, device=dev)
+    valid[row, col] = True
+    local, amb = _greedy_rounds(reps, rpad, valid, radius, lat_inv)
+    return local[row, col][group], amb
 
-    # Global cluster ids: crystal-major, then local (seed) order.
+
+def _groups(p: torch.Tensor, b: torch.Tensor, tol: float, lat_inv) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Particles (key-sorted) of one crystal and one cube of side `tol` as a group: the group of
+    every particle, numbered in key order of its rep (lowest (score, index) member), the rep of
+    every group, and its spread rho (largest member distance from the rep)."""
+    dev = p.device
+    inv = _row_groups(torch.cat([b[:, None], torch.floor(p / tol).long()], 1))
+    ng = int(inv.max()) + 1
+    pos = torch.arange(p.shape[0], device=dev)
+    first = torch.full((ng,), p.shape[0], dtype=torch.long, device=dev)
+    first = first.scatter_reduce(0, inv, pos, "amin")
+    # renumber groups in key order of their rep, so groups are sorted like particles
+    rank = torch.empty_like(first)
+    rank[torch.argsort(first)] = torch.arange(ng, device=dev)
+    group = rank[inv]
+    rep_of = torch.sort(first).values  # rep (position in `idx`) of each renumbered group
+    d = p - p[rep_of[group]]
+    if lat_inv is not None:
+        d = min_image(d, lat_inv[0][b], lat_inv[1][b])
+    rho = torch.zeros(ng, dtype=p.dtype, device=dev).scatter_reduce(0, group, torch.sqrt(sqnorm(d)), "amax")
+    return group, rep_of, rho
+
+
+def _local_clusters(sp: torch.Tensor, sb: torch.Tensor, num_crystals: int, radius: float, lat_inv,
+                    collapse_tolerance: float | None) -> torch.Tensor:
+    """(K,) cluster of every key-sorted particle, numbered per crystal in seed order: by groups
+    of `collapse_tolerance`, with every crystal where a group might straddle a sphere rerun
+    particle by particle."""
+    if collapse_tolerance is None:
+        return _cluster_sorted(sp, sb, None, None, num_crystals, radius, lat_inv)[0]
+    local, amb = _cluster_sorted(sp, sb, None, float(collapse_tolerance), num_crystals, radius, lat_inv)
+    if lat_inv is not None:
+        # Minimum image by rounding keeps the group argument only when every cell height
+        # exceeds the sphere's diameter (a displacement with a fractional part near 1/2 is
+        # then longer than the radius whichever image rounding picks).
+        heights = (1.0 / torch.linalg.norm(lat_inv[1].transpose(1, 2), dim=2)).min(1).values
+        amb |= ~(heights > 2 * (radius + 4 * float(collapse_tolerance)) + 1e-3)
+    if bool(amb.any()):
+        redo = torch.nonzero(amb[sb]).squeeze(1)
+        log.debug("nms: %d crystal(s) rerun particle by particle", int(amb.sum()))
+        local[redo], _ = _cluster_sorted(sp, sb, redo, None, num_crystals, radius, lat_inv)
+    return local
+
+
+def _clusters_of(points: torch.Tensor, scores: torch.Tensor, batch: torch.Tensor, order: torch.Tensor,
+                 local: torch.Tensor, num_crystals: int, min_particles: int, lat_inv,
+                 multiplicity: torch.Tensor | None) -> NMSOutput:
+    """The `NMSOutput` of particles in input order from their per-crystal (local) clusters in
+    key order: global cluster ids crystal-major then seed order, seeds, counts, centres."""
+    dev, kk = points.device, points.shape[0]
+    sb = batch[order]
     ncl = torch.zeros(num_crystals, dtype=torch.long, device=dev).scatter_reduce(
         0, sb, local + 1, "amax"
     )

@@ -33,13 +33,13 @@ import torch
 from .data import Crystal, SpeciesVocab, load_crystals
 from .datasets import DatasetUnavailable  # noqa: F401  (public here too)
 from .datasets import data_root as default_data_root
-from .decode import DecodeConfig
+from .decode import DecodeConfig, decode_crystals
 from .device import native_bf16, resolve_device
 from .errors import DatasetError
-from .evaluate import decode_crystals
 from .metrics import metrics_of
 from .model import NeSFConfig
 from .recipes import RECIPES, TrainConfig, make_train_config
+from .reference import METRICS, format_value, references
 from .runs import RunFolder, load_checkpoint
 from .symmetry import spacegroup_recovery_pct, symmetrize
 from .train import train
@@ -52,28 +52,22 @@ __all__ = ["DATASETS", "RECIPES", "PAPER", "Task", "ProtocolConfig", "DatasetUna
 DATASETS = ("lcs6", "icsg3d", "icsg3d+synthetic", "ybco13", "perov_5", "carbon_24", "synthetic")
 
 
-# The paper's Table 1 (ICSG3D, mean, std over 10 seeds) and CDVAE's recalled reconstruction numbers.
+# Reference numbers live in nesf_viz.reference; a dataset's rows list every model published on it.
+REFERENCE_DATASET = {"icsg3d+synthetic": "icsg3d"}
+"""Protocol dataset -> the test set whose references it is compared with (itself by default)."""
 PAPER: dict[str, dict[str, tuple[float, float | None]]] = {
-    "icsg3d": {
-        "atom_count_error_pct": (0.53, 0.25),
-        "position_error_actual_A": (0.0308, 0.0112),
-        "position_error_detected_A": (0.0359, 0.0226),
-        "species_error_actual_pct": (4.31, 0.39),
-        "species_error_detected_pct": (4.36, 0.39),
-    },
-    "perov_5": {"match_rate_pct": (97.52, None), "match_rmse": (0.0156, None)},
-    "carbon_24": {"match_rate_pct": (55.22, None), "match_rmse": (0.1251, None)},
-}
-PAPER["icsg3d+synthetic"] = PAPER["icsg3d"]
-PAPER_SOURCE = {"icsg3d": "NeSF paper, Table 1 (ICSG3D test, 7194 training structures)",
-                "icsg3d+synthetic": "NeSF paper, Table 1 (ICSG3D test, 7194 training structures)",
-                "perov_5": "CDVAE (recalled, approximate)", "carbon_24": "CDVAE (recalled, approximate)"}
+    ds: dict(references(REFERENCE_DATASET.get(ds, ds))[0].values)
+    for ds in DATASETS if references(REFERENCE_DATASET.get(ds, ds))}
+"""Dataset -> the first reference's numbers (NeSF's Table 1 for ICSG3D, CDVAE's elsewhere)."""
+PAPER_SOURCE = {ds: references(REFERENCE_DATASET.get(ds, ds))[0].source for ds in PAPER}
 
 TABLE_KEYS = ("atom_count_error_pct", "position_error_actual_A", "position_error_detected_A",
               "species_error_actual_pct", "species_error_detected_pct", "length_mae_A", "angle_mae_deg",
               "match_rate_pct", "match_rmse", "spacegroup_recovery_pct")
-TABLE_HEAD = ("atoms err %", "pos act Å", "pos det Å", "spec act %", "spec det %", "len Å", "ang °",
-              "match %", "RMSE", "SG %")
+TABLE_HEAD = tuple(METRICS[k].column for k in TABLE_KEYS)
+SYMMETRIZED_KEYS = ("position_error_actual_A", "species_error_actual_pct", "length_mae_A", "angle_mae_deg",
+                    "match_rate_pct", "match_rmse")
+"""Metrics reported again after the symmetrisation option (with `spacegroup_recovery_pct`)."""
 
 
 @dataclass(frozen=True)
@@ -298,8 +292,7 @@ def _evaluate(task: Task, best: Path, cfg: ProtocolConfig, device: torch.device)
     out["spacegroup_recovery_pct"] = spacegroup_recovery_pct(test, decoded, 0.01)
     sym = [symmetrize(c, cfg.symprec_angstrom) for c in decoded]
     ms = metrics_of(test, sym, match=True, periodic=cfg.periodic).to_dict()
-    for k in ("position_error_actual_A", "species_error_actual_pct", "length_mae_A", "angle_mae_deg",
-              "match_rate_pct", "match_rmse"):
+    for k in SYMMETRIZED_KEYS:
         out[f"symmetrized_{k}"] = ms[k]
     out["symmetrized_spacegroup_recovery_pct"] = spacegroup_recovery_pct(test, sym, 0.01)
     out["eval_seconds"] = time.perf_counter() - t0
@@ -438,11 +431,7 @@ def summarize(runs: Sequence[dict]) -> list[dict]:
 
 
 def _fmt(ms, digits: int = 3) -> str:
-    mean, std = ms
-    if mean is None or not math.isfinite(mean):
-        return "–"
-    txt = f"{mean:.{digits}g}"
-    return txt + (f" ± {std:.2g}" if std is not None else "")
+    return format_value(ms, digits)
 
 
 def markdown_table(summary: Sequence[dict], skipped: dict | None = None) -> str:
@@ -456,20 +445,20 @@ def markdown_table(summary: Sequence[dict], skipped: dict | None = None) -> str:
             f"{r['training_set']} ({r['n_train']} per run)",
             f"{r['test_set']}, {r['n_test_evaluated']} evaluated", str(r["n_runs"]), f"{r['epochs']:.0f}",
             f"{r['train_minutes']:.1f}", r["device"], *[_fmt(r[k]) for k in TABLE_KEYS]]) + " |")
-        if r["dataset"] in PAPER:
-            ref = PAPER[r["dataset"]]
-            lines.append("| " + " | ".join([f"↳ {PAPER_SOURCE[r['dataset']]}", "", "", "", "", "", "",
-                                            *[_fmt(ref[k]) if k in ref else "" for k in TABLE_KEYS]]) + " |")
+        for ref in references(REFERENCE_DATASET.get(r["dataset"], r["dataset"])):
+            lines.append("| " + " | ".join([f"↳ {ref.source}", "", "", "", "", "", "",
+                                            *[_fmt(ref.values[k]) if k in ref.values else "" for k in TABLE_KEYS]])
+                         + " |")
     sym = [r for r in summary if "symmetrized_position_error_actual_A" in r]
+    sym_keys = (*SYMMETRIZED_KEYS, "spacegroup_recovery_pct")
     if sym:
         lines += ["", "Symmetrisation option (SpacegroupAnalyzer, projected onto the group found at the "
                       "tolerance; same runs):", "",
-                  "| dataset | pos act Å | spec act % | len Å | ang ° | match % | RMSE | SG % |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| dataset | " + " | ".join(METRICS[k].column for k in sym_keys) + " |",
+                  "|---" * (len(sym_keys) + 1) + "|"]
         for r in sym:
-            lines.append("| " + " | ".join([f"{r['dataset']} [{r['recipe']}]", *[_fmt(r[f"symmetrized_{k}"]) for k in (
-                "position_error_actual_A", "species_error_actual_pct", "length_mae_A", "angle_mae_deg",
-                "match_rate_pct", "match_rmse", "spacegroup_recovery_pct")]]) + " |")
+            lines.append("| " + " | ".join([f"{r['dataset']} [{r['recipe']}]",
+                                            *[_fmt(r[f"symmetrized_{k}"]) for k in sym_keys]]) + " |")
     if skipped:
         lines += ["", *[f"- skipped {k}: {v}" for k, v in skipped.items()]]
     lines += ["", "SG %: decoded space group (pymatgen, symprec 0.01 Å) equals the true one. "

@@ -57,8 +57,7 @@ def build_report(
     """Write the standalone HTML report: per-crystal verdicts of each model's decode of `test`
     (`results`: model name -> DecodeResult; default: `ckpt` with the fast decoder), metrics,
     training curves, and `ckpt` decoding its first test crystal step by step."""
-    from .decode import DecodeConfig
-    from .evaluate import decode_crystals
+    from .decode import DecodeConfig, decode_crystals
     from .metrics import crystal_verdicts
     from .viz import compute
     from .viz import figures as F
@@ -99,6 +98,16 @@ def build_report(
                  compute.field_slice(model, z, 0, "xy", float(show[0].positions_angstrom[0, 2]), step_angstrom=0.2,
                                      atoms=show[0]).figure(title=f"{first}: |f_p| and in-plane vectors")))
 
+    out_html = Path(out_html)
+    out_html.parent.mkdir(parents=True, exist_ok=True)
+    out_html.write_text(_page(ckpt, test, metrics_text, verdicts, pairs, figs), encoding="utf-8")
+    return out_html
+
+
+def _page(ckpt: Checkpoint, test: Sequence[Crystal], metrics_text: str, verdicts: dict[str, list],
+          pairs: list[tuple[str, object]], figs: list[tuple[str, object]]) -> str:
+    """The report's HTML: summary, metrics, the right/wrong pairs, every crystal's verdict, figures
+    (plotly.js inlined once, in the first figure)."""
     summary = "".join(f"<li><b>{html.escape(n)}</b>: {html.escape(verdict_summary(v))}</li>"
                       for n, v in verdicts.items())
     parts = [
@@ -124,10 +133,7 @@ def build_report(
         parts.append(fig.to_html(full_html=False, include_plotlyjs="inline" if first else False))
         first = False
     parts.append("</body></html>")
-    out_html = Path(out_html)
-    out_html.parent.mkdir(parents=True, exist_ok=True)
-    out_html.write_text("\n".join(parts), encoding="utf-8")
-    return out_html
+    return "\n".join(parts)
 
 
 def _verdict_rows(verdicts_by_model: dict[str, list]) -> str:
@@ -181,8 +187,8 @@ def run_demo(out: str | Path = "out/demo", minutes: float = 2.0, n_train: int = 
     written to `out/decoded/<model>/`. Returns the short-trained model's metrics.
     """
     from .assets import default_checkpoint_path
-    from .decode import DecodeConfig
-    from .evaluate import decode_crystals, write_decoded_folder
+    from .decode import DecodeConfig, decode_crystals
+    from .evaluate import write_decoded_folder
     from .metrics import metrics_of
 
     out = Path(out)

@@ -54,7 +54,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from .data import Crystal
+from .crystal import Crystal
 from .errors import DatasetError
 from .geometry import IMAGE_OFFSETS, wrap_frac
 

@@ -17,13 +17,28 @@ def test_the_data_root_follows_the_environment_and_names_resolve_under_it(tmp_pa
         dataset_path("lcs7")
 
 
-def test_the_protocol_and_the_tests_use_the_same_root():
-    from nesf_viz.protocol import default_data_root
+def _write_csv(path, ids):
+    import csv
 
-    from .conftest import SHARED_DATA
+    from pymatgen.core import Lattice, Structure
 
-    assert default_data_root() == data_root() == SHARED_DATA
-    assert set(FILES) >= {"lcs6_train", "lcs6_val", "lcs6_test", "icsg3d_val", "perov_5_val", "carbon_24_val"}
+    nacl = Structure(Lattice.from_parameters(3.99, 3.99, 3.99, 60, 60, 60), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        csv.writer(fh).writerows([["material_id", "cif"], *[[i, nacl.to(fmt="cif")] for i in ids]])
+
+
+def test_the_protocol_reads_its_datasets_from_the_root_the_environment_names(tmp_path, monkeypatch):
+    from nesf_viz.protocol import make_tasks
+
+    monkeypatch.setenv("NESF_VIZ_DATA", str(tmp_path))
+    with pytest.raises(DatasetUnavailable, match=str(tmp_path)):
+        make_tasks("lcs6")  # nothing there yet: the error names where it looked
+    for split, ids in (("train", ["t1", "t2"]), ("val", ["v1"]), ("test", ["x1"])):
+        _write_csv(tmp_path / FILES[f"lcs6_{split}"], ids)
+    task = make_tasks("lcs6")[0]
+    assert [c.id for c in task.train] == ["t1", "t2"] and [c.id for c in task.test] == ["x1"]
+    assert task.test[0].num_atoms == 2  # the shared files' cells are kept as given
 
 
 def test_load_crystals_takes_dataset_names(tmp_path, monkeypatch):

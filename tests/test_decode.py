@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -22,10 +20,8 @@ from nesf_viz.decode import (
     DecodeResult,
     box_particles,
     decode,
-    merge_identical,
-    species_offsets,
 )
-from nesf_viz.fields import ExactFields
+from nesf_viz.fields import ExactFields, FieldAbilities, StructureFields
 
 # ----------------------------------------------------------------------------- crystals
 
@@ -142,8 +138,7 @@ def test_early_stop_at_zero_is_exactly_the_default(oracle_set):
 class _PlainLoopExactFields(ExactFields):
     """Exact fields that let the decoder take no shortcut: every particle, every move."""
 
-    pointwise = False
-    bounds_own_memory = False
+    abilities = FieldAbilities()
 
 
 def test_merged_particles_decode_exactly_like_the_plain_loop(oracle_set):
@@ -169,32 +164,6 @@ def test_merged_particles_decode_exactly_like_the_plain_loop(oracle_set):
                 assert np.allclose(sorted(map(tuple, rows_a)), sorted(map(tuple, rows_b)), atol=1e-5), (i, cfg)
 
 
-def test_merge_identical_matches_a_plain_grouping():
-    rng = np.random.default_rng(0)
-    for trial in range(30):
-        n = int(rng.integers(0, 300))
-        base = rng.normal(size=(7, 3)).astype(np.float32)
-        pos = base[rng.integers(0, 7, n)]
-        pos[rng.random(n) < 0.1] = -0.0
-        pos[rng.random(n) < 0.1] = 0.0  # -0.0 and 0.0 differ in bits: never merged
-        pos[rng.random(n) < 0.05] = np.nan
-        idx = np.sort(rng.integers(0, 3, n))
-        flag = rng.random(n) < 0.5
-        tensors = (torch.tensor(idx), torch.tensor(pos), torch.tensor(flag))
-        for hashed in (None, 0, 1):  # hashed=0: every row collides; still exact, merges less
-            first, mult = merge_identical(*tensors, hashed=hashed)
-            assert int(mult.sum()) == n and torch.all(first[1:] > first[:-1])
-            keys = [(int(i), pos[r].tobytes(), bool(f)) for r, (i, f) in enumerate(zip(idx, flag))]
-            lowest = {}
-            for r, k in enumerate(keys):
-                lowest.setdefault(k, r)
-            if hashed is None:  # a full hash merges every set of equal rows
-                assert first.tolist() == sorted(lowest.values())
-                assert mult.tolist() == [keys.count(keys[r]) for r in first.tolist()]
-            else:  # rows only ever merge into an equal, lower row
-                assert set(first.tolist()) >= set(lowest.values())
-
-
 def test_latents_entry_point_and_ids(oracle_set):
     crystals, vocab, box = oracle_set
     batch, fields = _batch_and_fields(crystals[:2], vocab)
@@ -209,20 +178,10 @@ def test_latents_entry_point_and_ids(oracle_set):
 # ----------------------------------------------------------------------------- reference details
 
 
-def test_particle_grid_matches_reference_count():
-    # LCS6A training box (as read by nesf_viz); the reference decodes 7,280 particles there.
-    box = BoundingBox((-0.007665661939112458, -0.005529275319112208, 0.0),
-                      (11.649674387139884, 8.495752722514835, 5.9674329321420005))
-    g = box_particles(box, 0.5, 0.5)
-    assert g.shape == (7280, 3)
-    assert torch.allclose(g[0], torch.tensor([-0.507665662, -0.505529275, -0.5], dtype=torch.float64))
-    off = species_offsets(0.1, 6)
-    assert off.shape == (216, 3)
-    np.testing.assert_allclose(off[:6, 2].numpy(), [-0.3, -0.2, -0.1, 0.0, 0.1, 0.2], atol=1e-12)
-
-
-class _Contracting:
+class _Contracting(StructureFields):
     """f(p) = c * (a - p) towards one atom a: p_k - a = (1 - c)^k (p_0 - a)."""
+
+    num_species = 2
 
     num_species = 2
 
@@ -365,16 +324,6 @@ def test_to_structures_and_csv_round_trip(oracle_set, tmp_path):
     assert len(cat) == 2 * len(r) and cat.timing_s["total"] == pytest.approx(2 * r.timing_s["total"])
 
 
-def test_config_is_frozen_and_validated():
-    cfg = DecodeConfig()
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.num_moves = 3  # type: ignore[misc]
-    with pytest.raises(ValueError):
-        DecodeConfig(num_moves=0)
-    assert dataclasses.replace(cfg, periodic=True).periodic
-    assert DecodeConfig.fast().early_stop_tolerance_angstrom is not None
-
-
 class _WildLattice(_Contracting):
     """A model far out of its depth: 1000 A lengths, a 7211 degree angle, a NaN."""
 
@@ -400,23 +349,9 @@ def test_predicted_lattice_is_clamped_into_the_physical_range_with_a_warning():
     assert np.isfinite(r.lengths_angstrom).all() and (r.lengths_angstrom >= lo).all()
 
 
-def test_particle_count_without_the_grid_matches_the_grid_on_random_boxes():
-    from nesf_viz.decode import particles_per_crystal
-
-    rng = np.random.default_rng(5)
-    for _ in range(100):
-        lo = rng.uniform(-3, 3, 3)
-        box = BoundingBox(tuple(lo), tuple(lo + rng.uniform(0.01, 12, 3)))
-        cfg = DecodeConfig(grid_step_angstrom=float(rng.choice([0.25, 0.3, 0.5, 0.7])),
-                           box_margin_angstrom=float(rng.choice([0.0, 0.3, 0.5])))
-        grid = box_particles(box, cfg.grid_step_angstrom, cfg.box_margin_angstrom)
-        assert particles_per_crystal(box, cfg) == len(grid)
-
-
 def test_particle_budget_splits_batches_and_refuses_a_crystal_that_cannot_fit(oracle_set):
-    from nesf_viz.decode import particles_per_crystal
+    from nesf_viz.decode import decode_crystals, particles_per_crystal
     from nesf_viz.errors import DecodeMemoryError
-    from nesf_viz.evaluate import decode_crystals
 
     crystals, vocab, box = oracle_set
     per = particles_per_crystal(box, DecodeConfig())
@@ -451,13 +386,66 @@ def test_teaching_moves_flow_over_several_steps_and_still_find_every_atom(oracle
         DecodeConfig(move_fraction=0.0)
 
 
-def test_named_decoders_are_the_presets():
-    from nesf_viz.decode import DECODERS
+def test_every_named_decoder_recovers_every_atom_and_the_presets_differ_where_they_say(oracle_set):
+    from nesf_viz.decode import DECODERS, decode_crystals
 
-    assert DECODERS == ("paper", "fast", "coarse")
-    assert DecodeConfig.preset("paper") == DecodeConfig()
-    assert DecodeConfig.preset("fast", num_moves=8) == DecodeConfig.fast(num_moves=8)
-    coarse = DecodeConfig.preset("coarse")
-    assert coarse == dataclasses.replace(DecodeConfig.fast(), grid_step_angstrom=1.0, nms_min_particles=2)
+    crystals, vocab, box = oracle_set
+    results = {}
+    for name in DECODERS:
+        results[name] = decode_crystals(crystals, box=box, vocab=vocab, config=DecodeConfig.preset(name),
+                                        progress=False)
+        _assert_recovered(results[name], crystals)
+    paper, fast, coarse = (results[k] for k in ("paper", "fast", "coarse"))
+    assert paper.config == DecodeConfig()  # 'paper' is the reference's settings
+    # fast and coarse start only the particles inside each predicted cell; coarse on a grid of
+    # twice the step, so about an eighth of fast's
+    assert (fast.n_particles < paper.n_particles).all()
+    assert (coarse.n_particles * 4 < fast.n_particles).all()
+    assert fast.config.num_moves == 32 and fast.config.early_stop_tolerance_angstrom is not None
+    # an atom needs fewer particles on the coarse grid: its smallest group is smaller
+    assert min(int(c.min()) for c in coarse.particles_per_atom) < min(int(c.min()) for c in fast.particles_per_atom)
+    assert DecodeConfig.preset("fast", num_moves=8).num_moves == 8  # overrides on top of a preset
     with pytest.raises(ValueError, match="paper, fast, coarse"):
         DecodeConfig.preset("quick")
+
+
+def test_an_interrupted_batch_decode_raises_or_keeps_the_batches_done(oracle_set, monkeypatch):
+    import importlib
+
+    from nesf_viz.decode import decode_crystals
+
+    module = importlib.import_module("nesf_viz.decode")  # the package's `decode` is the function
+    crystals, vocab, box = oracle_set
+    calls = []
+
+    def decode_then_interrupt(*args, **kwargs):  # Ctrl-C arriving during the second batch
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(module, "decode", decode_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):  # the library default: nothing swallowed
+        decode_crystals(crystals, box=box, vocab=vocab, batch_size=2, progress=False)
+    calls.clear()
+    seen = []
+    kept = decode_crystals(crystals, box=box, vocab=vocab, batch_size=2, progress=False, keep_partial=True,
+                           on_batch=lambda chunk, res: seen.append([c.id for c in chunk]))
+    assert kept.interrupted and len(kept) == 2 and seen == [[c.id for c in crystals[:2]]]
+    _assert_recovered(kept, crystals[:2])
+
+
+def test_usable_crystals_names_an_unknown_element_or_skips_it_with_one_warning(oracle_set):
+    from nesf_viz.decode import usable_crystals
+    from nesf_viz.errors import DatasetError, SkippedStructuresWarning, UnknownSpeciesError
+
+    crystals, vocab, box = oracle_set
+    small = SpeciesVocab.from_crystals(crystals[:1])  # NaCl's elements only
+    with pytest.raises(UnknownSpeciesError, match="cscl"):
+        usable_crystals(crystals[:2], small, box)
+    with pytest.warns(SkippedStructuresWarning, match="skipped 1 of 2 crystals"):
+        kept = usable_crystals(crystals[:2], small, box, skip_bad=True)
+    assert [c.id for c in kept] == ["nacl"]
+    assert usable_crystals(crystals, vocab, box) == list(crystals)
+    with pytest.raises(DatasetError, match="no crystal left"), pytest.warns(SkippedStructuresWarning):
+        usable_crystals(crystals[1:2], small, box, skip_bad=True)

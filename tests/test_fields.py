@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from nesf_viz.data import CrystalBatch, SpeciesVocab, lattice_matrix
+from nesf_viz.data import CrystalBatch, SpeciesVocab, crystal_from_structure, lattice_matrix
 from nesf_viz.fields import ExactFields, StructureFields, ground_truth_targets, nearest_atoms
 from nesf_viz.model import NeSF
 
@@ -105,3 +105,42 @@ def test_exact_fields_follow_the_protocol_and_point_at_atoms():
     assert torch.equal(onehot.argmax(1), spec) and torch.allclose(onehot.sum(1), torch.ones(50, dtype=torch.float64))
     lengths, angles = ex.lattice(z)
     assert torch.equal(lengths, batch.lengths) and torch.equal(angles, batch.angles)
+
+
+def test_abilities_are_part_of_the_protocol_with_defaults_that_promise_nothing():
+    from nesf_viz.fields import FieldAbilities
+    from nesf_viz.model import NeSF
+
+    class Minimal(StructureFields):
+        num_species = 3
+
+        def latents(self, crystals):
+            return torch.zeros(crystals.num_crystals, 1)
+
+        def lattice(self, z):
+            return torch.ones(z.shape[0], 3), torch.ones(z.shape[0], 3)
+
+        def position_field(self, z, points, index):
+            return -points
+
+        def species_field(self, z, points, index):
+            return torch.stack([points[:, 0], points[:, 1], points[:, 2]], 1)
+
+    m = Minimal()
+    assert isinstance(m, StructureFields) and m.abilities == FieldAbilities()
+    assert not m.abilities.pointwise and not m.abilities.bounds_own_memory
+    pts = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0]])
+    assert m.species_class(None, pts, torch.zeros(2, dtype=torch.long)).tolist() == [0, 1]
+    assert NeSF(num_species=3).abilities == FieldAbilities()  # a network promises no exact shortcut
+    assert ExactFields.abilities == FieldAbilities(pointwise=True, bounds_own_memory=True)
+
+
+def test_exact_species_class_is_the_argmax_of_the_species_field(nacl):
+    crystal = crystal_from_structure(nacl)
+    vocab = SpeciesVocab.from_crystals([crystal])
+    batch = CrystalBatch.from_crystals([crystal], vocab)
+    ex = ExactFields(batch, len(vocab))
+    pts = torch.rand(200, 3, dtype=batch.positions.dtype) * 5.64
+    idx = torch.zeros(200, dtype=torch.long)
+    z = ex.latents(batch)
+    assert torch.equal(ex.species_class(z, pts, idx), ex.species_field(z, pts, idx).argmax(-1))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -286,95 +287,125 @@ def scene_to_traces(
         extent = float(np.ptp(np.concatenate(pts), axis=0).max()) if pts else 1.0
         sphere_scale = _auto_sphere_scale(extent)
 
+    style = _TraceStyle(sphere_scale, line_scale, name_prefix)
     traces: list[go.BaseTraceType] = []
     for key, g in out.groups.items():
-        visible = "legendonly" if key[-2] else True
-        top = key[-1]
-        if key[0] == "markers":
-            _, kind, color, size, _, _ = key
-            pos = np.asarray(g["pos"], float)
-            texts = g["text"]
-            fallback = {"spheres": "atoms", "cubes": "cubes", "ellipsoids": "ellipsoids"}[kind]
-            name = _name_from_tooltips(texts, top or fallback)
-            traces.append(go.Scatter3d(
-                x=pos[:, 0], y=pos[:, 1], z=pos[:, 2], mode="markers",
-                name=name_prefix + name, text=texts if any(texts) else None,
-                hoverinfo="text" if any(texts) else "x+y+z+name",
-                marker=dict(
-                    size=float(np.clip(2 * size * sphere_scale, 2, 60)),
-                    color=color or DEFAULT_COLOR,
-                    symbol="square" if kind == "cubes" else "circle",
-                    line=dict(color=ATOM_OUTLINE, width=1), opacity=1.0,
-                ),
-                visible=visible, meta={"kind": kind, "scene": top},
-            ))
-        elif key[0] == "lines":
-            _, kind, color, width, _, _ = key
-            xs, ys, zs = _segments_xyz(g["pair"])
-            if kind == "lines":
-                px = 2.0 * (width or 1.0)
-                default = CELL_COLOR
-            else:
-                px = (0.1 if width is None else width) * line_scale
-                default = DEFAULT_COLOR
-            label = {"lines": "lines", "cylinders": "bonds", "arrows": "arrows"}[kind]
-            traces.append(go.Scatter3d(
-                x=xs, y=ys, z=zs, mode="lines", name=name_prefix + (top or label),
-                line=dict(color=color or default, width=float(np.clip(px, 1, 30))),
-                hoverinfo="skip", visible=visible, meta={"kind": kind, "scene": top},
-            ))
-        elif key[0] == "cones":
-            _, color, head, _, _ = key
-            pairs = np.asarray(g["pair"], float)
-            d = pairs[:, 1] - pairs[:, 0]
-            n = np.linalg.norm(d, axis=1, keepdims=True)
-            u = np.divide(d, n, out=np.zeros_like(d), where=n > 0) * head
-            tip = pairs[:, 1]
-            c = color or DEFAULT_COLOR
-            traces.append(go.Cone(
-                x=tip[:, 0], y=tip[:, 1], z=tip[:, 2], u=u[:, 0], v=u[:, 1], w=u[:, 2],
-                anchor="tip", sizemode="absolute", sizeref=1.0, showscale=False,
-                colorscale=[[0, c], [1, c]], name=name_prefix + (top or "arrows"),
-                hoverinfo="skip", visible=visible, meta={"kind": "arrow_heads", "scene": top},
-            ))
-        elif key[0] == "mesh":
-            _, kind, color, opacity, _, _ = key
-            xs, tris, alphahull = [], [], False
-            n0 = 0
-            for pts in g["points"]:
-                if kind == "surface":
-                    m = len(pts) // 3 * 3
-                    mesh = (pts[:m], np.arange(m).reshape(-1, 3)) if m else None
-                else:
-                    mesh = _convex_mesh(pts)
-                if mesh is None:
-                    alphahull = True
-                    continue
-                xs.append(mesh[0])
-                tris.append(mesh[1] + n0)
-                n0 += len(mesh[0])
-            op = 0.2 if opacity is None else float(opacity)
-            common = dict(color=color or DEFAULT_COLOR, opacity=op, flatshading=True,
-                          hoverinfo="skip", visible=visible, name=name_prefix + (top or kind),
-                          meta={"kind": kind, "scene": top})
-            if xs:
-                v = np.concatenate(xs)
-                t = np.concatenate(tris)
-                traces.append(go.Mesh3d(x=v[:, 0], y=v[:, 1], z=v[:, 2],
-                                        i=t[:, 0], j=t[:, 1], k=t[:, 2], **common))
-            if alphahull:  # hulls qhull could not triangulate: one Mesh3d each, Plotly's hull
-                for pts in g["points"]:
-                    if kind == "convex" and _convex_mesh(pts) is None and len(pts) >= 4:
-                        traces.append(go.Mesh3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2],
-                                                alphahull=0, **common))
-        elif key[0] == "labels":
-            pos = np.asarray(g["pos"], float)
-            traces.append(go.Scatter3d(
-                x=pos[:, 0], y=pos[:, 1], z=pos[:, 2], mode="text", text=g["text"],
-                name=name_prefix + (top or "labels"), hoverinfo="skip", visible=visible,
-                meta={"kind": "labels", "scene": top},
-            ))
+        traces += _GROUP_TRACES[key[0]](key, g, "legendonly" if key[-2] else True, key[-1], style)
     return traces
+
+
+@dataclass(frozen=True)
+class _TraceStyle:
+    sphere_scale: float
+    line_scale: float
+    name_prefix: str
+
+
+def _marker_traces(key: tuple, g: dict, visible: Any, top: str, style: _TraceStyle) -> list:
+    """Spheres, cubes, ellipsoids of one colour and radius: one Scatter3d of markers."""
+    _, kind, color, size, _, _ = key
+    pos = np.asarray(g["pos"], float)
+    texts = g["text"]
+    fallback = {"spheres": "atoms", "cubes": "cubes", "ellipsoids": "ellipsoids"}[kind]
+    name = _name_from_tooltips(texts, top or fallback)
+    return [go.Scatter3d(
+        x=pos[:, 0], y=pos[:, 1], z=pos[:, 2], mode="markers",
+        name=style.name_prefix + name, text=texts if any(texts) else None,
+        hoverinfo="text" if any(texts) else "x+y+z+name",
+        marker=dict(
+            size=float(np.clip(2 * size * style.sphere_scale, 2, 60)),
+            color=color or DEFAULT_COLOR,
+            symbol="square" if kind == "cubes" else "circle",
+            line=dict(color=ATOM_OUTLINE, width=1), opacity=1.0,
+        ),
+        visible=visible, meta={"kind": kind, "scene": top},
+    )]
+
+
+def _line_traces(key: tuple, g: dict, visible: Any, top: str, style: _TraceStyle) -> list:
+    """Lines, cylinders and arrow shafts of one colour and width: one line trace, None-separated."""
+    _, kind, color, width, _, _ = key
+    xs, ys, zs = _segments_xyz(g["pair"])
+    if kind == "lines":
+        px = 2.0 * (width or 1.0)
+        default = CELL_COLOR
+    else:
+        px = (0.1 if width is None else width) * style.line_scale
+        default = DEFAULT_COLOR
+    label = {"lines": "lines", "cylinders": "bonds", "arrows": "arrows"}[kind]
+    return [go.Scatter3d(
+        x=xs, y=ys, z=zs, mode="lines", name=style.name_prefix + (top or label),
+        line=dict(color=color or default, width=float(np.clip(px, 1, 30))),
+        hoverinfo="skip", visible=visible, meta={"kind": kind, "scene": top},
+    )]
+
+
+def _cone_traces(key: tuple, g: dict, visible: Any, top: str, style: _TraceStyle) -> list:
+    """Arrow heads of one colour and size: one Cone trace at the arrow tips."""
+    _, color, head, _, _ = key
+    pairs = np.asarray(g["pair"], float)
+    d = pairs[:, 1] - pairs[:, 0]
+    n = np.linalg.norm(d, axis=1, keepdims=True)
+    u = np.divide(d, n, out=np.zeros_like(d), where=n > 0) * head
+    tip = pairs[:, 1]
+    c = color or DEFAULT_COLOR
+    return [go.Cone(
+        x=tip[:, 0], y=tip[:, 1], z=tip[:, 2], u=u[:, 0], v=u[:, 1], w=u[:, 2],
+        anchor="tip", sizemode="absolute", sizeref=1.0, showscale=False,
+        colorscale=[[0, c], [1, c]], name=style.name_prefix + (top or "arrows"),
+        hoverinfo="skip", visible=visible, meta={"kind": "arrow_heads", "scene": top},
+    )]
+
+
+def _mesh_traces(key: tuple, g: dict, visible: Any, top: str, style: _TraceStyle) -> list:
+    """Convex hulls and surfaces of one colour and opacity: one Mesh3d of every triangulated
+    one, and a Plotly `alphahull=0` Mesh3d for each hull qhull could not triangulate."""
+    _, kind, color, opacity, _, _ = key
+    xs, tris, alphahull = [], [], False
+    n0 = 0
+    for pts in g["points"]:
+        if kind == "surface":
+            m = len(pts) // 3 * 3
+            mesh = (pts[:m], np.arange(m).reshape(-1, 3)) if m else None
+        else:
+            mesh = _convex_mesh(pts)
+        if mesh is None:
+            alphahull = True
+            continue
+        xs.append(mesh[0])
+        tris.append(mesh[1] + n0)
+        n0 += len(mesh[0])
+    op = 0.2 if opacity is None else float(opacity)
+    common = dict(color=color or DEFAULT_COLOR, opacity=op, flatshading=True,
+                  hoverinfo="skip", visible=visible, name=style.name_prefix + (top or kind),
+                  meta={"kind": kind, "scene": top})
+    traces = []
+    if xs:
+        v = np.concatenate(xs)
+        t = np.concatenate(tris)
+        traces.append(go.Mesh3d(x=v[:, 0], y=v[:, 1], z=v[:, 2],
+                                i=t[:, 0], j=t[:, 1], k=t[:, 2], **common))
+    if alphahull:  # hulls qhull could not triangulate: one Mesh3d each, Plotly's hull
+        for pts in g["points"]:
+            if kind == "convex" and _convex_mesh(pts) is None and len(pts) >= 4:
+                traces.append(go.Mesh3d(x=pts[:, 0], y=pts[:, 1], z=pts[:, 2],
+                                        alphahull=0, **common))
+    return traces
+
+
+def _label_traces(key: tuple, g: dict, visible: Any, top: str, style: _TraceStyle) -> list:
+    """Text labels: one Scatter3d of text."""
+    pos = np.asarray(g["pos"], float)
+    return [go.Scatter3d(
+        x=pos[:, 0], y=pos[:, 1], z=pos[:, 2], mode="text", text=g["text"],
+        name=style.name_prefix + (top or "labels"), hoverinfo="skip", visible=visible,
+        meta={"kind": "labels", "scene": top},
+    )]
+
+
+_GROUP_TRACES = {"markers": _marker_traces, "lines": _line_traces, "cones": _cone_traces,
+                 "mesh": _mesh_traces, "labels": _label_traces}
+"""Trace builder per collected group kind (the first element of a group's key)."""
 
 
 def _auto_sphere_scale(extent_angstrom: float) -> float:
@@ -492,8 +523,8 @@ def _cell_trace(lattice: np.ndarray, name_prefix: str, legendgroup: str | None,
 
 
 def physical_cell(structure: Structure) -> bool:
-    """`nesf_viz.data.is_physical_cell` for a pymatgen Structure."""
-    from ..data import is_physical_cell
+    """`nesf_viz.crystal.is_physical_cell` for a pymatgen Structure."""
+    from ..crystal import is_physical_cell
 
     return is_physical_cell(np.asarray(structure.lattice.matrix, float), len(structure))
 
