@@ -23,3 +23,29 @@ def test_gpu_check_dry_runs_on_cpu_and_writes_every_section(tmp_path):
     for precision in ("float32", "bf16"):
         assert rep["train_throughput"][precision]["structures_per_s"] > 0
     assert rep["paper_recipe_epochs"]["projected_3200_epochs_min"] > 0
+
+
+def test_results_tables_in_readme_and_docs_are_what_the_records_say(tmp_path):
+    """The README's and docs/results.md's tables are generated from the shipped models' records
+    and the ingredient results; a hand edit or a new record without regenerating fails here."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tables.py"), "--check"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_results_tables_check_fails_on_a_stale_table(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tables", ROOT / "benchmarks" / "tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text().replace("| `lcs6` |", "| `lcs6` (typed) |"))
+    docs = tmp_path / "results.md"
+    docs.write_text(tables.docs_page())
+    monkeypatch.setattr(tables, "README", readme)
+    monkeypatch.setattr(tables, "DOCS", docs)
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    assert tables.main(["--check"]) == 1
+    assert tables.main([]) == 0 and tables.main(["--check"]) == 0
+    assert "(typed)" not in readme.read_text()
