@@ -5,9 +5,8 @@ import torch
 
 from nesf_viz.assets import CHECKPOINTS, checkpoint_path, default_checkpoint_path
 from nesf_viz.data import load_crystals
-from nesf_viz.decode import DecodeConfig
+from nesf_viz.decode import DecodeConfig, decode_crystals
 from nesf_viz.errors import CheckpointError
-from nesf_viz.decode import decode_crystals
 from nesf_viz.metrics import metrics_of
 from nesf_viz.model import NeSF
 from nesf_viz.protocol import DatasetUnavailable, make_tasks
