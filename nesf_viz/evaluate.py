@@ -203,7 +203,11 @@ def run_decode(
         def stream(chunk: Sequence[Crystal], res: DecodeResult) -> None:  # each batch written as it is decoded
             nonlocal written
             if isinstance(sink, StreamedFile):
-                res.to_csv(sink.part, append=written > 0)
+                try:
+                    res.to_csv(sink.part, append=written > 0)
+                except OSError as exc:
+                    raise OutputError(f"cannot write {out} ({exc.strerror or exc}); free space or choose "
+                                      "another path") from exc
                 sink.publish()
             else:
                 verdicts.extend(write_decoded_folder(chunk, res, sink))
@@ -325,11 +329,15 @@ def run_evaluate(
     if verbose:
         print(f"{data} ({fields} fields){partial}\n{format_table(out)}")
     if json_out is not None:
+        from .errors import OutputError
         from .outputs import write_atomic
 
         path = Path(json_out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps(_json_safe(out), indent=2, allow_nan=False) + "\n")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, json.dumps(_json_safe(out), indent=2, allow_nan=False) + "\n")
+        except OSError as exc:
+            raise OutputError(f"cannot write --json {path} ({exc.strerror or exc}); choose another path") from exc
     if result.interrupted:  # the metrics of what was decoded are printed (and written); say so
         raise KeyboardInterrupt(f"interrupted: metrics of the first {len(result)} of {n_all} crystals"
                                 + (f" written to {json_out}" if json_out else " printed above"))

@@ -81,7 +81,8 @@ def write_atomic(path: str | Path, data: str | bytes | Callable[[Path], None]) -
     `path` (a symlink at `path` is replaced, its target left alone). A failure leaves `path` as it
     was and no temp file; OSError propagates."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}")
+    stem = path.name if len(path.name.encode("utf-8", "surrogateescape")) <= 200 else "long-name"  # 255 a name
+    tmp = path.with_name(f".{stem}.tmp{os.getpid()}-{secrets.token_hex(4)}")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(tmp, flags, 0o666)
@@ -110,7 +111,11 @@ def write_inside(folder: Path, name: str, data: str | bytes | Callable[[Path], N
     where = _resolved(folder)
     if not _is_plain_name(name) or Path(os.path.normpath(where / name)).parent != where:
         raise OutputError(f"refusing to write {name!r}: not a plain file name inside {folder}")
-    return write_atomic(folder / name, data)
+    try:
+        return write_atomic(folder / name, data)
+    except OSError as exc:
+        raise OutputError(f"cannot write {folder / name} ({exc.strerror or exc}); free space or choose "
+                          "another folder") from exc
 
 
 def clean_temp(folder: Path, pattern: str = ".*.tmp*") -> None:
@@ -412,7 +417,11 @@ class StreamedFile:
         return self
 
     def publish(self) -> None:
-        write_atomic(self.path, lambda tmp: shutil.copyfile(self.part, tmp))
+        try:
+            write_atomic(self.path, lambda tmp: shutil.copyfile(self.part, tmp))
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path} ({exc.strerror or exc}); free space or choose "
+                              "another path") from exc
 
     def __exit__(self, *exc) -> None:
         self.part.unlink(missing_ok=True)
