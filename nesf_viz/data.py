@@ -322,6 +322,8 @@ class CrystalBatch:
         dtype: torch.dtype = torch.float32,
     ) -> tuple["CrystalBatch", SpeciesVocab]:
         """Batch pymatgen Structures; builds a vocabulary from them when none is given."""
+        if ids is not None and len(ids) != len(structures):
+            raise DatasetError(f"{len(structures)} structures but {len(ids)} ids; give one id per structure")
         ids = list(ids) if ids is not None else [str(i) for i in range(len(structures))]
         crystals = [crystal_from_structure(s, i, conventional) for s, i in zip(structures, ids)]
         vocab = vocab or SpeciesVocab.from_crystals(crystals)

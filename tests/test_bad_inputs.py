@@ -409,6 +409,10 @@ def test_ids_and_structures_must_pair_up(nacl):
     with pytest.raises(DatasetError, match="2 structures but 1 ids"):
         read_structures([nacl, nacl], ids=["only-one"])
     assert [c.id for c in read_structures([nacl, nacl], ids=["a", "b"])] == ["a", "b"]
+    from nesf_viz.data import CrystalBatch
+
+    with pytest.raises(DatasetError, match="2 structures but 3 ids"):
+        CrystalBatch.from_structures([nacl, nacl], ids=["a", "b", "c"])
 
 
 # ----------------------------------------------------------------------------- training that goes wrong
