@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import re
 import sys
 
@@ -12,31 +13,59 @@ from .decode import DECODERS
 from .errors import NeSFError
 
 
+def _number(text: str, kind: type, what: str):
+    """`text` as an int or a finite float, else the argparse error saying what to give."""
+    try:
+        v = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if kind is float and not math.isfinite(v):  # inf is refused like nan: a rate or budget of inf means nothing
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text} (not a finite number)")
+    return v
+
+
 def _positive_int(text: str) -> int:
-    v = int(text)
+    v = _number(text, int, "a positive integer")
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return v
 
 
 def _non_negative_int(text: str) -> int:
-    v = int(text)
+    v = _number(text, int, "an integer >= 0")
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
     return v
 
 
+SEED_MAX = 2**32 - 1
+
+
+def _seed(text: str) -> int:
+    v = _number(text, int, f"an integer from 0 to {SEED_MAX}")
+    if not 0 <= v <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {SEED_MAX}, got {text}")
+    return v
+
+
 def _positive_float(text: str) -> float:
-    v = float(text)
+    v = _number(text, float, "a positive number")
     if not v > 0:  # also rejects NaN
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return v
 
 
 def _non_negative_float(text: str) -> float:
-    v = float(text)
+    v = _number(text, float, "a number >= 0")
     if not v >= 0:
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return v
+
+
+def _fraction(text: str) -> float:
+    v = _number(text, float, "a number in [0, 1)")
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}")
     return v
 
 
@@ -47,8 +76,9 @@ def _device(text: str) -> str:
 
 
 def _add_pe_args(p) -> None:
-    p.add_argument("--pe-freqs", type=int, default=0, help="positional encoding frequencies (option; 0 = off, paper)")
-    p.add_argument("--pe-wavelength", type=float, default=2.0,
+    p.add_argument("--pe-freqs", type=_non_negative_int, default=0,
+                   help="positional encoding frequencies (option; 0 = off, paper)")
+    p.add_argument("--pe-wavelength", type=_positive_float, default=2.0,
                    help="longest encoded wavelength in A (reference 2 A, which makes the encoding 2 A-periodic)")
     p.add_argument("--pe-keep-input", action="store_true", help="feed the query point beside its encoding")
 
@@ -83,7 +113,7 @@ def _add_recipe_args(p) -> None:
     p.add_argument("--species-weight", type=_non_negative_float, default=None,
                    help=f"species loss weight (paper {paper.species_loss_weight:g}, quick "
                         f"{quick.species_loss_weight:g}; positions weigh {paper.position_loss_weight:g})")
-    p.add_argument("--encoder-dropout", type=float, default=None,
+    p.add_argument("--encoder-dropout", type=_fraction, default=None,
                    help=f"encoder dropout (paper {net.encoder_dropout:g}, quick {quick.encoder_dropout:g})")
     p.add_argument("--global-queries", type=_positive_int, default=None,
                    help="random global grid points per crystal and step (default: the whole grid)")
@@ -133,7 +163,7 @@ def _add_train(sub) -> None:
                         "quick: off); 0 = off")
     p.add_argument("--max-minutes", type=_positive_float, default=None, help="wall-clock budget")
     p.add_argument("--device", type=_device, default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--limit", type=_positive_int, default=None, help="use only the first N training structures")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly")
     p.add_argument("--overwrite", action="store_true", help="start over in an OUT that already holds a run")
@@ -185,7 +215,9 @@ def _cmd_train(a) -> int:
     if h:
         print(f"{len(h['epoch'])} epochs logged; last train loss {h['loss'][-1]:.4f}, "
               f"val loss {h['val_loss'][-1]:.4f}; stopped: {res.stopped_because}")
-    print(f"checkpoints: {res.last_checkpoint} {res.best_checkpoint}")
+    written = [str(p) for p in (res.last_checkpoint, res.best_checkpoint) if p is not None]
+    if written:  # only files that exist: a run can end (Ctrl-C) before it wrote one
+        print(f"checkpoints: {' '.join(written)}")
     return 130 if res.stopped_because.startswith("interrupted") else 0
 
 
@@ -204,6 +236,11 @@ def _add_decode(sub) -> None:
     p.add_argument("--keep-cell", action="store_true", help="keep cells as given (default: conventional standard cell)")
     p.add_argument("--skip-bad", action="store_true",
                    help=SKIP_BAD_HELP)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--overwrite", action="store_true",
+                   help="an --out folder that holds an earlier decode: remove the files its summary.csv lists first")
+    g.add_argument("--append", action="store_true",
+                   help="an --out folder that holds an earlier decode: add to it (its summary.csv gains rows)")
 
 
 def _checkpoint_arg(name: str | None) -> str | None:
@@ -218,7 +255,7 @@ def _cmd_decode(a) -> int:
 
     run_decode(_checkpoint_arg(a.checkpoint), a.data, a.out, device=a.device, batch_size=a.batch_size,
                limit=a.limit, decode_config=DecodeConfig.preset(a.decode),
-               conventional=not a.keep_cell, skip_bad=a.skip_bad)
+               conventional=not a.keep_cell, skip_bad=a.skip_bad, overwrite=a.overwrite, append=a.append)
     return 0
 
 
@@ -286,7 +323,7 @@ def _add_benchmark(sub) -> None:
                                          "evaluate held-out splits, tabulate next to the paper")
     p.add_argument("--datasets", nargs="+", default=["lcs6"], choices=DATASETS)
     p.add_argument("--out", default="out/benchmark", help="results.md, results.json, time_to_accuracy.html, runs/")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=_seed, nargs="+", default=[0])
     _add_recipe_args(p)
     p.add_argument("--max-minutes", type=_positive_float, default=None,
                    help="training budget per run (CPU budget mode)")

@@ -253,6 +253,8 @@ class CrystalBatch:
         dtype: torch.dtype = torch.float32,
     ) -> tuple["CrystalBatch", SpeciesVocab]:
         """Batch pymatgen Structures; builds a vocabulary from them when none is given."""
+        if ids is not None and len(ids) != len(structures):
+            raise DatasetError(f"{len(structures)} structures but {len(ids)} ids; give one id per structure")
         ids = list(ids) if ids is not None else [str(i) for i in range(len(structures))]
         crystals = [crystal_from_structure(s, i, conventional) for s, i in zip(structures, ids)]
         vocab = vocab or SpeciesVocab.from_crystals(crystals)
@@ -314,18 +316,60 @@ def _collect(items, on_error: OnError, report: ReadReport) -> list[Crystal]:
     return crystals
 
 
-def _parse_cif(text: str, label: str):
-    from pymatgen.core import Structure
+def _structure_blocks(text: str) -> list[tuple[str, str]]:
+    """(name, CIF text) of each data block that holds atom sites, when the text has more than one;
+    [] when it has one or none (then it is parsed whole). Two blocks of one name: an error, since
+    pymatgen's reader would keep only the last."""
+    headers = re.findall(r"(?im)^[ \t]*data_(\S*)", text)
+    if len(headers) < 2:
+        return []
+    from pymatgen.io.cif import CifFile
 
-    if not text or not text.strip():
-        raise MalformedCIFError(f"{label}: empty CIF text")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            s = Structure.from_str(text, fmt="cif")
+            blocks = CifFile.from_str(text).data
+    except Exception:
+        return []  # unreadable: parsed whole, which names the problem
+    if len(blocks) != len(headers):
+        raise MalformedCIFError(f"{len(headers)} data blocks but {len(blocks)} distinct block names; give each "
+                                "data_ block its own name")
+    sites = [(name, str(b)) for name, b in blocks.items()
+             if any(k.lower() in ("_atom_site_fract_x", "_atom_site_cartn_x") for k in b.data)]
+    return sites if len(sites) > 1 else []
+
+
+def _parse_one_cif(text: str, label: str):
+    from pymatgen.core import Structure
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Structure.from_str(text, fmt="cif")
     except Exception as exc:
         raise _cif_problem(text, label, exc) from exc
-    return s
+
+
+def _parse_cif_blocks(text: str, label: str) -> list[tuple[str, object]]:
+    """Every structure in a CIF text: [(block name, Structure)], the name '' when the text holds one."""
+    if not text or not text.strip():
+        raise MalformedCIFError(f"{label}: empty CIF text")
+    try:
+        blocks = _structure_blocks(text)
+    except MalformedCIFError as exc:
+        raise MalformedCIFError(f"{label}: {exc}") from None
+    if not blocks:
+        return [("", _parse_one_cif(text, label))]
+    return [(name, _parse_one_cif(block, f"{label} block data_{name}")) for name, block in blocks]
+
+
+def _parse_cif(text: str, label: str):
+    """The one structure of a CIF text; more than one (several data blocks) is an error with the count."""
+    blocks = _parse_cif_blocks(text, label)
+    if len(blocks) > 1:
+        raise MalformedCIFError(f"{label}: the CIF holds {len(blocks)} structures (data blocks "
+                                f"{', '.join(n for n, _ in blocks[:5])}); give one structure per CSV row")
+    return blocks[0][1]
 
 
 def _cif_problem(text: str, label: str, exc: Exception) -> CrystalInputError:
@@ -334,7 +378,9 @@ def _cif_problem(text: str, label: str, exc: Exception) -> CrystalInputError:
     try:
         from pymatgen.io.cif import CifFile
 
-        blocks = CifFile.from_str(text).data.values()
+        with warnings.catch_warnings():  # pymatgen quotes whole lines back: megabytes for a one-line file
+            warnings.simplefilter("ignore")
+            blocks = CifFile.from_str(text).data.values()
     except ZeroDivisionError:  # pymatgen's reader on a loop with a header and no rows
         if "_atom_site_fract_x" in text or "_atom_site_cartn_x" in text.lower():
             return EmptyStructureError(f"{label}: the CIF's atom-site loop has no rows (an empty structure)")
@@ -359,7 +405,9 @@ def _cif_problem(text: str, label: str, exc: Exception) -> CrystalInputError:
                     bad = str(v).strip().lower() in ("nan", "inf", "-inf")
                 if bad:
                     return NonFiniteCoordinatesError(f"{label}: the CIF has a non-finite atom coordinate ({v})")
-    return MalformedCIFError(f"{label}: could not parse CIF ({type(exc).__name__}: {exc})")
+    why = " ".join(str(exc).split())
+    why = why if len(why) <= 200 else why[:197] + "..."
+    return MalformedCIFError(f"{label}: could not parse CIF ({type(exc).__name__}: {why})")
 
 
 def read_csv(
@@ -375,7 +423,7 @@ def read_csv(
         raise DatasetError(f"no CSV file at {path}")
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: a byte-order mark is not a column name
             reader = csv.DictReader(fh)
             if reader.fieldnames is None or "cif" not in reader.fieldnames:
                 raise DatasetError(
@@ -385,6 +433,8 @@ def read_csv(
             rows = list(reader)
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
+    except csv.Error as exc:
+        raise DatasetError(f"{path} is not a readable CSV ({exc}); save it as comma-separated UTF-8 text") from exc
     if not rows:
         raise DatasetError(f"{path} has a header but no rows: nothing to read")
     if limit is not None:
@@ -427,11 +477,24 @@ def read_cif_folder(
             raise MalformedCIFError(f"{label}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
                                     "save the CIF as UTF-8") from exc
 
-    def item(f: Path):
-        label = f"{f.name}"
-        return label, lambda: crystal_from_structure(_parse_cif(read(f, label), label), f.stem, conventional)
+    def items():
+        for f in files:  # every data block of a file is a crystal: id `stem`, or `stem:block` for several
+            label = f"{f.name}"
+            try:
+                blocks = _parse_cif_blocks(read(f, label), label)
+            except CrystalInputError as exc:
+                yield label, lambda exc=exc: _reraise(exc)
+                continue
+            for name, s in blocks:
+                cid = f"{f.stem}:{name}" if len(blocks) > 1 else f.stem
+                yield (f"{label} block data_{name}" if name else label,
+                       lambda s=s, cid=cid: crystal_from_structure(s, cid, conventional))
 
-    return _collect((item(f) for f in files), on_error, report or ReadReport())
+    return _collect(items(), on_error, report or ReadReport())
+
+
+def _reraise(exc: Exception):
+    raise exc
 
 
 def read_structures(
@@ -441,13 +504,34 @@ def read_structures(
     on_error: OnError = "raise",
     report: ReadReport | None = None,
 ) -> list[Crystal]:
-    """Convert a list of pymatgen Structures."""
+    """Convert a list of pymatgen Structures (`ids`: one per structure)."""
+    if ids is not None and len(ids) != len(structures):
+        raise DatasetError(f"{len(structures)} structures but {len(ids)} ids; give one id per structure "
+                           "(or none: they are numbered)")
     ids = list(ids) if ids is not None else [str(i) for i in range(len(structures))]
     items = (
         (f"structure {i}", (lambda s=s, i=i: crystal_from_structure(s, i, conventional)))
         for s, i in zip(structures, ids)
     )
     return _collect(items, on_error, report or ReadReport())
+
+
+def source_path(source: str | Path) -> Path | None:
+    """The file or folder that `load_crystals(source)` reads (None: the embedded data, or a named
+    dataset that is not on this machine), e.g. to check that no output overwrites it."""
+    src = str(source)
+    if Path(src).exists():
+        return Path(src)
+    if re.fullmatch(r"synthetic(?::(\d+))?", src):
+        return None
+    from .datasets import FILES, dataset_path
+
+    if src in FILES:
+        try:
+            return dataset_path(src)
+        except DatasetError:
+            return None
+    return Path(src)
 
 
 def load_crystals(

@@ -34,6 +34,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise DeviceError(f"device {str(device)!r} is not a device name (auto, cpu, cuda, cuda:N)") from exc
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise DeviceError(f"device {str(device)!r} asked for, but torch sees no Apple GPU (MPS) on this machine "
+                          f"(torch {torch.__version__}); use --device cpu or auto")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"device {str(device)!r} is not supported here (auto, cpu, cuda, cuda:N, mps)")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(f"device {str(device)!r} asked for, but torch sees no CUDA GPU on this machine "

@@ -65,3 +65,17 @@ class LatticeClampedWarning(UserWarning):
 
 class DecodeMemoryError(NeSFError, MemoryError):
     """A decode would hold more particles than `DecodeConfig.max_particles` allows."""
+
+
+class OutputError(NeSFError, ValueError):
+    """An output path that cannot be used as given: it is or holds an input, it already holds
+    results (and neither overwrite nor append was asked), or another process is writing it."""
+
+
+class TrainingError(NeSFError, RuntimeError):
+    """A training run that ended without a usable result (e.g. no checkpoint written)."""
+
+
+class NonFiniteLossError(TrainingError, ArithmeticError):
+    """The training loss became NaN or infinite: training stopped at once; the last good
+    checkpoint is kept and nothing of the diverged epoch is written."""

@@ -43,6 +43,17 @@ def _check_output(path: Path, folder: bool) -> None:
         raise DatasetError(f"output {path} cannot be written ({exc.strerror or exc}); choose a writable path") from exc
 
 
+def _inputs(data, checkpoint=None, box_from=None) -> list:
+    """What a decode or evaluation reads, for `outputs.check_apart`."""
+    from .data import source_path
+    from .outputs import Input
+    from .runs import checkpoint_inputs
+
+    inputs = [Input(flag, p) for flag, src in (("--data", data), ("--box-from", box_from))
+              if src is not None and (p := source_path(src)) is not None]
+    return inputs + checkpoint_inputs(checkpoint)
+
+
 def run_decode(
     checkpoint: str | Path,
     data: str | Path,
@@ -54,43 +65,57 @@ def run_decode(
     decode_config: DecodeConfig = DecodeConfig(),
     conventional: bool = True,
     skip_bad: bool = False,
+    overwrite: bool = False,
+    append: bool = False,
 ) -> DecodeResult:
     """Decode `data` (a CSV, a CIF folder, one .cif file, 'synthetic') with a trained checkpoint.
 
-    `out` ending in .csv: one CSV of `material_id,cif`. Otherwise a folder (created; an existing
-    file there is an error): one `<id>.cif` per decoded crystal and `summary.csv`, a row per
-    input crystal saying how right its decode is (atom count, composition, StructureMatcher,
-    position and species error against the input itself: NeSF is an autoencoder).
+    `out` ending in .csv: one CSV of `material_id,cif` (replaced whole). Otherwise a folder
+    (`outputs.DecodedFolder`): one CIF per decoded crystal, named from its id (sanitised, unique)
+    and `summary.csv`, a row per input crystal saying how right its decode is (atom count,
+    composition, StructureMatcher, position and species error against the input itself: NeSF is
+    an autoencoder) and which file holds it (`cif_file`). A folder that holds an earlier decode
+    is refused unless `overwrite` (its listed files are replaced) or `append`.
     `skip_bad`: unreadable structures and elements outside the vocabulary are skipped (named in
-    a warning) instead of stopping. Output, checkpoint and every crystal are checked first.
+    a warning) instead of stopping. Checked before any work: that the output is not and does not
+    hold an input, that it can be written, the checkpoint and every crystal.
     """
-    from .errors import DatasetError
+    from .errors import DatasetError, OutputError
+    from .outputs import DecodedFolder, Output, StreamedFile, check_apart
 
     out = Path(out)
-    if Path(str(data)).exists() and out.resolve() == Path(str(data)).resolve():
-        raise DatasetError(f"--out {out} is the input itself; choose another path")
     as_csv = out.suffix.lower() == ".csv"
+    check_apart([Output("--out", out, folder=not as_csv)], _inputs(data, checkpoint))
     if not as_csv and out.exists() and not out.is_dir():
         raise DatasetError(f"--out {out} is an existing file; give a folder (or a path ending in .csv)")
+    if as_csv and append:
+        raise OutputError(f"--append adds to an --out folder; a CSV --out ({out}) is written whole")
     _check_output(out, folder=not as_csv)
-    dev = resolve_device(device)
-    ckpt = load_checkpoint(checkpoint, dev)
-    crystals = load_crystals(data, split=split, limit=limit, conventional=conventional,
-                             on_error="skip" if skip_bad else "raise")
-    crystals = usable_crystals(crystals, ckpt.vocab, ckpt.box, skip_bad)
-    verdicts: list[CrystalVerdict] = []
-    written = 0
+    sink = StreamedFile(out) if as_csv else DecodedFolder(out, overwrite=overwrite, append=append)
+    with sink:  # owned from here: a second writer is refused, an earlier decode needs overwrite/append
+        dev = resolve_device(device)
+        ckpt = load_checkpoint(checkpoint, dev)
+        crystals = load_crystals(data, split=split, limit=limit, conventional=conventional,
+                                 on_error="skip" if skip_bad else "raise")
+        crystals = usable_crystals(crystals, ckpt.vocab, ckpt.box, skip_bad)
+        verdicts: list[CrystalVerdict] = []
+        written = 0
 
-    def stream(chunk: Sequence[Crystal], res: DecodeResult) -> None:  # each batch written as it is decoded
-        nonlocal written
-        if as_csv:
-            res.to_csv(out, append=written > 0)
-        else:
-            verdicts.extend(write_decoded_folder(chunk, res, out, append=written > 0))
-        written += len(chunk)
+        def stream(chunk: Sequence[Crystal], res: DecodeResult) -> None:  # each batch written as it is decoded
+            nonlocal written
+            if isinstance(sink, StreamedFile):
+                try:
+                    res.to_csv(sink.part, append=written > 0)
+                except OSError as exc:
+                    raise OutputError(f"cannot write {out} ({exc.strerror or exc}); free space or choose "
+                                      "another path") from exc
+                sink.publish()
+            else:
+                verdicts.extend(write_decoded_folder(chunk, res, sink))
+            written += len(chunk)
 
-    result = decode_crystals(crystals, fields=ckpt.model, box=ckpt.box, vocab=ckpt.vocab, config=decode_config,
-                             batch_size=batch_size, device=dev, keep_partial=True, on_batch=stream)
+        result = decode_crystals(crystals, fields=ckpt.model, box=ckpt.box, vocab=ckpt.vocab, config=decode_config,
+                                 batch_size=batch_size, device=dev, keep_partial=True, on_batch=stream)
     if verdicts:
         from .metrics import format_verdicts
 
@@ -103,29 +128,25 @@ def run_decode(
     return result
 
 
-def write_decoded_folder(crystals: Sequence[Crystal], result: DecodeResult, out: str | Path,
-                         verdicts: Sequence[CrystalVerdict] | None = None, append: bool = False
-                         ) -> list[CrystalVerdict]:
-    """One `<id>.cif` per decoded crystal and `summary.csv` (a `CrystalVerdict` row per input
-    crystal) in the folder `out`; returns the verdicts (computed unless given). `append` adds
-    rows to an existing summary.csv (batch by batch)."""
-    import csv
+def write_decoded_folder(crystals: Sequence[Crystal], result: DecodeResult, out,
+                         verdicts: Sequence[CrystalVerdict] | None = None, append: bool = False,
+                         overwrite: bool = False) -> list[CrystalVerdict]:
+    """One CIF per decoded crystal and `summary.csv` (a `CrystalVerdict` row per input crystal and
+    `cif_file`, the file holding its decode) in the folder `out`: a path, or an open
+    `outputs.DecodedFolder` (batch by batch, as `run_decode` streams). File names come from the
+    ids, sanitised and unique (`outputs.safe_stem`). A path that already holds a decode is refused
+    unless `append` (rows added) or `overwrite` (its listed files replaced). Returns the verdicts
+    (computed unless given)."""
+    from .outputs import DecodedFolder
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     verdicts = list(verdicts) if verdicts is not None else crystal_verdicts(crystals, result)
-    for i, (c, st) in enumerate(zip(crystals, result.to_structures(strict=False))):
-        if st is not None:
-            st.to(filename=str(out / f"{c.id or f'crystal{i}'}.cif"))
-    summary = out / "summary.csv"
-    header = not (append and summary.is_file())
-    with summary.open("a" if append else "w", newline="") as fh:
-        rows = [v.to_dict() for v in verdicts]
-        if rows:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            if header:
-                writer.writeheader()
-            writer.writerows(rows)
+    entries = [(c.id, None if st is None else st.to(fmt="cif"), v.to_dict())
+               for c, st, v in zip(crystals, result.to_structures(strict=False), verdicts)]
+    if isinstance(out, DecodedFolder):
+        out.add(entries)
+    else:
+        with DecodedFolder(out, overwrite=overwrite, append=append) as folder:
+            folder.add(entries)
     return verdicts
 
 
@@ -174,6 +195,9 @@ def run_evaluate(
     `skip_bad` as in `run_decode`.
     """
     if json_out is not None:
+        from .outputs import Output, check_apart
+
+        check_apart([Output("--json", Path(json_out))], _inputs(data, checkpoint, box_from))
         _check_output(Path(json_out), folder=False)
     dev = resolve_device(device)
     if crystals is None:
@@ -206,9 +230,15 @@ def run_evaluate(
     if verbose:
         print(f"{data} ({fields} fields){partial}\n{format_table(out)}")
     if json_out is not None:
+        from .errors import OutputError
+        from .outputs import write_atomic
+
         path = Path(json_out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_json_safe(out), indent=2, allow_nan=False) + "\n")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, json.dumps(_json_safe(out), indent=2, allow_nan=False) + "\n")
+        except OSError as exc:
+            raise OutputError(f"cannot write --json {path} ({exc.strerror or exc}); choose another path") from exc
     if result.interrupted:  # the metrics of what was decoded are printed (and written); say so
         raise KeyboardInterrupt(f"interrupted: metrics of the first {len(result)} of {n_all} crystals"
                                 + (f" written to {json_out}" if json_out else " printed above"))

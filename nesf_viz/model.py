@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import CrystalBatch
-from .errors import ShapeError
+from .errors import ConfigError, ShapeError
 from .fields import FieldAbilities
 
 
@@ -46,6 +46,30 @@ class NeSFConfig:
     """Feed p itself beside its encoding (NeRF's convention; the reference drops it)."""
     vae: bool = False
     """Variational latent (mean, softplus variance); off in the paper's numbers."""
+
+    def __post_init__(self) -> None:
+        def count(v, lo: int) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+        for name in ("num_species", "latent_dim"):
+            if not count(getattr(self, name), 1):
+                raise ConfigError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        for name in ("encoder_position_channels", "encoder_species_channels", "encoder_mix_channels",
+                     "encoder_head_channels", "lattice_head_channels", "position_field_channels",
+                     "species_field_channels"):
+            v = getattr(self, name)
+            if not isinstance(v, (tuple, list)) or not v or not all(count(c, 1) for c in v):
+                raise ConfigError(f"{name} must be a non-empty tuple of integers >= 1, got {v!r}")
+        if not count(self.positional_encoding_freqs, 0) or self.positional_encoding_freqs > 64:
+            # 2^64 times the base frequency is beyond what float32 positions resolve
+            raise ConfigError(f"positional_encoding_freqs must be an integer from 0 (off) to 64, got "
+                              f"{self.positional_encoding_freqs!r}")
+        w = self.positional_encoding_longest_wavelength_angstrom
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and w > 0):
+            raise ConfigError(f"positional_encoding_longest_wavelength_angstrom must be a finite number > 0, got {w!r}")
+        d = self.encoder_dropout
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
+            raise ConfigError(f"encoder_dropout must be in [0, 1), got {d!r}")
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

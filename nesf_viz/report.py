@@ -221,7 +221,7 @@ def run_demo(out: str | Path = "out/demo", minutes: float = 2.0, n_train: int = 
         results[name] = res
         metrics[name] = metrics_of(test, res, match=True).to_dict()
         folder = out / "decoded" / ("short" if name.startswith("short") else "shipped")
-        verdicts[name] = write_decoded_folder(test, res, folder)
+        verdicts[name] = write_decoded_folder(test, res, folder, overwrite=True)  # the demo's own folder
     text = _side_by_side(metrics)
     print(text)
     for name, v in verdicts.items():

@@ -13,11 +13,12 @@ rebuilds the model), so the schema has one home. Files load with `weights_only=T
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
+import numbers
 import os
-import socket
+import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -28,11 +29,12 @@ from .data import BoundingBox, SpeciesVocab
 from .device import resolve_device
 from .errors import CheckpointError
 from .model import NeSF, NeSFConfig
+from .outputs import Input, Output, check_apart, folder_lock
 from .recipes import TrainConfig
 
 __all__ = ["RunFolder", "Checkpoint", "CHECKPOINT_FORMAT", "checkpoint_payload", "save_checkpoint",
            "read_checkpoint", "rebuild_model", "train_config_of", "load_checkpoint", "saved_train_config",
-           "export_checkpoint"]
+           "export_checkpoint", "checkpoint_inputs", "check_resumable"]
 
 log = logging.getLogger(__name__)
 
@@ -71,51 +73,22 @@ class RunFolder:
             raise CheckpointError(f"--out {self.path} cannot be written ({exc.strerror or exc}); "
                                   "choose a writable folder") from exc
 
-    def _owner(self) -> dict | None:
-        try:
-            return json.loads(self.lock_path.read_text())
-        except (OSError, ValueError):
-            return None
-
-    @staticmethod
-    def _alive(owner: dict) -> bool:
-        if owner.get("host") != socket.gethostname():
-            return True  # another machine's process: cannot check, so assume it runs
-        try:
-            os.kill(int(owner["pid"]), 0)
-        except ProcessLookupError:
-            return False
-        except (PermissionError, KeyError, ValueError, TypeError):
-            return True
-        return True
-
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Own the folder for the duration; refuse when a live process owns it."""
         self.check_writable()
-        me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
-        for _ in range(2):
-            try:
-                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                if owner is not None and self._alive(owner):
-                    raise CheckpointError(
-                        f"{self.path} is being trained by another process (pid {owner.get('pid')} on "
-                        f"{owner.get('host')}); wait for it, or remove {self.lock_path} if that process is gone"
-                    ) from None
-                log.warning("taking over %s: its lock was left by a process that is gone", self.path)
-                self.lock_path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(me)
-            break
-        self.clean_temp()
-        try:
+        with folder_lock(self.lock_path, str(self.path), "trained", CheckpointError):
+            self.clean_temp()
             yield
-        finally:
-            if self._owner() == json.loads(me):
-                self.lock_path.unlink(missing_ok=True)
+
+    def own_files(self) -> list[Path]:
+        """The files a training run writes here (what `--overwrite` clears)."""
+        return [self.last, self.best]
+
+    def clear(self) -> None:
+        """Remove what the last run wrote (`own_files`), so nothing of it is mistaken for the new run's."""
+        for path in self.own_files():
+            path.unlink(missing_ok=True)
 
     def clean_temp(self) -> None:
         """Remove checkpoint temp files a killed writer left (only the owner calls this)."""
@@ -191,25 +164,110 @@ _REQUIRED_KEYS = ("model_config", "train_config", "vocab", "box_min_angstrom", "
                   "epoch", "history", "best_val_loss")
 
 
+def _one_line(text: str, limit: int = 200) -> str:
+    """An exception's text fit for a one-line message: no colour codes, no line breaks, bounded."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(text)).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _field_problems(raw: dict) -> list[str]:
+    """What is wrong with the types of a checkpoint's fields (empty: nothing)."""
+    bad = []
+    for key in ("model_config", "train_config", "history"):
+        if not isinstance(raw[key], dict):
+            bad.append(f"{key} is a {type(raw[key]).__name__}, not a dict")
+    if isinstance(raw["history"], dict):
+        for k, v in raw["history"].items():
+            if not isinstance(k, str) or not isinstance(v, (list, tuple)) or not all(_is_number(x) for x in v):
+                bad.append(f"history[{k!r}] is not a list of numbers")
+                break
+    state = raw["model_state"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        bad.append("model_state is not a dict of named tensors")
+    vocab = raw["vocab"]
+    if not isinstance(vocab, (list, tuple)) or not all(_is_int(z) and 1 <= z <= 118 for z in vocab):
+        bad.append("vocab is not a list of atomic numbers (1..118)")
+    elif len(set(vocab)) != len(vocab):
+        bad.append("vocab repeats an element")
+    if not _is_int(raw["epoch"]) or raw["epoch"] < 0:
+        bad.append(f"epoch is {raw['epoch']!r}, not an integer >= 0")
+    if not _is_number(raw["best_val_loss"]):
+        bad.append(f"best_val_loss is {type(raw['best_val_loss']).__name__}, not a number")
+    optional = {"best_epoch": lambda v: _is_int(v) and v >= -1,
+                "elapsed_seconds": lambda v: _is_number(v) and math.isfinite(v) and v >= 0,
+                "optimizer_state": lambda v: isinstance(v, dict),
+                "init_from": lambda v: v is None or isinstance(v, str),
+                "torch_version": lambda v: isinstance(v, str)}
+    for key, ok in optional.items():
+        if key in raw and not ok(raw[key]):
+            bad.append(f"{key} has the wrong type or value ({_one_line(repr(raw[key]), 60)})")
+    return bad
+
+
+def _non_finite_weights(state: dict) -> list[str]:
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def read_checkpoint(path: Path, device: torch.device, purpose: str = "") -> dict:
-    """torch.load (weights only) and check the parts every reader needs; any failure -> CheckpointError."""
+    """torch.load (weights only) and check every field's type, the box and that the weights are
+    finite; any failure -> CheckpointError."""
     what = f"{purpose}: " if purpose else ""
     try:
         raw = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:  # torch's refusal of a full pickle: say plainly what loading it would do
+            raise CheckpointError(
+                f"{what}{path} holds a Python object ({found.group(1)}) beyond tensors and numbers: loading it "
+                "would run code from the file, so nesf_viz refuses it (it is not a nesf_viz checkpoint); if you "
+                "trust its source, re-save only its tensors and numbers") from exc
+        core = str(exc).split("WeightsUnpickler error:")[-1].split("Check the documentation")[0]  # not torch's advice
+        raise CheckpointError(f"{what}{path} could not be read as a checkpoint ({type(exc).__name__}: "
+                              f"{_one_line(core)}); it may be truncated or not a nesf_viz checkpoint") from exc
     except Exception as exc:
         raise CheckpointError(f"{what}{path} could not be read as a checkpoint ({type(exc).__name__}: "
-                              f"{str(exc)[:200]}); it may be truncated or not a nesf_viz checkpoint") from exc
+                              f"{_one_line(exc)}); it may be truncated or not a nesf_viz checkpoint") from exc
     if not isinstance(raw, dict) or raw.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{what}{path} is not a nesf_viz checkpoint of format {CHECKPOINT_FORMAT}")
     missing = [k for k in _REQUIRED_KEYS if k not in raw]
     if missing:
         raise CheckpointError(f"{what}{path} lacks {', '.join(missing)}: damaged or written by other code")
-    box = [*raw["box_min_angstrom"], *raw["box_max_angstrom"]]
-    if len(box) != 6 or not all(math.isfinite(float(v)) for v in box):
-        raise CheckpointError(f"{what}{path} has a bounding box that is not 6 finite numbers: {box}")
+    lo, hi = raw["box_min_angstrom"], raw["box_max_angstrom"]
+    box = [*lo, *hi] if isinstance(lo, (list, tuple)) and isinstance(hi, (list, tuple)) else [lo, hi]
+    if len(box) != 6 or not all(_is_number(v) and math.isfinite(v) for v in box):
+        raise CheckpointError(f"{what}{path} has a bounding box that is not 6 finite numbers: "
+                              f"{_one_line(repr(box), 120)}")
+    if any(a > b for a, b in zip(lo, hi)):
+        raise CheckpointError(f"{what}{path} has a bounding box whose minimum exceeds its maximum: {lo} .. {hi}")
     if not raw["vocab"]:
         raise CheckpointError(f"{what}{path} has an empty species vocabulary")
+    bad = _field_problems(raw)
+    if bad:
+        raise CheckpointError(f"{what}{path} has fields of the wrong type: {'; '.join(bad[:3])}; "
+                              "damaged or written by other code")
+    nan = _non_finite_weights(raw["model_state"])
+    if nan:
+        raise CheckpointError(f"{what}{path} has NaN or infinite weights ({', '.join(nan[:3])}"
+                              f"{' ...' if len(nan) > 3 else ''}): a diverged training; use an earlier checkpoint")
     return raw
+
+
+def check_resumable(raw: dict, path: Path) -> None:
+    """What `--resume` needs beyond `read_checkpoint`: the optimizer state and the run's counters."""
+    if "optimizer_state" not in raw:
+        raise CheckpointError(f"{path} has no optimizer state (an exported checkpoint); cannot resume")
+    missing = [k for k in ("best_epoch", "elapsed_seconds") if k not in raw]
+    if missing:
+        raise CheckpointError(f"--resume: {path} lacks {', '.join(missing)}: damaged or written by other code")
 
 
 def rebuild_model(raw: dict, path: Path, device: torch.device) -> tuple[NeSF, NeSFConfig]:
@@ -271,14 +329,24 @@ def saved_train_config(out_dir: str | Path) -> TrainConfig:
     return train_config_of(read_checkpoint(path, torch.device("cpu"), "--resume"), path, "--resume")
 
 
+def checkpoint_inputs(path: str | Path | None, flag: str = "--checkpoint") -> list[Input]:
+    """What reading checkpoint `path` touches, for `outputs.check_apart`: the path itself and, when it
+    is a run folder or a file in one, the run's own files (writing one of those loses the run)."""
+    if path is None:
+        return []
+    path = Path(path)
+    run = RunFolder(path if path.is_dir() else path.parent)
+    inputs = [Input(flag, path)]
+    if path.is_dir() or run.holds_run():
+        inputs += [Input(flag, f, f"{f.name} of the run {run.path} that {flag} reads") for f in run.own_files()]
+    return inputs
+
+
 def export_checkpoint(src: str | Path, dst: str | Path) -> Path:
     """A slim copy for shipping: everything but the optimizer state (not resumable).
-    Never overwrites its source (that would lose the run's optimizer state for good)."""
-    src_path = Path(src)
-    if src_path.is_dir():
-        src_path = RunFolder(src_path).checkpoint() or src_path
-    if Path(dst).resolve() == src_path.resolve():
-        raise CheckpointError(f"export would overwrite its source {src_path}; give another --out")
+    Never overwrites its source, nor a file of the run it comes from (that would lose the
+    run's optimizer state for good)."""
+    check_apart([Output("--out", Path(dst))], checkpoint_inputs(src), error=CheckpointError)
     ck = load_checkpoint(src)
     slim = {k: v for k, v in ck.raw.items() if k != "optimizer_state"}
     save_checkpoint(dst, slim)

@@ -27,12 +27,14 @@ from torch import nn
 from .augment import cell_box, shift_origin
 from .data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab
 from .device import native_bf16, resolve_device
-from .errors import CheckpointError, ConfigError, DatasetError
+from .errors import CheckpointError, ConfigError, DatasetError, NonFiniteLossError, TrainingError
 from .fields import ground_truth_targets
 from .model import NeSF, NeSFConfig
 from .recipes import TrainConfig
 from .runs import (
     RunFolder,
+    check_resumable,
+    checkpoint_inputs,
     checkpoint_payload,
     load_checkpoint,
     read_checkpoint,
@@ -210,6 +212,11 @@ def train(
     unfinished epoch is dropped and the returned model is the one in last.pt.
     """
     rank = int(os.environ.get("RANK", "0"))
+    if out_dir is not None and init_from is not None and not resume:  # --overwrite would delete its source
+        from .outputs import Output, check_apart
+
+        check_apart([Output("--out", p) for p in RunFolder(out_dir).own_files()],
+                    checkpoint_inputs(init_from, "--init-from"), error=CheckpointError)
     owner = RunFolder(out_dir).lock() if out_dir is not None and rank == 0 else contextlib.nullcontext()
     with owner:  # one writer per run folder; temp files of killed writers removed
         return _train(train_crystals, val_crystals, out_dir, config, model_config, callbacks, resume, progress,
@@ -219,6 +226,7 @@ def train(
 def _train(train_crystals, val_crystals, out_dir, config, model_config, callbacks, resume, progress,
            check_replicas, vocab, overwrite, init_from, step_callbacks, stop) -> TrainResult:
     """`train` inside the run folder's lock."""
+    _check_numbers(config)
     if not train_crystals:
         raise DatasetError("the training set is empty")
     if not val_crystals:
@@ -238,8 +246,7 @@ def _train(train_crystals, val_crystals, out_dir, config, model_config, callback
         if last_path is None or not last_path.is_file():
             raise CheckpointError(f"--resume: no checkpoint to resume at {last_path}")
         state = read_checkpoint(last_path, device, "--resume")
-        if "optimizer_state" not in state:
-            raise CheckpointError(f"{last_path} has no optimizer state (an exported checkpoint); cannot resume")
+        check_resumable(state, last_path)
         vocab = SpeciesVocab(tuple(state["vocab"]))
         box = BoundingBox(tuple(state["box_min_angstrom"]), tuple(state["box_max_angstrom"]))
         _, model_config = rebuild_model(state, last_path, device)  # validates config and weights
@@ -309,6 +316,8 @@ def _train(train_crystals, val_crystals, out_dir, config, model_config, callback
             elapsed_seconds=elapsed,
             init_from=str(init_from) if init is not None else (state or {}).get("init_from"))
 
+    if out is not None and overwrite and not resume and rank == 0:
+        RunFolder(out).clear()  # the old run's best.pt must not outlive it beside the new last.pt
     show = progress and rank == 0
     from tqdm.auto import tqdm
 
@@ -316,6 +325,7 @@ def _train(train_crystals, val_crystals, out_dir, config, model_config, callback
     bar = tqdm(total=config.epochs, initial=start_epoch, desc=desc, unit="epoch", disable=not show)
     t0 = time.perf_counter()
     stopped = "epochs done"
+    interrupted = False
     last_epoch_seconds = 0.0
     try:
         for epoch in range(start_epoch, config.epochs):
@@ -338,6 +348,8 @@ def _train(train_crystals, val_crystals, out_dir, config, model_config, callback
                                      lambda: elapsed_before + time.perf_counter() - t0)
             lr = optimizer.param_groups[0]["lr"]
             val_parts = _validate(loss_module, val_batch, val_sampler, config)
+            if not math.isfinite(val_parts["loss"]):  # checked before anything of this epoch is saved
+                raise NonFiniteLossError(f"the validation loss became {val_parts['loss']} after epoch {epoch + 1}")
             last_epoch_seconds = time.perf_counter() - te
             is_best = val_parts["loss"] < best_val
             if is_best:
@@ -370,11 +382,18 @@ def _train(train_crystals, val_crystals, out_dir, config, model_config, callback
             report = EpochReport(epoch + 1, train_parts, val_parts, history, elapsed, is_best)
             for cb in callbacks:
                 cb(report)
+    except NonFiniteLossError as exc:
+        # the failing epoch index = epochs completed, all saved (nothing of the failing one is)
+        kept = (f"{last_path} keeps epoch {epoch}, the last good one" if last_path is not None and last_path.is_file()
+                else "no checkpoint was written")
+        raise NonFiniteLossError(f"training stopped: {exc}; {kept}; lower the learning rate or the loss weights "
+                                 "(--lr, --species-weight) and start over") from None
     except (KeyboardInterrupt, StopRequested) as exc:
         if world > 1:
             raise
         # Ctrl-C, Kernel > Interrupt or a Stop button: the epoch in flight is dropped, nothing
         # written is lost; the returned model is the one in last.pt, as the file says
+        interrupted = True
         stopped = "stopped by the user" if isinstance(exc, StopRequested) else "interrupted by the user"
         if last_path is not None and last_path.is_file():
             saved = read_checkpoint(last_path, device)
@@ -390,9 +409,13 @@ def _train(train_crystals, val_crystals, out_dir, config, model_config, callback
         bar.close()
     if start_epoch >= config.epochs:
         stopped = f"nothing to do (already trained {start_epoch} of {config.epochs} epochs)"
+    elif start_epoch == 0 and not history.get("epoch") and not interrupted:  # e.g. a budget shorter than an epoch
+        raise TrainingError(f"no epoch was trained and no checkpoint written: {stopped} ended the run before "
+                            "its first epoch; give a larger time budget (--max-minutes)")
     log.info("training stopped: %s", stopped)
     model.eval()
-    return TrainResult(model, vocab, box, history, last_path, best_path, stopped)
+    written = [p if p is not None and p.is_file() else None for p in (last_path, best_path)]
+    return TrainResult(model, vocab, box, history, *written, stopped)
 
 
 def _run_epoch(runner, model, optimizer, batch, sampler, config, epoch, rank, world, check_replicas,
@@ -415,6 +438,9 @@ def _run_epoch(runner, model, optimizer, batch, sampler, config, epoch, rank, wo
         with torch.autocast(crystals.device.type, dtype=torch.bfloat16, enabled=config.mixed_precision):
             parts = runner(crystals, q)
         parts = {k: v.float() for k, v in parts.items()}
+        if not _all_ranks_finite(parts["loss"], world):  # stop before a NaN step reaches the weights
+            raise NonFiniteLossError(f"the training loss became {float(parts['loss'])} at step {step + 1} of epoch "
+                                     f"{epoch + 1} (learning rate {optimizer.param_groups[0]['lr']:g})")
         optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         optimizer.step()
@@ -433,6 +459,26 @@ def _run_epoch(runner, model, optimizer, batch, sampler, config, epoch, rank, wo
         if stop is not None and stop.is_set():
             raise StopRequested
     return _reduce_means(sums, seen, world)
+
+
+def _all_ranks_finite(loss: torch.Tensor, world: int) -> bool:
+    """Whether the loss is finite on every rank (all ranks agree, so none waits on one that stopped)."""
+    ok = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
+    if world > 1:
+        torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
+    return bool(ok.item() > 0)
+
+
+def _check_numbers(config: TrainConfig) -> None:
+    """Numbers that must be finite are (an infinite learning rate or weight trains NaN, an infinite
+    warm-up keeps the rate at 0), and the seed fits the generators; else a `ConfigError`."""
+    for cfg in (config, config.sampling):
+        for f in dataclasses.fields(cfg):
+            v = getattr(cfg, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{f.name} must be a finite number, got {v!r}")
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or not 0 <= config.seed < 2**32:
+        raise ConfigError(f"seed must be an integer from 0 to {2**32 - 1}, got {config.seed!r}")
 
 
 @torch.no_grad()
