@@ -182,6 +182,7 @@ def _add_train(sub) -> None:
 def _cmd_train(a) -> int:
     from .data import load_crystals
     from .model import NeSFConfig
+    from .recipes import resumed_config
     from .runs import saved_train_config
     from .sampling import SamplingConfig
     from .train import train
@@ -196,9 +197,9 @@ def _cmd_train(a) -> int:
         species_sigma_angstrom=paper_sigmas.species_sigma_angstrom if a.paper_sampling else None)
     if a.patience is not None:
         cfg = dataclasses.replace(cfg, early_stopping_patience_epochs=a.patience or None)
-    if a.resume:  # the run's own recipe; only --epochs, --max-minutes and --device may change
+    if a.resume:  # the run's own recipe (recipes.resumed_config); --epochs unset: its own epochs
         saved = saved_train_config(a.out)
-        cfg = dataclasses.replace(saved, epochs=a.epochs or saved.epochs, max_minutes=a.max_minutes, device=a.device)
+        cfg = resumed_config(saved, dataclasses.replace(cfg, epochs=a.epochs or saved.epochs))
     mcfg = NeSFConfig(num_species=1, vae=a.vae, positional_encoding_freqs=a.pe_freqs,
                       positional_encoding_longest_wavelength_angstrom=a.pe_wavelength,
                       positional_encoding_keep_input=a.pe_keep_input)

@@ -79,3 +79,15 @@ class TrainingError(NeSFError, RuntimeError):
 class NonFiniteLossError(TrainingError, ArithmeticError):
     """The training loss became NaN or infinite: training stopped at once; the last good
     checkpoint is kept and nothing of the diverged epoch is written."""
+
+
+def require_finite_fields(config) -> None:
+    """`ConfigError` for the first float field of a config dataclass that is NaN or infinite (an
+    infinite learning rate or weight trains NaN, an infinite warm-up keeps the rate at 0)."""
+    import dataclasses
+    import math
+
+    for f in dataclasses.fields(config):
+        v = getattr(config, f.name)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{f.name} must be a finite number, got {v!r}")

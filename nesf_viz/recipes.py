@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
+from .errors import ConfigError, require_finite_fields
 from .sampling import SamplingConfig
 
-__all__ = ["TrainConfig", "QUICK_INGREDIENTS", "RECIPES", "make_train_config"]
+__all__ = ["TrainConfig", "QUICK_INGREDIENTS", "RECIPES", "make_train_config", "resumed_config"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,9 @@ class TrainConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:
+        require_finite_fields(self)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed must be an integer from 0 to {2**32 - 1}, got {self.seed!r}")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr_halving_epochs": self.lr_halving_epochs}
         for name, v in positive.items():
             if not v > 0:
@@ -158,3 +161,10 @@ def make_train_config(recipe: str = "paper", **options) -> TrainConfig:
         else:
             raise ConfigError(f"unknown training option {k!r}")
     return dataclasses.replace(base, **top, sampling=dataclasses.replace(base.sampling, **sampling))
+
+
+def resumed_config(saved: TrainConfig, requested: TrainConfig) -> TrainConfig:
+    """The resume rule, in one place: a resumed run keeps its own recipe; only the epochs, the time
+    budget and the device may change (a longer cosine schedule is stretched from where it is)."""
+    return dataclasses.replace(saved, epochs=requested.epochs, max_minutes=requested.max_minutes,
+                               device=requested.device)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .data import BoundingBox, CrystalBatch
-from .errors import ConfigError
+from .errors import ConfigError, require_finite_fields
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class SamplingConfig:
     """Gaussian jitter of the pair points (off the segment too)."""
 
     def __post_init__(self) -> None:
+        require_finite_fields(self)
         for name in ("global_queries_per_crystal", "species_queries_per_atom"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):

@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -30,8 +30,9 @@ from .device import native_bf16, resolve_device
 from .errors import CheckpointError, ConfigError, DatasetError, NonFiniteLossError, TrainingError
 from .fields import ground_truth_targets
 from .model import NeSF, NeSFConfig
-from .recipes import TrainConfig
+from .recipes import TrainConfig, resumed_config
 from .runs import (
+    Checkpoint,
     RunFolder,
     check_resumable,
     checkpoint_inputs,
@@ -219,203 +220,298 @@ def train(
                     checkpoint_inputs(init_from, "--init-from"), error=CheckpointError)
     owner = RunFolder(out_dir).lock() if out_dir is not None and rank == 0 else contextlib.nullcontext()
     with owner:  # one writer per run folder; temp files of killed writers removed
-        return _train(train_crystals, val_crystals, out_dir, config, model_config, callbacks, resume, progress,
-                      check_replicas, vocab, overwrite, init_from, step_callbacks, stop)
+        if not train_crystals:
+            raise DatasetError("the training set is empty")
+        if not val_crystals:
+            raise DatasetError("the validation set is empty (early stopping and best.pt need one)")
+        rank, world = _init_distributed(config.device)
+        device = _rank_device(config.device, rank)
+        folder = RunFolder(out_dir) if out_dir is not None else None
+        start = _starting_point(train_crystals, val_crystals, folder, config, model_config, vocab, device,
+                                resume=resume, overwrite=overwrite, init_from=init_from)
+        run = _Run(start, train_crystals, val_crystals, folder, device, rank, world,
+                   hooks=_Hooks(tuple(callbacks), tuple(step_callbacks), stop, check_replicas))
+        if folder is not None and overwrite and not resume and rank == 0:
+            folder.clear()  # the old run's best.pt must not outlive it beside the new last.pt
+        return run.fit(progress and rank == 0)
 
 
-def _train(train_crystals, val_crystals, out_dir, config, model_config, callbacks, resume, progress,
-           check_replicas, vocab, overwrite, init_from, step_callbacks, stop) -> TrainResult:
-    """`train` inside the run folder's lock."""
-    _check_numbers(config)
-    if not train_crystals:
-        raise DatasetError("the training set is empty")
-    if not val_crystals:
-        raise DatasetError("the validation set is empty (early stopping and best.pt need one)")
-    rank, world = _init_distributed(config.device)
-    device = _rank_device(config.device, rank)
-    out = Path(out_dir) if out_dir is not None else None
-    last_path = RunFolder(out).last if out else None
-    best_path = RunFolder(out).best if out else None
+# ----------------------------------------------------------------------------- where a run starts
 
-    if out is not None and not resume and not overwrite and (last_path.is_file() or best_path.is_file()):
-        raise CheckpointError(f"{out} already holds a training run ({last_path.name}); continue it with "
+
+@dataclass(frozen=True)
+class _Start:
+    """Where a run starts: fresh, continued exactly (`state`: the checkpoint resumed) or warm-
+    started (`init`: the checkpoint whose weights it copies)."""
+
+    config: TrainConfig
+    vocab: SpeciesVocab
+    box: BoundingBox
+    model_config: NeSFConfig
+    state: dict | None = None
+    init: Checkpoint | None = None
+    init_from: str | None = None
+
+
+def _starting_point(train_crystals, val_crystals, folder: RunFolder | None, config: TrainConfig,
+                    model_config: NeSFConfig | None, vocab: SpeciesVocab | None, device: torch.device, *,
+                    resume: bool, overwrite: bool, init_from) -> _Start:
+    if folder is not None and not resume and not overwrite and (folder.last.is_file() or folder.best.is_file()):
+        raise CheckpointError(f"{folder.path} already holds a training run ({folder.last.name}); continue it with "
                               "--resume, start over with --overwrite, or choose another --out")
-    state = None
-    init = None
     if resume:
-        if last_path is None or not last_path.is_file():
-            raise CheckpointError(f"--resume: no checkpoint to resume at {last_path}")
-        state = read_checkpoint(last_path, device, "--resume")
-        check_resumable(state, last_path)
-        vocab = SpeciesVocab(tuple(state["vocab"]))
-        box = BoundingBox(tuple(state["box_min_angstrom"]), tuple(state["box_max_angstrom"]))
-        _, model_config = rebuild_model(state, last_path, device)  # validates config and weights
-        saved = train_config_of(state, last_path, "--resume")
-        # epochs and the time budget may be extended on resume; everything else must match
-        config = dataclasses.replace(saved, epochs=config.epochs, max_minutes=config.max_minutes,
-                                     device=config.device)
+        start = _resumed(folder, config, device)
     elif init_from is not None:
-        init = load_checkpoint(init_from, device)
-        vocab, box, model_config = init.vocab, init.box, init.model_config
-        for c in [*train_crystals, *val_crystals]:  # fail fast, naming the crystal and element
-            vocab.encode(c.atomic_numbers, c.id)
-        if config.encoder_dropout is not None:
-            model_config = dataclasses.replace(model_config, encoder_dropout=config.encoder_dropout)
+        start = _warm_started(init_from, train_crystals, val_crystals, config, device)
     else:
-        vocab = vocab or SpeciesVocab.from_crystals([*train_crystals, *val_crystals])
-        box = cell_box(train_crystals) if config.augment_origin_shift else BoundingBox.from_crystals(train_crystals)
-        model_config = model_config or NeSFConfig(num_species=len(vocab))
-        if model_config.num_species != len(vocab):
-            model_config = dataclasses.replace(model_config, num_species=len(vocab))
-        if config.encoder_dropout is not None:
-            model_config = dataclasses.replace(model_config, encoder_dropout=config.encoder_dropout)
-
-    if config.mixed_precision == "auto":  # recorded resolved, so a resume repeats the same arithmetic
-        config = dataclasses.replace(config, mixed_precision=native_bf16(device))
-    elif config.mixed_precision and not native_bf16(device):
+        start = _fresh(train_crystals, val_crystals, config, model_config, vocab)
+    cfg = start.config
+    if cfg.mixed_precision == "auto":  # recorded resolved, so a resume repeats the same arithmetic
+        cfg = dataclasses.replace(cfg, mixed_precision=native_bf16(device))
+    elif cfg.mixed_precision and not native_bf16(device):
         log.warning("bf16 autocast is emulated on %s (no AVX512-BF16/AMX): expect it to be several times "
                     "slower than float32 (mixed_precision='auto' picks float32 here)", device)
-    torch.manual_seed(config.seed)
-    model = NeSF(config=model_config).to(device)
-    loss_module = LossModule(model, config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    history: dict[str, list[float]] = {}
-    start_epoch, best_val, best_epoch, elapsed_before = 0, math.inf, -1, 0.0
-    if init is not None:
-        model.load_state_dict(init.model.state_dict())
-    if state is not None:
-        model.load_state_dict(state["model_state"])
-        try:
-            optimizer.load_state_dict(state["optimizer_state"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(
-                f"--resume: {last_path}: its optimizer state does not fit the network ({exc})") from exc
-        history = {k: list(v) for k, v in state["history"].items()}
-        start_epoch = int(state["epoch"])
-        best_val, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
-        elapsed_before = float(state["elapsed_seconds"])
+    return dataclasses.replace(start, config=cfg)
 
-    runner: nn.Module = loss_module
-    if world > 1:
-        runner = nn.parallel.DistributedDataParallel(
-            loss_module, device_ids=[device.index] if device.type == "cuda" else None
-        )
 
-    train_batch = CrystalBatch.from_crystals(train_crystals, vocab, device=device)
-    val_batch = CrystalBatch.from_crystals(val_crystals, vocab, device=device)
-    sampler = QuerySampler(box, config.sampling)
-    val_sampler = QuerySampler(box, dataclasses.replace(
-        config.sampling, local_sigma_angstrom=0.0, species_sigma_angstrom=0.0))
-    for c in val_crystals[:50]:
-        box.check(c)
+def _resumed(folder: RunFolder | None, config: TrainConfig, device: torch.device) -> _Start:
+    last = folder.last if folder is not None else None
+    if last is None or not last.is_file():
+        raise CheckpointError(f"--resume: no checkpoint to resume at {last}")
+    state = read_checkpoint(last, device, "--resume")
+    check_resumable(state, last)
+    _, model_config = rebuild_model(state, last, device)  # validates config and weights
+    return _Start(resumed_config(train_config_of(state, last, "--resume"), config),
+                  SpeciesVocab(tuple(state["vocab"])),
+                  BoundingBox(tuple(state["box_min_angstrom"]), tuple(state["box_max_angstrom"])),
+                  model_config, state=state, init_from=state.get("init_from"))
 
-    def payload(epoch: int, elapsed: float) -> dict:
-        return checkpoint_payload(
-            model=model, optimizer=optimizer, model_config=model_config, train_config=config, vocab=vocab,
-            box=box, epoch=epoch, history=history, best_val_loss=best_val, best_epoch=best_epoch,
-            elapsed_seconds=elapsed,
-            init_from=str(init_from) if init is not None else (state or {}).get("init_from"))
 
-    if out is not None and overwrite and not resume and rank == 0:
-        RunFolder(out).clear()  # the old run's best.pt must not outlive it beside the new last.pt
-    show = progress and rank == 0
-    from tqdm.auto import tqdm
+def _warm_started(init_from, train_crystals, val_crystals, config: TrainConfig, device: torch.device) -> _Start:
+    init = load_checkpoint(init_from, device)
+    for c in [*train_crystals, *val_crystals]:  # fail fast, naming the crystal and element
+        init.vocab.encode(c.atomic_numbers, c.id)
+    return _Start(config, init.vocab, init.box, _with_dropout(init.model_config, config), init=init,
+                  init_from=str(init_from))
 
-    desc = "train" if config.max_minutes is None else f"train ({config.max_minutes:g} min budget)"
-    bar = tqdm(total=config.epochs, initial=start_epoch, desc=desc, unit="epoch", disable=not show)
-    t0 = time.perf_counter()
-    stopped = "epochs done"
-    interrupted = False
-    last_epoch_seconds = 0.0
-    try:
-        for epoch in range(start_epoch, config.epochs):
-            elapsed = elapsed_before + time.perf_counter() - t0
-            if config.max_minutes is not None and elapsed + last_epoch_seconds > 60 * config.max_minutes:
-                stopped = f"time budget of {config.max_minutes} min"
-                break
-            if (
-                config.early_stopping_patience_epochs is not None
-                and best_epoch >= 0
-                and epoch - 1 - best_epoch >= config.early_stopping_patience_epochs
-            ):
-                stopped = f"early stopping (no val improvement since epoch {best_epoch + 1})"
-                break
-            te, ce = time.perf_counter(), time.process_time()
-            if stop is not None and stop.is_set():
-                raise StopRequested
-            train_parts = _run_epoch(runner, model, optimizer, train_batch, sampler, config, epoch, rank, world,
-                                     check_replicas, step_callbacks, stop,
-                                     lambda: elapsed_before + time.perf_counter() - t0)
-            lr = optimizer.param_groups[0]["lr"]
-            val_parts = _validate(loss_module, val_batch, val_sampler, config)
-            if not math.isfinite(val_parts["loss"]):  # checked before anything of this epoch is saved
-                raise NonFiniteLossError(f"the validation loss became {val_parts['loss']} after epoch {epoch + 1}")
-            last_epoch_seconds = time.perf_counter() - te
-            is_best = val_parts["loss"] < best_val
-            if is_best:
-                best_val, best_epoch = val_parts["loss"], epoch
-            history.setdefault("epoch", []).append(epoch + 1)
-            for k, v in train_parts.items():
-                history.setdefault(k, []).append(v)
-            for k, v in val_parts.items():
-                history.setdefault("val_" + k, []).append(v)
-            history.setdefault("lr", []).append(lr)
-            history.setdefault("seconds", []).append(last_epoch_seconds)
-            # CPU seconds of all this process's threads: unlike wall seconds, barely changed by
-            # other programs sharing the machine (timings of a shared machine stay comparable)
-            history.setdefault("cpu_seconds", []).append(time.process_time() - ce)
-            elapsed = elapsed_before + time.perf_counter() - t0
-            if rank == 0 and out is not None:
-                data = payload(epoch + 1, elapsed)
-                # best before last: a kill between the two leaves last.pt one epoch behind, and
-                # --resume recomputes that epoch exactly and rewrites the same best.pt
-                if is_best:
-                    save_checkpoint(best_path, data)
-                save_checkpoint(last_path, data)
-            bar.update(1)
-            if config.max_minutes is not None:  # the budget, not the epoch count, sets the end: honest ETA
-                bar.total = epochs_in_budget(config, epoch + 1, (time.perf_counter() - t0) / (epoch + 1 - start_epoch),
-                                             elapsed_before + time.perf_counter() - t0)
-                bar.refresh()
-            bar.set_postfix({k.replace("loss_", ""): f"{v:.3g}" for k, v in train_parts.items()}
-                            | {"val": f"{val_parts['loss']:.3g}"})
-            report = EpochReport(epoch + 1, train_parts, val_parts, history, elapsed, is_best)
-            for cb in callbacks:
-                cb(report)
-    except NonFiniteLossError as exc:
-        # the failing epoch index = epochs completed, all saved (nothing of the failing one is)
-        kept = (f"{last_path} keeps epoch {epoch}, the last good one" if last_path is not None and last_path.is_file()
-                else "no checkpoint was written")
-        raise NonFiniteLossError(f"training stopped: {exc}; {kept}; lower the learning rate or the loss weights "
-                                 "(--lr, --species-weight) and start over") from None
-    except (KeyboardInterrupt, StopRequested) as exc:
+
+def _fresh(train_crystals, val_crystals, config: TrainConfig, model_config: NeSFConfig | None,
+           vocab: SpeciesVocab | None) -> _Start:
+    vocab = vocab or SpeciesVocab.from_crystals([*train_crystals, *val_crystals])
+    box = cell_box(train_crystals) if config.augment_origin_shift else BoundingBox.from_crystals(train_crystals)
+    model_config = model_config or NeSFConfig(num_species=len(vocab))
+    if model_config.num_species != len(vocab):
+        model_config = dataclasses.replace(model_config, num_species=len(vocab))
+    return _Start(config, vocab, box, _with_dropout(model_config, config))
+
+
+def _with_dropout(model_config: NeSFConfig, config: TrainConfig) -> NeSFConfig:
+    if config.encoder_dropout is None:
+        return model_config
+    return dataclasses.replace(model_config, encoder_dropout=config.encoder_dropout)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    """What watches or steers a run from outside (none of it changes the arithmetic)."""
+
+    epoch: tuple[EpochCallback, ...] = ()
+    step: tuple[StepCallback, ...] = ()
+    stop: threading.Event | None = None
+    check_replicas: bool = False
+
+
+@dataclass
+class _Progress:
+    """What a run has done so far; a resume restores it from the checkpoint."""
+
+    history: dict[str, list[float]] = field(default_factory=dict)
+    start_epoch: int = 0
+    best_val: float = math.inf
+    best_epoch: int = -1
+    elapsed_before: float = 0.0
+
+    @classmethod
+    def of(cls, state: dict | None) -> "_Progress":
+        if state is None:
+            return cls()
+        return cls({k: list(v) for k, v in state["history"].items()}, int(state["epoch"]),
+                   float(state["best_val_loss"]), int(state["best_epoch"]), float(state["elapsed_seconds"]))
+
+    def record(self, epoch: int, train_parts: dict, val_parts: dict, lr: float, seconds: float,
+               cpu_seconds: float) -> bool:
+        """Append one epoch to the history; whether it is the best so far."""
+        is_best = val_parts["loss"] < self.best_val
+        if is_best:
+            self.best_val, self.best_epoch = val_parts["loss"], epoch
+        h = self.history
+        h.setdefault("epoch", []).append(epoch + 1)
+        for k, v in train_parts.items():
+            h.setdefault(k, []).append(v)
+        for k, v in val_parts.items():
+            h.setdefault("val_" + k, []).append(v)
+        h.setdefault("lr", []).append(lr)
+        h.setdefault("seconds", []).append(seconds)
+        # CPU seconds of all this process's threads: unlike wall seconds, barely changed by
+        # other programs sharing the machine (timings of a shared machine stay comparable)
+        h.setdefault("cpu_seconds", []).append(cpu_seconds)
+        return is_best
+
+
+class _Run:
+    """One training run: the model, its optimizer and data, the epoch loop and its checkpoints."""
+
+    def __init__(self, start: _Start, train_crystals, val_crystals, folder: RunFolder | None,
+                 device: torch.device, rank: int, world: int, hooks: _Hooks):
+        self.start, self.config, self.folder = start, start.config, folder
+        self.device, self.rank, self.world, self.hooks = device, rank, world, hooks
+        torch.manual_seed(self.config.seed)
+        self.model = NeSF(config=start.model_config).to(device)
+        self.loss_module = LossModule(self.model, self.config).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.learning_rate)
+        if start.init is not None:
+            self.model.load_state_dict(start.init.model.state_dict())
+        if start.state is not None:
+            self.model.load_state_dict(start.state["model_state"])
+            try:
+                self.optimizer.load_state_dict(start.state["optimizer_state"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise CheckpointError(
+                    f"--resume: {folder.last}: its optimizer state does not fit the network ({exc})") from exc
+        self.progress = _Progress.of(start.state)
+        self.runner: nn.Module = self.loss_module
         if world > 1:
-            raise
-        # Ctrl-C, Kernel > Interrupt or a Stop button: the epoch in flight is dropped, nothing
-        # written is lost; the returned model is the one in last.pt, as the file says
-        interrupted = True
+            self.runner = nn.parallel.DistributedDataParallel(
+                self.loss_module, device_ids=[device.index] if device.type == "cuda" else None)
+        self.train_batch = CrystalBatch.from_crystals(train_crystals, start.vocab, device=device)
+        self.val_batch = CrystalBatch.from_crystals(val_crystals, start.vocab, device=device)
+        self.sampler = QuerySampler(start.box, self.config.sampling)
+        self.val_sampler = QuerySampler(start.box, dataclasses.replace(
+            self.config.sampling, local_sigma_angstrom=0.0, species_sigma_angstrom=0.0))
+        for c in val_crystals[:50]:
+            start.box.check(c)
+
+    def elapsed(self) -> float:
+        return self.progress.elapsed_before + time.perf_counter() - self.t0
+
+    def fit(self, show: bool) -> TrainResult:
+        """The epoch loop; returns the model of last.pt whatever ended the run."""
+        from tqdm.auto import tqdm
+
+        cfg, p = self.config, self.progress
+        desc = "train" if cfg.max_minutes is None else f"train ({cfg.max_minutes:g} min budget)"
+        self.bar = tqdm(total=cfg.epochs, initial=p.start_epoch, desc=desc, unit="epoch", disable=not show)
+        self.t0 = time.perf_counter()
+        stopped, interrupted, epoch_seconds = "epochs done", False, 0.0
+        epoch = p.start_epoch
+        try:
+            for epoch in range(p.start_epoch, cfg.epochs):
+                stopped = self._stop_reason(epoch, epoch_seconds) or stopped
+                if stopped != "epochs done":
+                    break
+                epoch_seconds = self._epoch(epoch)
+        except NonFiniteLossError as exc:
+            # the failing epoch index = epochs completed, all saved (nothing of the failing one is)
+            last = self.folder.last if self.folder is not None else None
+            kept = (f"{last} keeps epoch {epoch}, the last good one" if last is not None and last.is_file()
+                    else "no checkpoint was written")
+            raise NonFiniteLossError(f"training stopped: {exc}; {kept}; lower the learning rate or the loss "
+                                     "weights (--lr, --species-weight) and start over") from None
+        except (KeyboardInterrupt, StopRequested) as exc:
+            if self.world > 1:
+                raise
+            interrupted, stopped = True, self._interrupted(exc)
+        finally:
+            self.bar.close()
+        return self._result(stopped, interrupted)
+
+    def _stop_reason(self, epoch: int, epoch_seconds: float) -> str | None:
+        cfg, p = self.config, self.progress
+        if cfg.max_minutes is not None and self.elapsed() + epoch_seconds > 60 * cfg.max_minutes:
+            return f"time budget of {cfg.max_minutes} min"
+        patience = cfg.early_stopping_patience_epochs
+        if patience is not None and p.best_epoch >= 0 and epoch - 1 - p.best_epoch >= patience:
+            return f"early stopping (no val improvement since epoch {p.best_epoch + 1})"
+        if self.hooks.stop is not None and self.hooks.stop.is_set():
+            raise StopRequested
+        return None
+
+    def _epoch(self, epoch: int) -> float:
+        """Train, validate, record and save one epoch; its wall seconds."""
+        te, ce = time.perf_counter(), time.process_time()
+        h = self.hooks
+        train_parts = _run_epoch(self.runner, self.model, self.optimizer, self.train_batch, self.sampler,
+                                 self.config, epoch, self.rank, self.world, h.check_replicas, h.step, h.stop,
+                                 self.elapsed)
+        lr = self.optimizer.param_groups[0]["lr"]
+        val_parts = _validate(self.loss_module, self.val_batch, self.val_sampler, self.config)
+        if not math.isfinite(val_parts["loss"]):  # checked before anything of this epoch is saved
+            raise NonFiniteLossError(f"the validation loss became {val_parts['loss']} after epoch {epoch + 1}")
+        seconds = time.perf_counter() - te
+        is_best = self.progress.record(epoch, train_parts, val_parts, lr, seconds, time.process_time() - ce)
+        elapsed = self.elapsed()
+        if self.rank == 0 and self.folder is not None:
+            self._save(epoch + 1, elapsed, is_best)
+        self._show(epoch, train_parts, val_parts)
+        report = EpochReport(epoch + 1, train_parts, val_parts, self.progress.history, elapsed, is_best)
+        for cb in h.epoch:
+            cb(report)
+        return seconds
+
+    def _save(self, epochs_done: int, elapsed: float, is_best: bool) -> None:
+        s, p = self.start, self.progress
+        data = checkpoint_payload(
+            model=self.model, optimizer=self.optimizer, model_config=s.model_config, train_config=self.config,
+            vocab=s.vocab, box=s.box, epoch=epochs_done, history=p.history, best_val_loss=p.best_val,
+            best_epoch=p.best_epoch, elapsed_seconds=elapsed, init_from=s.init_from)
+        # best before last: a kill between the two leaves last.pt one epoch behind, and
+        # --resume recomputes that epoch exactly and rewrites the same best.pt
+        if is_best:
+            save_checkpoint(self.folder.best, data)
+        save_checkpoint(self.folder.last, data)
+
+    def _show(self, epoch: int, train_parts: dict, val_parts: dict) -> None:
+        cfg, bar = self.config, self.bar
+        bar.update(1)
+        if cfg.max_minutes is not None:  # the budget, not the epoch count, sets the end: honest ETA
+            done = epoch + 1 - self.progress.start_epoch
+            bar.total = epochs_in_budget(cfg, epoch + 1, (time.perf_counter() - self.t0) / done, self.elapsed())
+            bar.refresh()
+        bar.set_postfix({k.replace("loss_", ""): f"{v:.3g}" for k, v in train_parts.items()}
+                        | {"val": f"{val_parts['loss']:.3g}"})
+
+    def _interrupted(self, exc: BaseException) -> str:
+        """Ctrl-C, Kernel > Interrupt or a Stop button: the epoch in flight is dropped, nothing
+        written is lost; the model goes back to the one in last.pt, as the file says."""
         stopped = "stopped by the user" if isinstance(exc, StopRequested) else "interrupted by the user"
-        if last_path is not None and last_path.is_file():
-            saved = read_checkpoint(last_path, device)
-            model.load_state_dict(saved["model_state"])
-            best = (f" and {best_path.name} the best (epoch {int(saved['best_epoch']) + 1})"
-                    if best_path.is_file() else "")
-            stopped += (f" after epoch {int(saved['epoch'])}: {last_path} holds it{best}; "
+        last = self.folder.last if self.folder is not None else None
+        if last is not None and last.is_file():
+            saved = read_checkpoint(last, self.device)
+            self.model.load_state_dict(saved["model_state"])
+            best = (f" and {self.folder.best.name} the best (epoch {int(saved['best_epoch']) + 1})"
+                    if self.folder.best.is_file() else "")
+            stopped += (f" after epoch {int(saved['epoch'])}: {last} holds it{best}; "
                         "resume=True (--resume) continues exactly")
         else:
             stopped += " before the first epoch ended: nothing was saved"
         print(f"training {stopped}", file=sys.stderr)
-    finally:
-        bar.close()
-    if start_epoch >= config.epochs:
-        stopped = f"nothing to do (already trained {start_epoch} of {config.epochs} epochs)"
-    elif start_epoch == 0 and not history.get("epoch") and not interrupted:  # e.g. a budget shorter than an epoch
-        raise TrainingError(f"no epoch was trained and no checkpoint written: {stopped} ended the run before "
-                            "its first epoch; give a larger time budget (--max-minutes)")
-    log.info("training stopped: %s", stopped)
-    model.eval()
-    written = [p if p is not None and p.is_file() else None for p in (last_path, best_path)]
-    return TrainResult(model, vocab, box, history, *written, stopped)
+        return stopped
+
+    def _result(self, stopped: str, interrupted: bool) -> TrainResult:
+        p, cfg = self.progress, self.config
+        if p.start_epoch >= cfg.epochs:
+            stopped = f"nothing to do (already trained {p.start_epoch} of {cfg.epochs} epochs)"
+        elif p.start_epoch == 0 and not p.history.get("epoch") and not interrupted:  # a budget < one epoch
+            raise TrainingError(f"no epoch was trained and no checkpoint written: {stopped} ended the run before "
+                                "its first epoch; give a larger time budget (--max-minutes)")
+        log.info("training stopped: %s", stopped)
+        self.model.eval()
+        paths = (self.folder.last, self.folder.best) if self.folder is not None else (None, None)
+        written = [q if q is not None and q.is_file() else None for q in paths]
+        return TrainResult(self.model, self.start.vocab, self.start.box, p.history, *written, stopped)
 
 
 def _run_epoch(runner, model, optimizer, batch, sampler, config, epoch, rank, world, check_replicas,
@@ -467,18 +563,6 @@ def _all_ranks_finite(loss: torch.Tensor, world: int) -> bool:
     if world > 1:
         torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
     return bool(ok.item() > 0)
-
-
-def _check_numbers(config: TrainConfig) -> None:
-    """Numbers that must be finite are (an infinite learning rate or weight trains NaN, an infinite
-    warm-up keeps the rate at 0), and the seed fits the generators; else a `ConfigError`."""
-    for cfg in (config, config.sampling):
-        for f in dataclasses.fields(cfg):
-            v = getattr(cfg, f.name)
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ConfigError(f"{f.name} must be a finite number, got {v!r}")
-    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or not 0 <= config.seed < 2**32:
-        raise ConfigError(f"seed must be an integer from 0 to {2**32 - 1}, got {config.seed!r}")
 
 
 @torch.no_grad()
