@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -45,8 +46,11 @@ def main(argv=None) -> int:
     best = a.checkpoint or run_dir / "best.pt"
     train_config = torch.load(best, map_location="cpu", weights_only=True)["train_config"]
     continues = CHECKPOINTS[a.continues].record if a.continues else None
-    command = (a.command or row.get("command", "")) + (
-        f"; python benchmarks/ship_model.py --results {a.results} --name {a.name}")
+    command = a.command or row.get("command", "")
+    out = re.search(r"--out (\S+)", command)
+    results = f"{out.group(1)}/results.json" if out else a.results
+    command += f"; python benchmarks/ship_model.py --results {results} --name {a.name}" + (
+        f" --continues {a.continues}" if a.continues else "")
     record = record_of_run(row, name=a.name, checkpoint_train_config=train_config, command=command,
                            continues=continues)
     export_checkpoint(best, HERE / f"{a.name}.pt")

@@ -160,7 +160,11 @@ def docs_page() -> str:
         "80/10/10 (train/validation/test, fixed permutation, seed 0; `nesf_viz.protocol.make_tasks`). "
         "CDVAE and FTCP trained on the published train splits (about 3x more crystals) and report on "
         "the published test splits.", "", community(),
-        "## Targets", "", targets(),
+        "## Targets", "",
+        "Minutes are the run's own wall-clock minutes on the machine its row names (\"1 threads\": the run "
+        "used one of the 2 cores while the other did development work; bf16: autocast where the CPU runs it "
+        "natively). The curve is the run's validation split, decoded from snapshots taken during training.", "",
+        targets(),
         "## Ingredients, each measured against the quick recipe", ingredients(),
     ])
 

@@ -27,7 +27,7 @@ def test_shipped_checkpoint_is_small_and_complete(name):
     for key in ("atom_count_error_pct", "position_error_actual_A", "species_error_actual_pct", "length_mae_A",
                 "angle_mae_deg", "match_rate_pct"):
         assert isinstance(rec["metrics"][key], float), key
-    assert rec["training"]["command"].startswith("nesf-viz ")
+    assert "nesf-viz " in rec["training"]["command"]
     assert rec["training"]["best_epoch"] == raw["epoch"] <= rec["training"]["epochs"]
     assert rec["training"]["precision"] == ("bf16" if raw["train_config"]["mixed_precision"] is True else "float32")
 
