@@ -8,7 +8,7 @@ PIP_EXTRA ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-slow demo lab checkpoint clean
+.PHONY: venv test test-slow demo lab docs checkpoint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ test-slow: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/nesf-viz demo
+
+# The documentation site (Sphinx + MyST-NB): the notebooks executed, the API reference, the results
+# pages; offline. Open docs/_build/html/index.html.
+docs: $(STAMP)
+	rm -rf docs/_build docs/notebooks && mkdir -p docs/notebooks && cp notebooks/*.ipynb docs/notebooks/
+	$(VENV)/bin/sphinx-build -q -b html docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
 
 # page_config.json stops the "Build Recommended" dialog that Dash's lab extension (pulled in by
 # crystal-toolkit) raises on every launch; --allow-root because containers run as root.
