@@ -33,3 +33,14 @@ suppress_warnings = ["mystnb.unknown_mime_type"]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": False}
+
+
+def _plain_docstrings(app, what, name, obj, options, lines):
+    """The docstrings are plain text, not reStructuredText: |x| means a norm, not a substitution."""
+    for i, line in enumerate(lines):
+        if not line.lstrip().startswith("|"):  # keep tables
+            lines[i] = line.replace("|", r"\|")
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _plain_docstrings)
