@@ -4,6 +4,7 @@ from .data import (
     BoundingBox,
     Crystal,
     CrystalBatch,
+    DataSource,
     SpeciesVocab,
     crystal_from_structure,
     load_crystals,
@@ -14,6 +15,7 @@ from .data import (
 from .decode import DecodeConfig, DecodeResult, decode, decode_crystals
 from .device import resolve_device
 from .errors import NeSFError
+from .evaluate import Evaluation, run_evaluate
 from .fields import ExactFields, StructureFields, ground_truth_targets, nearest_atoms
 from .hooks import DecodeHook, TrajectoryRecorder
 from .metrics import (
@@ -43,6 +45,8 @@ __all__ = [
     "DecodeHook",
     "DecodeResult",
     "CrystalBatch",
+    "DataSource",
+    "Evaluation",
     "EpochReport",
     "ExactFields",
     "NeSF",
@@ -73,5 +77,6 @@ __all__ = [
     "read_structures",
     "reconstruct",
     "resolve_device",
+    "run_evaluate",
     "train",
 ]

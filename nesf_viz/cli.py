@@ -250,13 +250,19 @@ def _checkpoint_arg(name: str | None) -> str | None:
     return None if name is None else str(resolve_checkpoint(name))
 
 
+def _data_source(a):
+    """--data, --limit, --keep-cell, --skip-bad as a `data.DataSource` (the held-out split of 'synthetic')."""
+    from .data import DataSource
+
+    return DataSource(a.data, split="test", limit=a.limit, conventional=not a.keep_cell, skip_bad=a.skip_bad)
+
+
 def _cmd_decode(a) -> int:
     from .decode import DecodeConfig
     from .evaluate import run_decode
 
-    run_decode(_checkpoint_arg(a.checkpoint), a.data, a.out, device=a.device, batch_size=a.batch_size,
-               limit=a.limit, decode_config=DecodeConfig.preset(a.decode),
-               conventional=not a.keep_cell, skip_bad=a.skip_bad, overwrite=a.overwrite, append=a.append)
+    run_decode(_checkpoint_arg(a.checkpoint), _data_source(a), a.out, decode_config=DecodeConfig.preset(a.decode),
+               device=a.device, batch_size=a.batch_size, overwrite=a.overwrite, append=a.append)
     return 0
 
 
@@ -279,9 +285,8 @@ def _cmd_evaluate(a) -> int:
     from .decode import DecodeConfig
     from .evaluate import run_evaluate
 
-    run_evaluate(a.data, checkpoint=_checkpoint_arg(a.checkpoint), fields="exact" if a.fields else "learned",
-                 json_out=a.json, limit=a.limit, device=a.device, conventional=not a.keep_cell,
-                 decode_config=DecodeConfig.preset(a.decode), skip_bad=a.skip_bad)
+    run_evaluate(_data_source(a), None if a.fields else _checkpoint_arg(a.checkpoint),
+                 decode_config=DecodeConfig.preset(a.decode), device=a.device, json_out=a.json)
     return 0
 
 

@@ -591,3 +591,40 @@ def fetch_materials_project(ids: Sequence[str], api_key: str | None = None) -> l
     with MPRester(api_key) as mpr:
         docs = mpr.materials.summary.search(material_ids=list(ids), fields=["material_id", "structure"])
     return read_structures([d.structure for d in docs], [str(d.material_id) for d in docs])
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where crystals come from and how they are read: a source `load_crystals` takes (a CSV, a
+    CIF folder or file, 'synthetic[:N]', a dataset name) or crystals already loaded. The CLI's
+    --data, --limit, --keep-cell and --skip-bad in one object."""
+
+    data: str | Path | tuple[Crystal, ...]
+    split: str = "test"
+    limit: int | None = None
+    conventional: bool = True
+    skip_bad: bool = False
+
+    @classmethod
+    def of(cls, data, **options) -> "DataSource":
+        """`data` as a source: a path or name, a sequence of crystals, or a DataSource (returned)."""
+        if isinstance(data, DataSource):
+            return data
+        if not isinstance(data, (str, Path)):
+            data = tuple(data)
+        return cls(data, **options)
+
+    def crystals(self) -> list[Crystal]:
+        if isinstance(self.data, tuple):
+            return list(self.data[: self.limit] if self.limit else self.data)
+        return load_crystals(self.data, split=self.split, limit=self.limit, conventional=self.conventional,
+                             on_error="skip" if self.skip_bad else "raise")
+
+    @property
+    def path(self) -> Path | None:
+        """The file or folder read (None: crystals in memory, the embedded data)."""
+        return None if isinstance(self.data, tuple) else source_path(self.data)
+
+    @property
+    def label(self) -> str:
+        return f"{len(self.data)} crystals" if isinstance(self.data, tuple) else str(self.data)

@@ -1,8 +1,9 @@
-"""Drivers the CLI calls: decode a dataset into a CSV of CIFs, evaluate the paper's metrics.
+"""Drivers the CLI calls: decode a dataset into CIF files, evaluate the paper's metrics.
 
-`run_evaluate` returns (and optionally writes as JSON) exactly the keys in `metrics.METRIC_KEYS`.
-With ``fields="exact"`` no model is involved: the ground-truth fields of the data are decoded,
-which measures the decoder itself (the box and vocabulary then come from the data).
+Both take a `data.DataSource` (what to read and how) and a checkpoint. `run_evaluate` returns an
+`Evaluation` (the `metrics.ReconstructionMetrics` of the decodes; its JSON has exactly the keys
+of `metrics.METRIC_KEYS`). Without a checkpoint it decodes the data's exact ground-truth fields:
+no model is involved, which measures the decoder itself (box and vocabulary from the data).
 """
 
 from __future__ import annotations
@@ -10,23 +11,19 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Sequence
 
-from .data import (
-    BoundingBox,
-    Crystal,
-    SpeciesVocab,
-    load_crystals,
-)
+from .data import BoundingBox, Crystal, DataSource, SpeciesVocab
 from .decode import DecodeConfig, DecodeResult, decode_crystals, usable_crystals
 from .device import resolve_device
-from .metrics import CrystalVerdict, crystal_verdicts, metrics_of
+from .metrics import CrystalVerdict, ReconstructionMetrics, crystal_verdicts, metrics_of
 from .runs import load_checkpoint
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_decode", "run_evaluate", "format_table", "write_decoded_folder"]
+__all__ = ["run_decode", "run_evaluate", "Evaluation", "format_table", "write_decoded_folder"]
 
 
 def _check_output(path: Path, folder: bool) -> None:
@@ -43,32 +40,29 @@ def _check_output(path: Path, folder: bool) -> None:
         raise DatasetError(f"output {path} cannot be written ({exc.strerror or exc}); choose a writable path") from exc
 
 
-def _inputs(data, checkpoint=None, box_from=None) -> list:
+def _inputs(data: DataSource, checkpoint=None, box_from: DataSource | None = None) -> list:
     """What a decode or evaluation reads, for `outputs.check_apart`."""
-    from .data import source_path
     from .outputs import Input
     from .runs import checkpoint_inputs
 
-    inputs = [Input(flag, p) for flag, src in (("--data", data), ("--box-from", box_from))
-              if src is not None and (p := source_path(src)) is not None]
+    inputs = [Input(flag, src.path) for flag, src in (("--data", data), ("--box-from", box_from))
+              if src is not None and src.path is not None]
     return inputs + checkpoint_inputs(checkpoint)
 
 
 def run_decode(
     checkpoint: str | Path,
-    data: str | Path,
+    data: DataSource | str | Path,
     out: str | Path,
+    *,
+    decode_config: DecodeConfig = DecodeConfig(),
     device: str = "auto",
     batch_size: int = 64,
-    limit: int | None = None,
-    split: str = "test",
-    decode_config: DecodeConfig = DecodeConfig(),
-    conventional: bool = True,
-    skip_bad: bool = False,
     overwrite: bool = False,
     append: bool = False,
 ) -> DecodeResult:
-    """Decode `data` (a CSV, a CIF folder, one .cif file, 'synthetic') with a trained checkpoint.
+    """Decode `data` (a `DataSource`, or a CSV, a CIF folder, one .cif file, 'synthetic') with a
+    trained checkpoint.
 
     `out` ending in .csv: one CSV of `material_id,cif` (replaced whole). Otherwise a folder
     (`outputs.DecodedFolder`): one CIF per decoded crystal, named from its id (sanitised, unique)
@@ -76,14 +70,14 @@ def run_decode(
     composition, StructureMatcher, position and species error against the input itself: NeSF is
     an autoencoder) and which file holds it (`cif_file`). A folder that holds an earlier decode
     is refused unless `overwrite` (its listed files are replaced) or `append`.
-    `skip_bad`: unreadable structures and elements outside the vocabulary are skipped (named in
-    a warning) instead of stopping. Checked before any work: that the output is not and does not
-    hold an input, that it can be written, the checkpoint and every crystal.
+    `data.skip_bad`: unreadable structures and elements outside the vocabulary are skipped (named
+    in a warning) instead of stopping. Checked before any work: that the output is not and does
+    not hold an input, that it can be written, the checkpoint and every crystal.
     """
     from .errors import DatasetError, OutputError
     from .outputs import DecodedFolder, Output, StreamedFile, check_apart
 
-    out = Path(out)
+    data, out = DataSource.of(data), Path(out)
     as_csv = out.suffix.lower() == ".csv"
     check_apart([Output("--out", out, folder=not as_csv)], _inputs(data, checkpoint))
     if not as_csv and out.exists() and not out.is_dir():
@@ -95,9 +89,7 @@ def run_decode(
     with sink:  # owned from here: a second writer is refused, an earlier decode needs overwrite/append
         dev = resolve_device(device)
         ckpt = load_checkpoint(checkpoint, dev)
-        crystals = load_crystals(data, split=split, limit=limit, conventional=conventional,
-                                 on_error="skip" if skip_bad else "raise")
-        crystals = usable_crystals(crystals, ckpt.vocab, ckpt.box, skip_bad)
+        crystals = usable_crystals(data.crystals(), ckpt.vocab, ckpt.box, data.skip_bad)
         verdicts: list[CrystalVerdict] = []
         written = 0
 
@@ -151,15 +143,18 @@ def write_decoded_folder(crystals: Sequence[Crystal], result: DecodeResult, out,
 
 
 def format_table(metrics: dict) -> str:
-    """Plain-text table of a metrics dict (one row per key)."""
-    width = max(len(k) for k in metrics)
+    """Plain-text table of a metrics dict (one row per metric, named as `reference.METRICS` names it)."""
+    from .reference import METRICS
+
+    names = {k: METRICS[k].title() if k in METRICS else k for k in metrics}
+    width = max(len(n) for n in names.values())
     lines = []
     for k, v in metrics.items():
         if isinstance(v, float):
-            txt = "nan" if v is None or math.isnan(v) else (f"{v:.6g}" if abs(v) < 1e4 else f"{v:.4e}")
+            txt = "–" if not math.isfinite(v) else (f"{v:.6g}" if abs(v) < 1e4 else f"{v:.4e}")
         else:
             txt = "n/a" if v is None else str(v)
-        lines.append(f"{k:<{width}}  {txt}")
+        lines.append(f"{names[k]:<{width}}  {txt}")
     return "\n".join(lines)
 
 
@@ -167,79 +162,91 @@ def _json_safe(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What `run_evaluate` measured: the metrics of the decodes and what they are of."""
+
+    label: str
+    """The data and the fields, e.g. 'lcs6_test (learned fields of lcs6)'."""
+    metrics: ReconstructionMetrics
+    n_requested: int
+    """Crystals asked for; fewer were decoded when the run was interrupted."""
+
+    @property
+    def interrupted(self) -> bool:
+        return self.metrics.n_structures < self.n_requested
+
+    def to_dict(self) -> dict:
+        """The `metrics.METRIC_KEYS` dict (plus `partial_of` when interrupted): the JSON written."""
+        out = self.metrics.to_dict()
+        if self.interrupted:
+            out["partial_of"] = self.n_requested
+        return out
+
+    def __str__(self) -> str:
+        partial = (f" (PARTIAL: interrupted after {self.metrics.n_structures} of {self.n_requested} crystals)"
+                   if self.interrupted else "")
+        return f"{self.label}{partial}\n{format_table(self.metrics.to_dict())}"
+
+
 def run_evaluate(
-    data: str | Path,
+    data: DataSource | str | Path,
     checkpoint: str | Path | None = None,
-    fields: Literal["learned", "exact"] = "learned",
-    json_out: str | Path | None = None,
-    limit: int | None = None,
-    device: str = "auto",
+    *,
     decode_config: DecodeConfig = DecodeConfig(),
+    device: str = "auto",
     batch_size: int = 64,
-    split: str = "test",
-    box_from: str | Path | None = None,
+    box_from: DataSource | str | Path | None = None,
     match: bool = True,
     progress: bool = True,
-    crystals: Sequence[Crystal] | None = None,
+    json_out: str | Path | None = None,
     verbose: bool = True,
-    conventional: bool = True,
-    skip_bad: bool = False,
-) -> dict:
-    """Decode `data` and compute the metrics; prints a table and returns the `metrics.METRIC_KEYS` dict
-    (plus `partial_of` when interrupted).
+) -> Evaluation:
+    """Decode `data` and compute every metric; prints the table (`verbose`) and returns it.
 
-    fields="exact": the data's ground-truth fields, no checkpoint; box and vocabulary from the
-    data itself, or the box from `box_from` (e.g. the training CSV, as a model would have).
-    fields="learned": the checkpoint's model, vocabulary and training box.
-    `crystals` skips reading `data` (already loaded). JSON writes non-finite values as null.
-    `skip_bad` as in `run_decode`.
+    checkpoint: the model's fields, vocabulary and training box. None: the data's exact
+    ground-truth fields (no model; it measures the decoder), with the box of the data itself or
+    of `box_from` (e.g. the training CSV, as a model would have). `json_out`: the metrics as JSON
+    (non-finite values null). Ctrl-C keeps the metrics of what was decoded (printed, written) and
+    raises KeyboardInterrupt saying so.
     """
+    data = DataSource.of(data)
+    box_from = None if box_from is None else DataSource.of(box_from, split="train")
     if json_out is not None:
         from .outputs import Output, check_apart
 
         check_apart([Output("--json", Path(json_out))], _inputs(data, checkpoint, box_from))
         _check_output(Path(json_out), folder=False)
     dev = resolve_device(device)
-    if crystals is None:
-        crystals = load_crystals(data, split=split, limit=limit, conventional=conventional,
-                                 on_error="skip" if skip_bad else "raise")
-    elif limit is not None:
-        crystals = list(crystals)[:limit]
-    if fields == "exact":
+    crystals = data.crystals()
+    if checkpoint is None:
         vocab = SpeciesVocab.from_crystals(crystals)
-        box_src = crystals if box_from is None else load_crystals(box_from, split="train")
-        box = BoundingBox.from_crystals(box_src)
-        model = "exact"
-    elif fields == "learned":
-        if checkpoint is None:
-            raise ValueError("fields='learned' needs a checkpoint")
-
-        ckpt = load_checkpoint(checkpoint, dev)
-        vocab, box, model = ckpt.vocab, ckpt.box, ckpt.model
-        crystals = usable_crystals(crystals, vocab, box, skip_bad)
+        box = BoundingBox.from_crystals(crystals if box_from is None else box_from.crystals())
+        model, fields = "exact", "exact fields"
     else:
-        raise ValueError(f"fields must be 'learned' or 'exact', got {fields!r}")
-
+        ckpt = load_checkpoint(checkpoint, dev)
+        vocab, box, model, fields = ckpt.vocab, ckpt.box, ckpt.model, f"learned fields of {checkpoint}"
+        crystals = usable_crystals(crystals, vocab, box, data.skip_bad)
     result = decode_crystals(crystals, fields=model, box=box, vocab=vocab, config=decode_config,
                              batch_size=batch_size, device=dev, progress=progress, keep_partial=True)
-    n_all, crystals = len(crystals), crystals[: len(result)]
-    out = metrics_of(crystals, result, match=match, progress=progress).to_dict()
-    partial = f" (PARTIAL: interrupted after {len(result)} of {n_all} crystals)" if result.interrupted else ""
-    if result.interrupted:
-        out["partial_of"] = n_all
+    ev = Evaluation(f"{data.label} ({fields})", metrics_of(crystals[: len(result)], result, match=match,
+                                                            progress=progress), len(crystals))
     if verbose:
-        print(f"{data} ({fields} fields){partial}\n{format_table(out)}")
+        print(ev)
     if json_out is not None:
-        from .errors import OutputError
-        from .outputs import write_atomic
-
-        path = Path(json_out)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, json.dumps(_json_safe(out), indent=2, allow_nan=False) + "\n")
-        except OSError as exc:
-            raise OutputError(f"cannot write --json {path} ({exc.strerror or exc}); choose another path") from exc
-    if result.interrupted:  # the metrics of what was decoded are printed (and written); say so
-        raise KeyboardInterrupt(f"interrupted: metrics of the first {len(result)} of {n_all} crystals"
+        _write_json(Path(json_out), ev.to_dict())
+    if ev.interrupted:  # the metrics of what was decoded are printed (and written); say so
+        raise KeyboardInterrupt(f"interrupted: metrics of the first {len(result)} of {len(crystals)} crystals"
                                 + (f" written to {json_out}" if json_out else " printed above"))
-    return out
+    return ev
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    from .errors import OutputError
+    from .outputs import write_atomic
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n")
+    except OSError as exc:
+        raise OutputError(f"cannot write --json {path} ({exc.strerror or exc}); choose another path") from exc

@@ -347,15 +347,16 @@ def test_a_symlink_in_out_is_replaced_never_followed(tmp_path):
 
 def test_one_output_folder_one_decode_unless_asked(tmp_path, capsys):
     from nesf_viz.assets import checkpoint_path
+    from nesf_viz.data import DataSource
     from nesf_viz.decode import DecodeConfig
     from nesf_viz.errors import OutputError
     from nesf_viz.evaluate import run_decode
 
     out = tmp_path / "out"
 
-    def decode(data, **kw):
-        return run_decode(checkpoint_path("synthetic"), data, out, device="cpu", decode_config=DecodeConfig.fast(),
-                          **kw)
+    def decode(data, limit, **kw):
+        return run_decode(checkpoint_path("synthetic"), DataSource(data, limit=limit), out, device="cpu",
+                          decode_config=DecodeConfig.fast(), **kw)
 
     def listed():
         rows = _summary(out)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from nesf_viz.data import DataSource
 from nesf_viz.decode import DecodeConfig
 from nesf_viz.evaluate import run_decode, run_evaluate
 from nesf_viz.metrics import METRIC_KEYS
@@ -47,7 +48,8 @@ def tiny_csv(tmp_path):
 
 def test_exact_fields_give_zero_errors_and_the_exact_keys(tiny_csv, tmp_path, capsys):
     out_json = tmp_path / "m.json"
-    m = run_evaluate(tiny_csv, fields="exact", json_out=out_json, device="cpu", progress=False)
+    ev = run_evaluate(tiny_csv, json_out=out_json, device="cpu", progress=False)
+    m = ev.to_dict()
     assert set(m) == EXPECTED_KEYS == set(METRIC_KEYS)
     assert m["n_structures"] == 3 and m["n_no_atoms"] == 0
     assert m["atom_count_error_pct"] == 0
@@ -58,21 +60,15 @@ def test_exact_fields_give_zero_errors_and_the_exact_keys(tiny_csv, tmp_path, ca
     assert m["decode_structures_per_s"] > 0
     on_disk = json.loads(out_json.read_text())
     assert set(on_disk) == EXPECTED_KEYS
-    assert "atom_count_error_pct" in capsys.readouterr().out  # the table was printed
+    assert "atom-count error (%)" in capsys.readouterr().out  # the table was printed, metrics named
+    assert ev.metrics.atom_count_error_pct == 0 and not ev.interrupted and "exact fields" in ev.label
 
 
 def test_exact_fields_with_options_and_limit(tiny_csv):
-    m = run_evaluate(tiny_csv, fields="exact", limit=2, device="cpu", progress=False, match=False,
-                     decode_config=DecodeConfig.fast())
+    m = run_evaluate(DataSource(tiny_csv, limit=2), device="cpu", progress=False, match=False,
+                     decode_config=DecodeConfig.fast()).to_dict()
     assert m["n_structures"] == 2 and m["atom_count_error_pct"] == 0
     assert m["match_rate_pct"] != m["match_rate_pct"]  # NaN when matching is skipped
-
-
-def test_learned_needs_a_checkpoint(tiny_csv):
-    with pytest.raises(ValueError, match="checkpoint"):
-        run_evaluate(tiny_csv, fields="learned", progress=False)
-    with pytest.raises(ValueError):
-        run_evaluate(tiny_csv, fields="magic", progress=False)
 
 
 def test_learned_path_with_a_tiny_checkpoint(tiny_csv, tmp_path):
@@ -89,8 +85,8 @@ def test_learned_path_with_a_tiny_checkpoint(tiny_csv, tmp_path):
     assert len(res) == 3
     rows = list(csv.DictReader(out_csv.open()))
     assert [r["material_id"] for r in rows] == ["nacl", "cscl", "srtio3"]
-    m = run_evaluate(tiny_csv, checkpoint=tmp_path / "ck", fields="learned", device="cpu",
-                     decode_config=cfg, progress=False, match=False)
+    m = run_evaluate(tiny_csv, tmp_path / "ck", device="cpu", decode_config=cfg, progress=False,
+                     match=False).to_dict()
     assert set(m) == EXPECTED_KEYS and m["n_structures"] == 3
 
 
@@ -102,8 +98,8 @@ def test_learned_metrics_are_the_decodes_own_and_a_converged_model_scores_well()
     from nesf_viz.runs import load_checkpoint
 
     test = load_crystals("synthetic", "test")[:8]
-    m = run_evaluate("synthetic", checkpoint=checkpoint_path("synthetic"), fields="learned", limit=8, device="cpu",
-                     decode_config=DecodeConfig.fast(), progress=False, verbose=False)
+    m = run_evaluate(DataSource("synthetic", limit=8), checkpoint_path("synthetic"), device="cpu",
+                     decode_config=DecodeConfig.fast(), progress=False, verbose=False).to_dict()
     ck = load_checkpoint(checkpoint_path("synthetic"))
     direct = paper_metrics(test, decode_crystals(test, fields=ck.model, box=ck.box, vocab=ck.vocab,
                                                  config=DecodeConfig.fast(), progress=False))
@@ -120,8 +116,8 @@ def test_exact_oracle_on_a_real_split():
     from .conftest import shared_data
 
     path = shared_data("nesf_paper/ybco13/fold0_test.csv")
-    m = run_evaluate(path, fields="exact", device="cpu", progress=False, match=False,
-                     decode_config=DecodeConfig(early_stop_tolerance_angstrom=0.0))
+    m = run_evaluate(path, device="cpu", progress=False, match=False,
+                     decode_config=DecodeConfig(early_stop_tolerance_angstrom=0.0)).to_dict()
     assert m["n_structures"] == 5 and m["atom_count_error_pct"] == 0 and m["n_no_atoms"] == 0
     assert m["position_error_actual_A"] < 1e-5 and m["species_error_actual_pct"] == 0
 
@@ -141,9 +137,8 @@ def test_an_interrupted_decode_writes_the_batches_done(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_decode_module(), "decode", decode_then_interrupt)
     with pytest.raises(KeyboardInterrupt, match="the first 4 crystals were decoded and written"):
-        ev.run_decode(checkpoint_path("synthetic"), "synthetic:50", tmp_path / "out", batch_size=2, limit=5,
-                      device="cpu",
-                      decode_config=ev.DecodeConfig.fast())
+        ev.run_decode(checkpoint_path("synthetic"), DataSource("synthetic:50", limit=5), tmp_path / "out",
+                      batch_size=2, device="cpu", decode_config=ev.DecodeConfig.fast())
     assert len(list((tmp_path / "out").glob("*.cif"))) == 4
     assert len((tmp_path / "out" / "summary.csv").read_text().splitlines()) == 5  # header + 4 rows
 
@@ -162,7 +157,7 @@ def test_an_interrupted_evaluate_reports_the_metrics_of_what_it_decoded(tmp_path
 
     monkeypatch.setattr(_decode_module(), "decode", decode_then_interrupt)
     with pytest.raises(KeyboardInterrupt, match="metrics of the first 3 of 7 crystals written to"):
-        ev.run_evaluate("synthetic:80", fields="exact", limit=7, batch_size=3, match=False, progress=False,
+        ev.run_evaluate(DataSource("synthetic:80", limit=7), batch_size=3, match=False, progress=False,
                         json_out=tmp_path / "m.json")
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["n_structures"] == 3 and m["partial_of"] == 7 and m["atom_count_error_pct"] == 0.0
@@ -189,8 +184,8 @@ def test_decode_streams_each_batch_to_disk_before_the_next(tmp_path, monkeypatch
     if as_csv:
         out.write_text("an old file that the first batch replaces\n")
     with pytest.raises(RuntimeError, match="killed"):
-        ev.run_decode(checkpoint_path("synthetic"), "synthetic:50", out, batch_size=2, limit=6, device="cpu",
-                      decode_config=ev.DecodeConfig.fast())
+        ev.run_decode(checkpoint_path("synthetic"), DataSource("synthetic:50", limit=6), out, batch_size=2,
+                      device="cpu", decode_config=ev.DecodeConfig.fast())
     if as_csv:
         import csv
 
