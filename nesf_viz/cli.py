@@ -122,6 +122,9 @@ def _add_recipe_args(p) -> None:
     p.add_argument("--pair-queries", type=_positive_float, default=None, metavar="ANGSTROM",
                    help="option: also train the position field between every two atoms closer than this "
                         "(e.g. 2.5; off in the paper), where close-pair atoms are otherwise missed")
+    p.add_argument("--cell-queries", type=_positive_int, default=None, metavar="N",
+                   help="option: N position queries uniform in each crystal's own cell (+1 A) instead of the "
+                        "global grid over the whole training box (where the in-cell decoders look; off in the paper)")
     p.add_argument("--origin-shift", action="store_true", default=None,
                    help="option: train on each crystal with its origin moved at random every step (the same "
                         "crystal, another view; off in the paper)")
@@ -140,7 +143,8 @@ def _recipe_options(a) -> dict:
              "warmup_epochs": a.warmup_epochs, "species_loss_weight": a.species_weight,
              "encoder_dropout": a.encoder_dropout, "global_queries_per_crystal": a.global_queries,
              "species_queries_per_atom": a.species_queries, "mixed_precision": a.mixed_precision,
-             "pair_max_angstrom": a.pair_queries, "augment_origin_shift": a.origin_shift}
+             "pair_max_angstrom": a.pair_queries, "augment_origin_shift": a.origin_shift,
+             "cell_queries_per_crystal": a.cell_queries}
     return {k: v for k, v in given.items() if v is not None}
 
 

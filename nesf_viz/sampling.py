@@ -13,6 +13,7 @@ import torch
 
 from .data import BoundingBox, CrystalBatch
 from .errors import ConfigError, require_finite_fields
+from .geometry import lattice_and_inverse
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,14 @@ class SamplingConfig:
     """Points per close pair, uniform along the segment between the two atoms."""
     pair_sigma_angstrom: float = 0.1
     """Gaussian jitter of the pair points (off the segment too)."""
+    cell_queries_per_crystal: int | None = None
+    """Option: instead of the global grid over the whole training box, this many points uniform in
+    each crystal's own cell grown by `cell_margin_angstrom` (None: the global grid, as the paper).
+    The in-cell decoders (`DecodeConfig.fast`, `coarse`) release particles only there; where cells
+    are small against the box (carbon_24: cells of ~100-300 A^3 in a 3,000 A^3 box) most grid
+    points lie far from the crystal and dominate the loss without being used."""
+    cell_margin_angstrom: float = 1.0
+    """How far beyond each cell face the cell points reach (about twice the decoders' margin)."""
 
     def __post_init__(self) -> None:
         require_finite_fields(self)
@@ -58,6 +67,11 @@ class SamplingConfig:
         p = self.pair_max_angstrom
         if p is not None and not (isinstance(p, (int, float)) and 0 < p < float("inf")):
             raise ConfigError(f"pair_max_angstrom must be a finite distance > 0 or None (off), got {p!r}")
+        c = self.cell_queries_per_crystal
+        if c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 1):
+            raise ConfigError(f"cell_queries_per_crystal must be a positive integer or None (off), got {c!r}")
+        if not self.cell_margin_angstrom >= 0:
+            raise ConfigError(f"cell_margin_angstrom must be >= 0, got {self.cell_margin_angstrom!r}")
         n = self.pair_queries_per_pair
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"pair_queries_per_pair must be a positive integer, got {n!r}")
@@ -137,6 +151,23 @@ def local_queries(
     return pts, index
 
 
+def cell_queries(
+    crystals: CrystalBatch, per_crystal: int, margin_angstrom: float, generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`per_crystal` points uniform in each crystal's cell grown by `margin_angstrom` beyond every
+    face (along the face normal, as the in-cell decoders grow it); index = the crystal."""
+    dt, dev = crystals.positions.dtype, crystals.device
+    lat, inv = lattice_and_inverse(crystals.lengths.double(), crystals.angles.double())  # (B, 3, 3)
+    # the distance between two opposite faces is 1 / |column of the inverse|: a margin of m A is
+    # m * |column| in that fractional coordinate
+    margin = margin_angstrom * inv.norm(dim=1)  # (B, 3)
+    u = torch.rand(crystals.num_crystals, per_crystal, 3, generator=generator, dtype=torch.float64).to(dev)
+    frac = -margin[:, None, :] + u * (1 + 2 * margin[:, None, :])
+    pts = torch.einsum("bqi,bij->bqj", frac, lat).reshape(-1, 3).to(dt)
+    index = torch.arange(crystals.num_crystals, device=dev).repeat_interleave(per_crystal)
+    return pts, index
+
+
 def close_pairs(crystals: CrystalBatch, max_angstrom: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(M,) first and (M,) second atom (rows of `crystals.positions`) of every pair of atoms of
     one crystal closer than `max_angstrom`, each pair once (first < second)."""
@@ -189,8 +220,11 @@ class QuerySampler:
 
     def __call__(self, crystals: CrystalBatch, generator: torch.Generator | None = None) -> TrainingQueries:
         c = self.config
-        gp, gi = global_queries(crystals, self.global_grid, c.global_sigma_angstrom, generator,
-                                c.global_queries_per_crystal)
+        if c.cell_queries_per_crystal is not None:
+            gp, gi = cell_queries(crystals, c.cell_queries_per_crystal, c.cell_margin_angstrom, generator)
+        else:
+            gp, gi = global_queries(crystals, self.global_grid, c.global_sigma_angstrom, generator,
+                                    c.global_queries_per_crystal)
         lp, li = local_queries(crystals, self.local_offsets, c.local_sigma_angstrom, generator)
         sp, si = local_queries(crystals, self.species_offsets, c.species_sigma_angstrom, generator,
                                c.species_queries_per_atom)
@@ -204,5 +238,7 @@ class QuerySampler:
         """(position queries, species queries) for a crystal of `num_atoms` atoms."""
         c = self.config
         g = min(self.global_grid.shape[0], c.global_queries_per_crystal or self.global_grid.shape[0])
+        if c.cell_queries_per_crystal is not None:
+            g = c.cell_queries_per_crystal
         s = min(self.species_offsets.shape[0], c.species_queries_per_atom or self.species_offsets.shape[0])
         return g + self.local_offsets.shape[0] * num_atoms, s * num_atoms

@@ -156,3 +156,34 @@ def test_pair_queries_lie_between_the_close_atoms_of_their_own_crystal():
 def test_pair_query_options_are_checked(bad):
     with pytest.raises(ConfigError):
         SamplingConfig(**bad)
+
+
+def test_cell_queries_fill_each_crystals_own_cell_grown_by_the_margin():
+    from nesf_viz.data import Crystal
+    from nesf_viz.geometry import lattice_matrix_np
+    from nesf_viz.sampling import cell_queries
+
+    cubic = Crystal(np.zeros((1, 3)), np.array([6]), (4.0, 4.0, 4.0), (90.0, 90.0, 90.0), id="cubic")
+    tri = random_crystals(np.random.default_rng(8), 1)[0]
+    batch = CrystalBatch.from_crystals([cubic, tri], SpeciesVocab.from_crystals([cubic, tri]), dtype=torch.float64)
+    pts, index = cell_queries(batch, 4000, 1.0, torch.Generator().manual_seed(0))
+    assert pts.shape == (8000, 3) and (index[:4000] == 0).all() and (index[4000:] == 1).all()
+    # the cubic cell: uniform in [-1, 5]^3, reaching its bounds
+    c = pts[:4000]
+    assert c.min() >= -1.0 and c.max() <= 5.0 and c.min() < -0.95 and c.max() > 4.95
+    # the triclinic cell: every point within 1 A of the cell (distance to each face pair along its normal)
+    lat = lattice_matrix_np(tri.lengths_angstrom, tri.angles_deg)
+    inv = np.linalg.inv(lat)
+    frac = pts[4000:].numpy() @ inv
+    spacing = 1 / np.linalg.norm(inv, axis=0)  # distance between opposite faces
+    beyond = np.maximum(-frac, frac - 1) * spacing  # A beyond a face (negative: inside)
+    assert beyond.max() <= 1.0 + 1e-9 and beyond.max() > 0.9
+
+
+def test_cell_queries_replace_the_global_grid_in_the_sampler():
+    crystals = random_crystals(np.random.default_rng(9), 3)
+    batch = CrystalBatch.from_crystals(crystals, SpeciesVocab.from_crystals(crystals), dtype=torch.float64)
+    s = QuerySampler(BoundingBox.from_crystals(crystals), SamplingConfig(cell_queries_per_crystal=100))
+    q = s(batch, torch.Generator().manual_seed(0))
+    n_pos, _ = s.queries_per_crystal(batch.positions.shape[0] / 3)
+    assert q.position_points.shape[0] == round(3 * n_pos) == 300 + 64 * batch.positions.shape[0]
