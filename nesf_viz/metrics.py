@@ -296,6 +296,49 @@ def _formula(atomic_numbers) -> str:
     return Composition({Element.from_Z(k): z.count(k) for k in set(z)}).reduced_formula
 
 
+MATCHER_TOLERANCES = {"stol": 0.5, "ltol": 0.3, "angle_tol": 10.0}
+"""The CDVAE convention's StructureMatcher tolerances (site, lattice length fraction, angle in degrees)."""
+
+
+def matcher_reason(true: Crystal, pred: Crystal) -> str:
+    """Why StructureMatcher (CDVAE tolerances) finds no match for this pair, in words: nothing
+    decoded, another composition, an impossible cell, the lattice beyond ltol/angle_tol, or the
+    sites beyond stol (with how far: the normalised RMS a looser stol finds)."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    tol = MATCHER_TOLERANCES
+    if len(pred.positions_angstrom) == 0:
+        return "no atom decoded"
+    if _reduced_composition(true.atomic_numbers) != _reduced_composition(pred.atomic_numbers):
+        return "another composition"
+    if not pred.has_physical_cell():
+        return "the decoded cell is degenerate"
+
+    def rms(**looser):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return StructureMatcher(**(tol | looser)).get_rms_dist(pred.to_structure(), true.to_structure())
+            except Exception:  # matcher failures count as no match, as in match_metrics
+                return None
+
+    if rms() is not None:
+        return "matched"
+    loose_sites = rms(stol=3.0)
+    if loose_sites is not None:
+        return f"sites beyond stol {tol['stol']:g} (normalised RMS {loose_sites[0]:.2f}, largest {loose_sites[1]:.2f})"
+    if rms(stol=3.0, ltol=1.0, angle_tol=30.0) is not None:
+        return f"lattice beyond ltol {tol['ltol']:g} / angle_tol {tol['angle_tol']:g}°"
+    try:  # the matcher compares primitive cells: a decode that lost symmetry has a larger one
+        n_true = len(true.to_structure().get_primitive_structure())
+        n_pred = len(pred.to_structure().get_primitive_structure())
+    except Exception:
+        n_true = n_pred = 0
+    if n_true != n_pred:
+        return f"symmetry lost: primitive cell of {n_pred} sites, the true one has {n_true}"
+    return "no mapping of the sites even with loose tolerances"
+
+
 @dataclass(frozen=True)
 class CrystalVerdict:
     """How right one decoded crystal is: what a person checks first, in one row."""
@@ -316,6 +359,8 @@ class CrystalVerdict:
     """Share of its true atoms whose nearest decoded atom has another element."""
     length_mae_A: float
     angle_mae_deg: float
+    matcher_reason: str = ""
+    """Why StructureMatcher refused, when it did (`matcher_reason`); '' otherwise."""
 
     @property
     def right(self) -> bool:
@@ -333,15 +378,17 @@ def crystal_verdicts(true: Sequence[Crystal], pred, match: bool = True) -> list[
     for t, p in _pairs(true, pred):
         e = crystal_errors(t, p)
         comp = _reduced_composition(t.atomic_numbers) == _reduced_composition(p.atomic_numbers)
-        matched = None
+        matched, reason = None, ""
         if match:
             matched = match_metrics([t], [p]).n_matched == 1
+            reason = "" if matched else matcher_reason(t, p)
         out.append(CrystalVerdict(
             id=t.id, true_formula=_formula(t.atomic_numbers), decoded_formula=_formula(p.atomic_numbers),
             true_atoms=t.num_atoms, decoded_atoms=len(p.atomic_numbers), composition_right=comp,
             matched=matched, position_error_A=float(e.distance_actual.mean()) if t.num_atoms else 0.0,
             species_error_pct=100.0 * float(e.species_wrong_actual.mean()) if t.num_atoms else 0.0,
-            length_mae_A=float(e.length_abs_error.mean()), angle_mae_deg=float(e.angle_abs_error.mean())))
+            length_mae_A=float(e.length_abs_error.mean()), angle_mae_deg=float(e.angle_abs_error.mean()),
+            matcher_reason=reason))
     return out
 
 
@@ -358,7 +405,8 @@ def format_verdicts(verdicts: Sequence[CrystalVerdict]) -> str:
         lines.append(f"{v.id:<{w_id}}  {v.true_formula:<{w_f}}  {v.decoded_formula:<{w_f}}  "
                      f"{v.decoded_atoms:>2}/{v.true_atoms:<2}  {'right' if v.composition_right else 'WRONG':<11}  "
                      f"{matched:<7}  {v.position_error_A:>10.3f} Å  {v.species_error_pct:>9.1f} %  "
-                     f"{'right' if v.right else 'WRONG'}")
+                     f"{'right' if v.right else 'WRONG'}"
+                     + (f" (matcher: {v.matcher_reason})" if v.matcher_reason else ""))
     lines.append(verdict_summary(verdicts))
     return "\n".join(lines)
 

@@ -183,7 +183,40 @@ def test_format_verdicts_names_every_crystal_and_counts_the_right_ones(split):
     text = format_verdicts(crystal_verdicts(true, pred))
     lines = text.splitlines()
     assert len(lines) == 1 + 3 + 1
-    assert lines[1].startswith("a ") and "NaCl" in lines[1] and "Na2Cl" in lines[1] and lines[1].endswith("WRONG")
+    assert lines[1].startswith("a ") and "NaCl" in lines[1] and "Na2Cl" in lines[1]
+    assert lines[1].endswith("WRONG (matcher: another composition)")
     assert "(no atoms)" in lines[2] and "inf" in lines[2]
     assert lines[3].endswith("right")
     assert lines[-1].startswith("1/3 decoded right") and "composition right 1/3" in lines[-1]
+
+
+def test_the_verdict_says_why_structurematcher_refused():
+    from nesf_viz.geometry import lattice_matrix_np
+    from nesf_viz.metrics import matcher_reason
+
+    lengths, angles = (5.0, 5.5, 6.0), (80.0, 95.0, 100.0)
+    lat = lattice_matrix_np(lengths, angles)
+    z = [NA, CL, CL, 8, 8, 12]
+    frac = np.array([[0.1, 0.2, 0.3], [0.6, 0.1, 0.7], [0.3, 0.8, 0.2], [0.85, 0.55, 0.9], [0.45, 0.5, 0.5],
+                     [0.2, 0.6, 0.8]])
+    # every site moved by ~0.3 of the cell: no mapping within stol 0.5 (a looser stol finds one)
+    moved = np.array([[0.049, 0.461, 0.961], [0.473, 0.173, 0.24], [0.071, 0.476, 0.031], [0.141, 0.479, 0.297],
+                      [0.888, 0.839, 0.81], [0.774, 0.646, 0.165]])
+    true = C(frac @ lat, z, lengths, angles, id="t")
+    far = C(moved @ lat, z, lengths, angles, id="t")
+    assert matcher_reason(true, true) == "matched"
+    assert matcher_reason(true, far).startswith("sites beyond stol 0.5 (normalised RMS 0.61")
+    assert matcher_reason(true, C(np.zeros((0, 3)), [], id="t")) == "no atom decoded"
+    # rock salt with one Cl moved: the matcher compares primitive cells, 8 sites against 2
+    a = 5.6
+    rs_frac = np.array([[0, 0, 0], [.5, .5, 0], [.5, 0, .5], [0, .5, .5], [.5, 0, 0], [0, .5, 0], [0, 0, .5],
+                        [.5, .5, .5]])
+    rs = C(rs_frac * a, [NA] * 4 + [CL] * 4, (a, a, a), id="r")
+    rs_frac[7] += [0.2, 0.15, 0.0]
+    broken = C(rs_frac * a, [NA] * 4 + [CL] * 4, (a, a, a), id="r")
+    assert matcher_reason(rs, broken) == "symmetry lost: primitive cell of 8 sites, the true one has 2"
+    stretched = C(rs.positions_angstrom * [1.6, 1, 1], rs.atomic_numbers, (1.6 * a, a, a), id="r")  # a: +60 %
+    assert matcher_reason(rs, stretched).startswith("lattice beyond ltol 0.3 / angle_tol 10")
+    v = crystal_verdicts([true, true], [far, true])
+    assert v[0].matched is False and v[0].matcher_reason.startswith("sites beyond stol")
+    assert v[1].matched and v[1].matcher_reason == ""
