@@ -347,6 +347,8 @@ def _add_benchmark(sub) -> None:
     p.add_argument("--limit-train", type=_positive_int, default=None, help="first N training structures (smoke tests)")
     _add_pe_args(p)
     p.add_argument("--periodic", action="store_true", help="periodic training targets and decoding (option)")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="warm start every run from this checkpoint (a shipped model's name or a file)")
     p.add_argument("--data-root", default=None, help="default: $NESF_VIZ_DATA or ../shared/data")
     p.add_argument("--device", type=_device, default="auto")
 
@@ -357,7 +359,7 @@ def _cmd_benchmark(a) -> int:
     cfg = ProtocolConfig(seeds=tuple(a.seeds), recipe=a.recipe, max_minutes=a.max_minutes, epochs=a.epochs,
                          train_options=tuple(sorted(_recipe_options(a).items())),
                          decode=a.decode, eval_limit=a.eval_limit, probe_minutes=a.probe_minutes,
-                         probe_crystals=a.probe_crystals,
+                         probe_crystals=a.probe_crystals, init_from=a.init_from,
                          device=a.device, ybco13_folds=a.folds, augment_synthetic_n=a.augment_n,
                          limit_train=a.limit_train, positional_encoding_freqs=a.pe_freqs, periodic=a.periodic,
                          positional_encoding_longest_wavelength_angstrom=a.pe_wavelength,

@@ -124,6 +124,9 @@ class ProtocolConfig:
     """Feed the query point itself beside its encoding."""
     periodic: bool = False
     """Option: minimum-image training targets and periodic decoding."""
+    init_from: str | None = None
+    """Warm start: every run starts from this checkpoint (a shipped model's name or a file: its
+    weights, vocabulary and box; fresh optimizer and schedule). Named in the row label."""
 
     @property
     def label(self) -> str:
@@ -136,7 +139,8 @@ class ProtocolConfig:
             if self.positional_encoding_keep_input:
                 pe += "+xyz"
         opts = "".join(f"+{k}={v}" for k, v in self.train_options)
-        return self.recipe + opts + pe + ("+periodic" if self.periodic else "")
+        warm = f"+from={Path(str(self.init_from)).stem}" if self.init_from else ""
+        return self.recipe + opts + pe + ("+periodic" if self.periodic else "") + warm
 
     def model_config(self) -> NeSFConfig:
         """The network: the paper's, with the positional-encoding option if asked for."""
@@ -359,8 +363,13 @@ def run_protocol(datasets: Sequence[str], cfg: ProtocolConfig, out_dir: str | Pa
                 print(f"== {task.run} seed {seed}: {len(task.train)} train / {len(task.val)} val / "
                       f"{len(task.test)} test, recipe {cfg.label}, device {device}")
                 prober = _Prober(run_dir, cfg.probe_minutes)
+                init = None
+                if cfg.init_from:
+                    from .assets import resolve_checkpoint
+
+                    init = resolve_checkpoint(cfg.init_from)
                 res = train(list(task.train), list(task.val), run_dir, tc, model_config, vocab=task.vocab,
-                            callbacks=[prober], resume=RunFolder(run_dir).last.is_file())
+                            callbacks=[prober], resume=RunFolder(run_dir).last.is_file(), init_from=init)
                 best = load_checkpoint(RunFolder(run_dir).best, "cpu")
                 last = load_checkpoint(RunFolder(run_dir).last, "cpu")
                 prober.snapshot(last.epoch)  # the curve ends where training ended

@@ -85,6 +85,25 @@ def test_tiny_protocol_run_writes_tables_curves_and_resumes(tmp_path, capsys):
     assert run["metrics_periodic"] is False
 
 
+def test_a_warm_started_run_starts_from_the_shipped_model_and_records_how_it_ran(tmp_path):
+    from nesf_viz.assets import checkpoint_path
+    from nesf_viz.runs import load_checkpoint
+
+    cfg = ProtocolConfig(recipe="quick", epochs=1, limit_train=16, eval_limit=2, decode="fast", probe_minutes=10,
+                         probe_crystals=2, device="cpu", init_from="synthetic",
+                         train_options=(("pair_max_angstrom", 2.5),))
+    (run,) = run_protocol(["synthetic"], cfg, tmp_path, data_root=tmp_path / "no-data",
+                          command="nesf-viz benchmark ...")["runs"]
+    assert run["recipe"] == "quick+pair_max_angstrom=2.5+from=synthetic"
+    assert run["command"] == "nesf-viz benchmark ..." and run["precision"] in ("bf16", "float32")
+    assert isinstance(run["bf16_native"], bool) and len(run["history"]["cpu_seconds"]) == 1
+    assert "match_rate_pct" in run["curve"][0] and run["curve"][0]["cpu_minutes"] > 0
+    ck = load_checkpoint(tmp_path / "runs" / run["recipe"] / "synthetic" / "seed0" / "last.pt")
+    shipped = load_checkpoint(checkpoint_path("synthetic"))
+    assert ck.raw["init_from"] == str(checkpoint_path("synthetic")) and ck.vocab == shipped.vocab
+    assert ck.train_config.sampling.pair_max_angstrom == 2.5
+
+
 def test_periodic_option_is_scored_with_minimum_image_metrics(tmp_path, monkeypatch):
     import nesf_viz.protocol as protocol
 
