@@ -138,7 +138,7 @@ def ingredients() -> str:
         if not runs:
             continue
         out.append(f"\n**{runs[0]['dataset']}** (`{path.relative_to(ROOT)}`; test split "
-                   f"{runs[0]['n_test_evaluated']} crystals, fast decoder)\n")
+                   f"{runs[0]['n_test_evaluated']} crystals, fast decoder)\n\n")
         head = ["recipe", "epochs", "train min", "CPU min", *[METRICS[k].column for k in SHOWN]]
         rows = []
         for r in runs:
