@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import logging
 import time
 import warnings
@@ -248,6 +249,16 @@ def _ipw():
     import ipywidgets
 
     return ipywidgets
+
+
+def _show(output: Any, *figs: go.Figure) -> None:
+    """Put figures in an ipywidgets Output as Plotly's own mimetype (what JupyterLab's plotly
+    extension draws; animations included, which a FigureWidget cannot hold), in or out of a kernel."""
+    output.outputs = tuple(
+        {"output_type": "display_data", "metadata": {},
+         "data": {"application/vnd.plotly.v1+json": json.loads(fig.to_json()),
+                  "text/plain": f"<plotly figure: {fig.layout.title.text or ''}>"}}
+        for fig in figs)
 
 
 _STYLE = """<style>
@@ -544,8 +555,6 @@ class DatasetExplorer:
     # ---- on request: the model runs
     def animate(self) -> None:
         """Decode the crystal in view again with a recorder and show its particles moving."""
-        from IPython.display import display
-
         from ..data import CrystalBatch
         from ..decode import decode
         from ..hooks import TrajectoryRecorder
@@ -564,9 +573,7 @@ class DatasetExplorer:
             fig = compute.trajectory_view(rec, 0, [s.crystals[i]]).figure(
                 title=f"{s.ids[i]}: particles on their way ({int(res.num_atoms[0])} atoms decoded here, "
                       f"{int(s.decoded.num_atoms[i])} in the survey; {s.verdicts[i].true_atoms} true)")
-            self.animation.clear_output(wait=True)
-            with self.animation:
-                display(fig)
+            _show(self.animation, fig)
             self._drawn[3] = i
         finally:
             self.animate_button.disabled = False
@@ -591,8 +598,6 @@ class DatasetExplorer:
     def interpolate(self):
         """Decode the latents on the line from A to B and show them (and the path's atom count and
         lattice). Returns the `InterpolationData`."""
-        from IPython.display import display
-
         a, b = self.pair
         if a is None or b is None:
             raise ValueError("pick A and B first (set_pair or the buttons)")
@@ -602,10 +607,8 @@ class DatasetExplorer:
         try:
             data = compute.decode_interpolation(ck.model, [s.crystals[a], s.crystals[b]], self.interpolation_steps,
                                                 box=ck.box, vocab=ck.vocab, config=s.decoded.config)
-            self.interpolation.clear_output(wait=True)
-            with self.interpolation:
-                display(data.figure(title=f"{s.ids[a]} ({s.formulas[a]}) → {s.ids[b]} ({s.formulas[b]})"))
-                display(data.figure(F.interpolation_path_figure))
+            _show(self.interpolation, data.figure(title=f"{s.ids[a]} ({s.formulas[a]}) → {s.ids[b]} ({s.formulas[b]})"),
+                  data.figure(F.interpolation_path_figure))
         finally:
             self._update_pair_controls()
         return data
