@@ -181,6 +181,10 @@ class Survey:
         zs = sorted({int(z) for c in self.crystals for z in c.atomic_numbers})
         return [Element.from_Z(z).symbol for z in zs]
 
+    @functools.cached_property
+    def _latents64(self) -> np.ndarray:
+        return np.ascontiguousarray(self.latents, dtype=np.float64)
+
     def latents_tensor(self) -> torch.Tensor:
         """(B, D) latents on the model's device, in its dtype (for `nesf_viz.viz.compute`)."""
         p = next(self.checkpoint.model.parameters())
@@ -258,8 +262,9 @@ class Survey:
         indices (k,) and distances (k,), nearest first (ties by index)."""
         if not 0 <= index < len(self):
             raise IndexError(f"crystal {index} out of range for {len(self)} crystals")
-        z = self.latents.astype(np.float64)
-        d = np.sqrt(((z - z[index]) ** 2).sum(1))
+        z = self._latents64
+        diff = z - z[index]
+        d = np.sqrt(np.einsum("ij,ij->i", diff, diff))
         d[index] = np.inf
         k = min(k, len(self) - 1)
         order = np.lexsort((np.arange(len(d)), d))[:k]

@@ -582,9 +582,9 @@ class DatasetExplorer:
     def set_pair(self, a: int | None = -1, b: int | None = -1) -> None:
         """Pick crystals A and/or B for the interpolation (-1: keep)."""
         if a != -1:
-            self.pair[0] = a
+            self.pair[0] = None if a is None else int(a)
         if b != -1:
-            self.pair[1] = b
+            self.pair[1] = None if b is None else int(b)
         self._update_pair_controls()
         self._move_overlays()
 
