@@ -234,8 +234,8 @@ def selection_html(s: Survey, indices: Sequence[int], max_rows: int = 40) -> str
     for i in list(indices)[:max_rows]:
         r = s.row(int(i))
         colour = "" if r["right"] else " style='color:#d62728'"
-        body.append(f"<tr{colour}>" + "".join(f"<td style='padding:0 6px'>{html.escape(str(r[c]))}</td>"
-                                               for c in cols) + "</tr>")
+        cells = "".join(f"<td style='padding:0 6px;white-space:nowrap'>{html.escape(str(r[c]))}</td>" for c in cols)
+        body.append(f"<tr{colour}>{cells}</tr>")
     more = f"<div>... and {n - max_rows} more (all in the export)</div>" if n > max_rows else ""
     return (f"<div><b>{n} selected</b>: {right} decoded right, {n - right} wrong</div>"
             f"<div style='max-height:260px;overflow:auto'><table style='font-size:12px;border-collapse:collapse'>"
@@ -276,7 +276,7 @@ class DatasetExplorer:
     """
 
     def __init__(self, s: Survey, *, neighbours: int = 8, list_rows: int = 100, interpolation_steps: int = 7,
-                 field_step_angstrom: float = 0.12, height: int = 560):
+                 field_step_angstrom: float = 0.12, height: int = 560, width: int = 960):
         w = _ipw()
         if not len(s):
             raise ValueError("the survey holds no crystal")
@@ -308,6 +308,7 @@ class DatasetExplorer:
                                   layout=w.Layout(width="170px", display="none"))
         self.map = go.FigureWidget(map_view(s, self.x_axis.value, self.y_axis.value, self.colour.value).figure(
             height=height))
+        self.map.layout.width = width  # a widget inside boxes is not told its container's width
         self._wire_map()
 
         self.find_box = w.Text(placeholder="id or formula, then Enter", description="find",
@@ -320,14 +321,15 @@ class DatasetExplorer:
         self.list_title = w.HTML()
 
         self.verdict = w.HTML("<i>click a point on the map, a row of the list, or find a crystal by id / formula</i>")
+        self.verdict.add_class("nesf-verdict")
         self.neighbour_list = w.Select(options=[], rows=5, description="nearest", layout=w.Layout(width="660px"))
         self.neighbour_list.add_class("nesf-mono")
         self.pick_a = w.Button(description="set as A", layout=w.Layout(width="100px"))
         self.pick_b = w.Button(description="set as B", layout=w.Layout(width="100px"))
         self.pair_label = w.HTML("pair: A = -, B = -")
 
-        self.compare = go.FigureWidget()
-        self.vote = go.FigureWidget()
+        self.compare = go.FigureWidget(layout=dict(width=width))
+        self.vote = go.FigureWidget(layout=dict(width=width))
         self.fields_box = w.VBox([w.HTML("<i>the position / species field of the crystal in view (computed when "
                                          "this tab is shown)</i>")])
         self.animate_button = w.Button(description="decode it with particles", layout=w.Layout(width="240px"),
@@ -348,6 +350,7 @@ class DatasetExplorer:
             self.tabs.set_title(k, title)
 
         self.selection_table = w.HTML(selection_html(s, []))
+        self.selection_table.add_class("nesf-selection")
         self.folder = w.Text(value="nesf_selection", description="folder", layout=w.Layout(width="420px"))
         self.overwrite = w.Checkbox(value=False, description="overwrite an earlier export", indent=False)
         self.export_button = w.Button(description="export selection (CSV + CIFs)", disabled=True,
@@ -374,8 +377,9 @@ class DatasetExplorer:
         self.widget = w.VBox([
             self.header,
             w.HBox([self.x_axis, self.y_axis, self.colour, self.element]),
-            w.HBox([self.map], layout=w.Layout(width="100%")),
-            w.HBox([w.VBox([self.find_box, self.sort]), w.VBox([self.list_title, self.listing])]),
+            self.map,
+            self.list_title,
+            w.HBox([w.VBox([self.find_box, self.sort]), self.listing]),
             w.HTML("<hr style='margin:4px 0'>"),
             self.verdict,
             w.HBox([self.neighbour_list, w.VBox([self.pick_a, self.pick_b, self.pair_label])]),
@@ -390,6 +394,9 @@ class DatasetExplorer:
     def _repr_mimebundle_(self, **kwargs: Any) -> dict:
         """The widget, and beside it a static PNG of the map as it is now (for a notebook read
         without a kernel: exported HTML, a viewer that cannot run widgets)."""
+        for fw in self._figure_widgets():
+            fw._repr_mimebundle_()  # plotly's own step: the figure's current state becomes the view's first state
+            fw.send_state(["_widget_data", "_widget_layout"])  # sent even when unchanged (see _figure_widgets)
         bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
         try:
             png = self.snapshot_png()
@@ -402,6 +409,15 @@ class DatasetExplorer:
                                f"src='data:image/png;base64,{b64}'/><figcaption>{html.escape(self.survey.summary())}"
                                "</figcaption></figure>")
         return bundle
+
+    def _figure_widgets(self) -> list[go.FigureWidget]:
+        """Every FigureWidget of the explorer. Inside a container their state made before display
+        reaches the browser only as update messages; plotly refreshes a figure's full state when the
+        figure itself is displayed, so the explorer does that for each when it is displayed."""
+        out = [self.map, self.compare, self.vote]
+        if self._fields is not None:
+            out += [self._fields.figure, self._fields.species_figure]
+        return out
 
     def snapshot_png(self) -> bytes:
         """The map as it is now (axes, colour, crystal in view, pair) as PNG bytes."""
@@ -422,14 +438,14 @@ class DatasetExplorer:
         points = self.map.data[0]
         points.on_click(self._on_click)
         points.on_selection(self._on_selection)
-        points.on_deselect(lambda trace, pts: self.select_points([]))
+        points.on_deselect(lambda trace, pts: self._select([]))
 
     def _on_click(self, trace: Any, points: Any, state: Any) -> None:
         if points.point_inds:
             self.select(int(points.point_inds[0]))
 
     def _on_selection(self, trace: Any, points: Any, selector: Any) -> None:
-        self.select_points(points.point_inds)
+        self._select(points.point_inds)  # the browser has dimmed the rest already
 
     def _on_colour(self) -> None:
         self.element.layout.display = None if self.colour.value == ELEMENT_COLOUR else "none"
@@ -644,7 +660,12 @@ class DatasetExplorer:
 
     # ---- selection
     def select_points(self, indices: Sequence[int]) -> None:
-        """Make `indices` the selection (what a box / lasso on the map does): its table fills."""
+        """Make `indices` the selection (what a box / lasso on the map does): its table fills and
+        the map dims the rest."""
+        self._select(indices)
+        self.map.data[0].selectedpoints = self.selected or None
+
+    def _select(self, indices: Sequence[int]) -> None:
         t0 = time.perf_counter()
         self.selected = sorted({int(i) for i in indices})
         self.selection_table.value = selection_html(self.survey, self.selected)
