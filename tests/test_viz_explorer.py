@@ -167,6 +167,28 @@ def test_the_other_tabs_evaluate_the_fields_only_when_shown(ex, made, monkeypatc
     assert fe.crystal.value == 4
 
 
+def test_a_crystal_decoded_to_nothing_is_drawn_alone_and_says_why(made):
+    import dataclasses
+
+    d = made.decoded
+    empty = dataclasses.replace(
+        d, positions_angstrom=(np.zeros((0, 3)), *d.positions_angstrom[1:]), species=(np.zeros(0, int), *d.species[1:]),
+        atomic_numbers=(np.zeros(0, int), *d.atomic_numbers[1:]),
+        particles_per_atom=(np.zeros(0, int), *d.particles_per_atom[1:]))
+    ex = E.DatasetExplorer(dataclasses.replace(made, decoded=empty, memo={}))
+    ex.select(1)
+    assert "scene2" in ex.compare.layout.to_plotly_json()  # a side-by-side comparison
+    ex.select(0)
+    assert "no atom decoded" in ex.compare.layout.title.text and len(ex.compare.data)
+    assert "scene2" not in ex.compare.layout.to_plotly_json()  # no empty second scene left behind
+    ex.tabs.selected_index = 2
+    assert "no atom decoded" in ex.vote.layout.title.text and not len(ex.vote.data)
+    ex.select(1)
+    assert len(ex.vote.data) and "no atom" in ex.compare.layout.title.text  # only the visible tab redraws
+    ex.tabs.selected_index = 0
+    assert "scene2" in ex.compare.layout.to_plotly_json() and "original vs decoded" in ex.compare.layout.title.text
+
+
 def test_list_rows_neighbours_and_search_go_to_their_crystal(ex, made):
     worst = made.worst(ex.sort.value, ex.list_rows)
     assert [v for _, v in ex.listing.options] == worst

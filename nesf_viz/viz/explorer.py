@@ -251,6 +251,19 @@ def _ipw():
     return ipywidgets
 
 
+def _show_in(fw: go.FigureWidget, fig: go.Figure, layout_paths: Sequence[str]) -> None:
+    """`fig` in the FigureWidget `fw` (in place where the traces allow, see `widgets._sync`), with the
+    named top-level layout properties that `fig` has; those it lacks are removed from `fw` (a crystal
+    drawn alone after a side-by-side comparison leaves no empty second scene behind)."""
+    from .widgets import _sync
+
+    have = fig.layout.to_plotly_json()
+    _sync(fw, fig, [p for p in layout_paths if p in have])
+    stale = [p for p in layout_paths if p not in have and p in fw.layout.to_plotly_json()]
+    if stale:
+        fw.plotly_relayout({p: None for p in stale})
+
+
 def _show(output: Any, *figs: go.Figure) -> None:
     """Put figures in an ipywidgets Output as Plotly's own mimetype (what JupyterLab's plotly
     extension draws; animations included, which a FigureWidget cannot hold), in or out of a kernel."""
@@ -530,8 +543,6 @@ class DatasetExplorer:
         return self._z
 
     def _draw_compare(self, i: int) -> None:
-        from .widgets import _sync
-
         s = self.survey
         original = s.crystals[i].to_structure()
         dec = s.decoded_crystals[i]
@@ -541,8 +552,8 @@ class DatasetExplorer:
             why = "no atom decoded" if not dec.num_atoms else "the predicted cell is impossible"
             fig = F.crystal_figure(original, title=f"{s.formulas[i]}: original ({why}: nothing to compare)",
                                    bonds=False)
-        _sync(self.compare, fig, ("title", "scene", "scene2", "annotations", "template", "margin", "legend",
-                                  "height", "font"))
+        _show_in(self.compare, fig, ("title", "scene", "scene2", "annotations", "template", "margin", "legend",
+                                     "height", "font"))
 
     def _draw_fields(self, i: int) -> None:
         from .widgets import FieldExplorer
@@ -557,8 +568,6 @@ class DatasetExplorer:
             self._fields.crystal.value = i
 
     def _draw_vote(self, i: int) -> None:
-        from .widgets import _sync
-
         s = self.survey
         if not s.decoded.num_atoms[i]:
             fig = go.Figure()
@@ -566,7 +575,7 @@ class DatasetExplorer:
         else:
             fig = compute.species_votes(s.checkpoint.model, self._latents(), s.decoded, i, vocab=s.checkpoint.vocab,
                                         originals=s.crystals).figure()
-        _sync(self.vote, fig, ("title", "scene", "template", "margin", "legend", "height", "font"))
+        _show_in(self.vote, fig, ("title", "scene", "template", "margin", "legend", "height", "font"))
 
     # ---- on request: the model runs
     def animate(self) -> None:
