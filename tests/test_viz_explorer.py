@@ -258,6 +258,8 @@ def test_the_pair_interpolates_and_the_particles_animate(ex, made):
     ex.animate()
     (anim,) = [o["data"]["application/vnd.plotly.v1+json"] for o in ex.animation.outputs]
     assert len(anim["frames"]) > 2 and made.ids[1] in anim["layout"]["title"]["text"]
+    ex.select(2)  # another crystal: its particles are not shown until asked for
+    assert ex.animation.outputs == ()
 
 
 def test_the_explorer_displays_as_a_widget_with_a_static_picture_beside(ex, made):

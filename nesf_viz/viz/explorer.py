@@ -122,7 +122,7 @@ def _tsne(s: Survey, z: np.ndarray) -> np.ndarray:
 
 def map_axes(s: Survey) -> list[str]:
     """What the map's axes can show: latent projections, then every numeric quantity."""
-    proj = [p for p, (kind, _) in PROJECTIONS.items() if kind == "pca" or _tsne_available()]
+    proj = [p for p, (kind, _) in PROJECTIONS.items() if kind == "pca" or (len(s) >= 5 and _tsne_available())]
     return proj + [name for name, q in s.quantities.items() if not q.categorical]
 
 
@@ -534,7 +534,7 @@ class DatasetExplorer:
         elif k == 2:
             self._draw_vote(i)
         elif k == 3:
-            self.animation.clear_output()
+            self.animation.outputs = ()  # another crystal's particles: gone until the button is pressed
         self._drawn[k] = i
 
     def _latents(self):
