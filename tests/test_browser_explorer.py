@@ -1,9 +1,11 @@
 """The dataset explorer in a real browser: JupyterLab runs notebook 6 (LCS6Å test crystals where
 ../shared/data has them, else the embedded ones), a mouse click on a map point redraws the panel,
-a box drag on the map fills the selection table, the export button writes it; no console errors.
+the fields and species-vote tabs draw that crystal, a box drag on the map fills the selection
+table, the export button writes it; no console errors.
 
 Chromium and Playwright as in tests/test_browser.py (skipped with the reason when absent). Leaves
-screenshots in the test's tmp dir and copies at /tmp/nesf_explorer_{map,click,map_selected,selection}.png.
+screenshots in the test's tmp dir and copies at
+/tmp/nesf_explorer_{map,click,tab_fields,tab_species_vote,map_selected,selection}.png.
 """
 
 from __future__ import annotations
@@ -107,6 +109,18 @@ def test_notebook_6_click_a_point_select_a_box_and_export(playwright_sync, tmp_p
         page.wait_for_timeout(800)
         shot_click = tmp_path / "explorer_click.png"
         page.screenshot(path=str(shot_click))  # the panel after the click: verdict, neighbours, original vs decoded
+        # the other tabs draw the crystal in view when shown: field slice, species vote
+        for tab, title in (("fields", "Position field · " + crystal_id), ("species vote", "")):
+            page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text=tab).first.click()
+            page.wait_for_function(
+                """([title, tab]) => [...document.querySelectorAll('.js-plotly-plot')].some(g => {
+                       const t = String(((g.layout || {}).title || {}).text || '');
+                       const ok = title ? t.startsWith(title) : /vote/i.test(t);
+                       return ok && (g.data || []).length > 0 && g.offsetWidth > 0; })""",
+                arg=[title, tab], timeout=30_000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(tmp_path / f"explorer_tab_{tab.replace(' ', '_')}.png"))
+        page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="original vs decoded").first.click()
         map_el.scroll_into_view_if_needed()
         page.wait_for_timeout(500)
 
@@ -148,6 +162,7 @@ def test_notebook_6_click_a_point_select_a_box_and_export(playwright_sync, tmp_p
         page.wait_for_timeout(800)
         shot_sel = tmp_path / "explorer_selection.png"
         page.screenshot(path=str(shot_sel))
-        for name in ("explorer_map", "explorer_click", "explorer_map_selected", "explorer_selection"):
+        for name in ("explorer_map", "explorer_click", "explorer_tab_fields", "explorer_tab_species_vote",
+                     "explorer_map_selected", "explorer_selection"):
             shutil.copy(tmp_path / f"{name}.png", Path(f"/tmp/nesf_{name}.png"))
     assert time.monotonic() - t0 < 240, "the browser test should stay near 2 minutes"
