@@ -7,9 +7,18 @@ Medians and quartiles over repeated moves; this machine is noisy, so compare med
 
     .venv/bin/python benchmarks/widget_latency.py [--repeats 10] [--threads 1]
                                                   [--checkpoint PATH] [--crystals 4]
+                                                  [--only widgets|explorer] [--explorer-data NAME ...]
 
 Exact fields of synthetic test crystals always; the learned-field numbers use the shipped
 checkpoint (or --checkpoint) and are skipped with the reason when there is none.
+
+The dataset explorer (`nesf_viz.explore`): a click on the map -> the panel redrawn (verdict,
+neighbours, the map's rings and the visible tab), per tab, and a colour change of the whole map,
+for each dataset of --explorer-data (default: the LCS6Å test split with the shipped 'lcs6' model,
+and the perov_5 validation file with the 'perov5' model, or 'lcs6' when that is not shipped, whose
+vocabulary may not cover every element: those crystals are skipped and counted). The survey behind
+it is read from the cache (`nesf_viz.survey.cache_folder()`); a first run computes it (minutes for
+thousands of crystals; the time is printed). A dataset whose file is absent is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -55,10 +64,82 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--crystals", type=int, default=4)
+    ap.add_argument("--only", choices=("widgets", "explorer"), default=None)
+    ap.add_argument("--explorer-data", nargs="+", default=["lcs6_test", "perov_5_val"],
+                    help="datasets of nesf_viz.datasets.FILES for the explorer rows")
+    ap.add_argument("--clicks", type=int, default=30, help="clicks per explorer row")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.only != "explorer":
+        _widgets(args)
+    if args.only != "widgets":
+        for name in args.explorer_data:
+            _explorer(name, args.clicks)
 
+
+def _model_for(dataset: str) -> str:
+    """The shipped model for a dataset: its own when shipped (perov5 for perov_5), else lcs6."""
+    from nesf_viz.assets import CHECKPOINTS
+
+    own = {"perov_5_val": "perov5", "lcs6_test": "lcs6", "lcs6_train": "lcs6", "lcs6_val": "lcs6"}.get(dataset)
+    return own if own in CHECKPOINTS and CHECKPOINTS[own].path.is_file() else "lcs6"
+
+
+def _explorer(dataset: str, clicks: int) -> None:
+    """Click -> panel redraw of the dataset explorer on a real dataset."""
+    import warnings
+
+    from nesf_viz.datasets import DatasetUnavailable, dataset_path
+    from nesf_viz.errors import SkippedStructuresWarning
+    from nesf_viz.survey import survey
+    from nesf_viz.viz.explorer import DatasetExplorer
+
+    try:
+        dataset_path(dataset)
+    except DatasetUnavailable as exc:
+        print(f"\nexplorer on {dataset} skipped: {exc}")
+        return
+    model = _model_for(dataset)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SkippedStructuresWarning)
+        s, seconds = timed(lambda: survey(dataset, model, skip_bad=True, progress=False))
+    skipped = [str(w.message) for w in caught if issubclass(w.category, SkippedStructuresWarning)]
+    how = "read from the cache" if s.from_cache else "computed and cached"
+    print(f"\nexplorer on {dataset}, model '{model}' ({s.decoder} decoder): {len(s)} crystals on the map, "
+          f"{len(s.skipped)} skipped (elements outside the model's vocabulary); survey {how} in {seconds:.1f} s"
+          + (f" (computed in {s.compute_seconds:.0f} s)" if s.from_cache else ""))
+    for w in skipped[:1]:
+        print(f"  {w[:300]}")
+    print(f"  {s.summary()}")
+    ex, seconds = timed(lambda: DatasetExplorer(s))
+    print(f"  explorer built in {seconds:.2f} s")
+    rng = np.random.default_rng(0)
+    picks = rng.choice(len(s), size=min(clicks + 1, len(s)), replace=False).tolist()
+    ex.select(picks[0])  # the first drawing of a structure imports crystal-toolkit (seconds, once)
+    for tab, label in ((0, "original vs decoded"), (1, "fields"), (2, "species vote")):
+        ex.tabs.selected_index = tab
+        xs = []
+        for i in picks[1:]:
+            ex.map.data[0]._dispatch_on_click(_Points(i), None)  # the browser's click, as the kernel gets it
+            xs.append(ex.last_update_s)
+        _row(f"click -> panel redraw, tab '{label}'", xs)
+    ex.tabs.selected_index = 0
+    colours = ["position error (Å)", "crystal system", "decoded right / wrong"]
+    _row("colour change -> whole map redrawn", _moves(ex.colour, colours, max(1, clicks // 10)))
+    sel = [timed(lambda: ex.select_points(rng.choice(len(s), size=min(500, len(s)), replace=False)))[1]
+           for _ in range(5)]
+    _row("selection of 500 -> table", sel)
+
+
+def _Points(i: int):
+    from plotly.callbacks import Points
+
+    return Points(point_inds=[i], xs=[0.0], ys=[0.0], trace_name="crystals", trace_index=0)
+
+
+def _widgets(args) -> None:
     from nesf_viz.assets import default_checkpoint_path
     from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals
     from nesf_viz.decode import decode
@@ -68,7 +149,6 @@ def main() -> None:
     from nesf_viz.runs import load_checkpoint
     from nesf_viz.viz import widgets
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     crystals = load_crystals("synthetic", "test")[: args.crystals]
 
     # ---- exact fields, recorder with its default 2000-particle subsample

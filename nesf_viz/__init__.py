@@ -32,6 +32,7 @@ from .recipes import TrainConfig
 from .reconstruction import Reconstruction, reconstruct
 from .runs import Checkpoint, load_checkpoint
 from .sampling import QuerySampler, SamplingConfig
+from .survey import Survey, survey
 from .train import EpochReport, train
 
 __version__ = "0.1.0"
@@ -58,12 +59,14 @@ __all__ = [
     "SamplingConfig",
     "SpeciesVocab",
     "StructureFields",
+    "Survey",
     "TrainConfig",
     "TrajectoryRecorder",
     "crystal_from_structure",
     "crystal_verdicts",
     "decode",
     "decode_crystals",
+    "explore",
     "format_verdicts",
     "ground_truth_targets",
     "load_checkpoint",
@@ -78,5 +81,16 @@ __all__ = [
     "reconstruct",
     "resolve_device",
     "run_evaluate",
+    "survey",
     "train",
 ]
+
+
+def __getattr__(name: str):
+    """`nesf_viz.explore` (the dataset explorer) is imported on first use: it needs plotly and
+    ipywidgets, which `import nesf_viz` does not load."""
+    if name == "explore":
+        from .viz.explorer import explore
+
+        return explore
+    raise AttributeError(f"module 'nesf_viz' has no attribute {name!r}")

@@ -7,6 +7,7 @@ import X``):
     particles   particle_animation, cluster_figure, species_vote_figure
     fields      field_slice_figure, species_slice_figure, query_points_figure
     latent      latent_pca_figure, interpolation_figure, interpolation_path_figure
+    survey      survey_map_figure, survey_map_png (a dataset's map; the explorer's)
     training    training_curves_figure, update_training_curves
     benchmark   metrics_bars_figure, time_to_accuracy_figure
     network     architecture_figure
@@ -28,6 +29,7 @@ from .network import architecture_figure
 from .output import save_html, save_png
 from .particles import cluster_figure, particle_animation, species_vote_figure
 from .structure import compare_figure, crystal_figure
+from .survey import survey_map_figure, survey_map_png
 from .training import training_curves_figure, update_training_curves
 
 __all__ = [
@@ -51,6 +53,8 @@ __all__ = [
     "save_png",
     "species_slice_figure",
     "species_vote_figure",
+    "survey_map_figure",
+    "survey_map_png",
     "time_to_accuracy_figure",
     "training_curves_figure",
     "update_training_curves",
