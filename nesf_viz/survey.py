@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Survey", "Quantity", "survey", "cache_folder", "crystal_system", "CACHE_FORMAT"]
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 """Bumped when what a cache file holds, or how it is computed, changes (old files are ignored)."""
 
 _SYSTEMS = ((2, "triclinic"), (15, "monoclinic"), (74, "orthorhombic"), (142, "tetragonal"), (167, "trigonal"),
@@ -457,6 +457,7 @@ def _to_npz(s: Survey) -> bytes:
         v_species_error=np.array([x.species_error_pct for x in v], np.float64),
         v_length_mae=np.array([x.length_mae_A for x in v], np.float64),
         v_angle_mae=np.array([x.angle_mae_deg for x in v], np.float64),
+        v_matcher_reason=np.array([x.matcher_reason for x in v], dtype=str),
         spacegroups=s.spacegroups.astype(np.int64),
         skipped=_strings(s.skipped),
         meta=np.array(json.dumps({"source": s.source, "checkpoint": s.checkpoint_label, "decoder": s.decoder,
@@ -492,11 +493,11 @@ def _from_npz(path: Path, config: DecodeConfig) -> dict:
     verdicts = tuple(CrystalVerdict(
         id=cid, true_formula=str(tf), decoded_formula=str(df), true_atoms=int(ta), decoded_atoms=int(da),
         composition_right=bool(cr), matched=m, position_error_A=float(pe), species_error_pct=float(se),
-        length_mae_A=float(le), angle_mae_deg=float(ae))
-        for cid, tf, df, ta, da, cr, m, pe, se, le, ae in zip(
+        length_mae_A=float(le), angle_mae_deg=float(ae), matcher_reason=str(mr))
+        for cid, tf, df, ta, da, cr, m, pe, se, le, ae, mr in zip(
             ids, a["v_true_formula"], a["v_decoded_formula"], a["v_true_atoms"], a["v_decoded_atoms"],
             a["v_composition_right"], matched, a["v_position_error"], a["v_species_error"], a["v_length_mae"],
-            a["v_angle_mae"]))
+            a["v_angle_mae"], a["v_matcher_reason"]))
     return dict(crystals=crystals, latents=a["latents"], decoded=decoded, verdicts=verdicts,
                 spacegroups=a["spacegroups"], skipped=tuple(str(x) for x in a["skipped"]),
                 compute_seconds=float(meta.get("compute_seconds", float("nan"))))
