@@ -1,16 +1,24 @@
 """Where the real datasets live, by name: one registry instead of paths spelled out per module.
 
-The files are not part of the package: `../shared/data` beside the checkout (its README says
-where they come from), or wherever `$NESF_VIZ_DATA` points. Code that needs one asks
-`dataset_path(name)` and skips with `DatasetUnavailable`'s reason when it is absent.
+The files live in `../shared/data` beside the checkout (its README says where they come from), or
+wherever `$NESF_VIZ_DATA` points. One is also part of the package: the LCS6Å test split (301
+Materials Project structures, CC BY 4.0; `nesf_viz/sample_data/`, attribution in its
+ATTRIBUTION.md), read when the data root lacks it, so that the notebooks show real crystals on a
+fresh machine. Code that needs a dataset asks `dataset_path(name)` and skips with
+`DatasetUnavailable`'s reason when it is absent; `held_out_crystals(model)` gives the test
+crystals a shipped model never saw.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import DatasetError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .crystal import Crystal
 
 FILES: dict[str, str] = {
     "lcs6_train": "nesf_paper/lcs6_train.csv",
@@ -26,6 +34,14 @@ FILES: dict[str, str] = {
 frame already: read them with `conventional=False`."""
 
 
+SAMPLE_DATA = Path(__file__).resolve().parent / "sample_data"
+"""The package's own copy of the datasets in `PACKAGED` (and their ATTRIBUTION.md)."""
+
+PACKAGED: dict[str, str] = {"lcs6_test": "lcs6_test.csv"}
+"""Name -> file under `SAMPLE_DATA`: the datasets the package carries, read when the data root
+lacks them (the same bytes as the shared file)."""
+
+
 class DatasetUnavailable(DatasetError):
     """A named dataset whose file is not present (benchmarks and tests skip with this reason)."""
 
@@ -37,11 +53,36 @@ def data_root() -> Path:
 
 
 def dataset_path(name: str, root: str | Path | None = None, must_exist: bool = True) -> Path:
-    """The file (or folder) of a named dataset; `DatasetUnavailable` saying where it was looked for."""
+    """The file (or folder) of a named dataset: under the data root when there, else the package's
+    copy for a dataset in `PACKAGED`; else `DatasetUnavailable` saying where it was looked for
+    (or, with must_exist=False, the path under the data root)."""
     if name not in FILES:
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(FILES)}")
     path = Path(root or data_root()) / FILES[name]
+    if not path.exists() and name in PACKAGED:
+        return SAMPLE_DATA / PACKAGED[name]
     if must_exist and not path.exists():
         raise DatasetUnavailable(f"{path} not present (real datasets live in ../shared/data beside the "
                                  "checkout, or set $NESF_VIZ_DATA)")
     return path
+
+
+def held_out_crystals(model: str, limit: int | None = None) -> list[Crystal]:
+    """The held-out test crystals of a shipped model (`nesf_viz.assets.CHECKPOINTS`), which it
+    never trained on, in their file's order: the embedded test split for 'synthetic', the LCS6Å
+    test split for a model of the 'lcs6' dataset (packaged, so always here), else the protocol's
+    test split of the model's dataset (`nesf_viz.protocol.make_tasks`; `DatasetUnavailable` when
+    its file is absent). Cells as given (the shared files hold conventional cells)."""
+    from .assets import CHECKPOINTS
+    from .data import load_crystals
+
+    if model not in CHECKPOINTS:
+        raise DatasetError(f"no shipped model named {model!r}; shipped: {', '.join(CHECKPOINTS)}")
+    dataset = CHECKPOINTS[model].dataset
+    if dataset == "synthetic":
+        return load_crystals("synthetic", "test", limit=limit)
+    if dataset == "lcs6":
+        return load_crystals("lcs6_test", limit=limit)
+    from .protocol import make_tasks
+
+    return list(make_tasks(dataset)[0].test[:limit])
