@@ -9,12 +9,11 @@ setting or the frame, so the paper's metrics stay comparable.
 
 from __future__ import annotations
 
-import warnings
 from typing import Sequence
 
 import numpy as np
 
-from .data import Crystal
+from .data import Crystal, quiet_spglib
 from .geometry import lattice_matrix_np, min_image_frac
 from .metrics import matchable
 
@@ -32,8 +31,7 @@ def spacegroup_number(crystal: Crystal, symprec_angstrom: float = 0.01) -> int |
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_spglib():
             return int(SpacegroupAnalyzer(crystal.to_structure(), symprec=symprec_angstrom).get_space_group_number())
     except Exception:  # spglib gives up on degenerate cells
         return None
@@ -51,8 +49,7 @@ def symmetrize(crystal: Crystal, symprec_angstrom: float = 0.1) -> Crystal:
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_spglib():
             ops = SpacegroupAnalyzer(crystal.to_structure(), symprec=symprec_angstrom).get_symmetry_operations(
                 cartesian=False)
     except Exception:
