@@ -279,7 +279,9 @@ def test_latent_table_describes_real_crystals_by_crystal_system_space_group_and_
     assert fig.data[0].text[0] == t.hover[0]
     atoms = compute.latent_table(model, crystals, "atoms", vocab=vocab)
     assert atoms.label_order == sorted(set(atoms.labels), key=lambda s: int(s.split()[0]))
-    assert atoms.labels[0] == "8 atoms"
+    assert atoms.labels[0] == "8 atoms" and atoms.hover == t.hover
+    again = t.relabel("atoms")  # the same, without the model or spglib again
+    assert again.labels == atoms.labels and again.label_order == atoms.label_order and again.latents is t.latents
     groups = compute.latent_table(model, crystals, "space group", vocab=vocab)
     assert groups.labels[0] == "Fm-3m" and groups.label_order[-1] in ("Fm-3m", "Pm-3m", "Im-3m", "Fd-3m", "Pn-3m")
     with pytest.raises(ValueError, match="need Crystals"):

@@ -170,6 +170,16 @@ class LatentTableData(ViewData):
     names: list[str]
     hover: list[str] | None = None
     label_order: list[str] | None = None
+    descriptions: list | None = None
+    """`nesf_viz.symmetry.describe` of each crystal when the labels needed it (then `relabel` works)."""
+
+    def relabel(self, labels: str) -> LatentTableData:
+        """The same latents and hover texts under other labels of `DESCRIBED_LABELS` (no model
+        run, no symmetry search again)."""
+        if self.descriptions is None:
+            raise ValueError("relabel needs a table made with one of DESCRIBED_LABELS (it keeps the descriptions)")
+        lab, order = _described_labels(self.descriptions, labels)
+        return replace(self, labels=lab, label_order=order)
 
 
 @dataclass(frozen=True, eq=False)
@@ -709,24 +719,15 @@ def latent_table(
         names = [c.id or f"#{i}" for i, c in enumerate(items)]
     with _inference(model):
         z = torch.cat([model.latents(b) for b in batches]) if batches else torch.zeros(0, 1)
-    hover = order = None
+    hover = order = descriptions = None
     if isinstance(labels, str) and labels in DESCRIBED_LABELS:
         if not items:
             raise ValueError(f"labels {labels!r} need Crystals (a CrystalBatch is not described)")
-        from ..symmetry import CRYSTAL_SYSTEMS, describe
+        from ..symmetry import describe
 
-        desc = [describe(c, symprec_angstrom) for c in items]
-        hover = [f"{n}<br>{d.text()}" for n, d in zip(names, desc)]
-        if labels == "crystal system":
-            lab = [d.crystal_system for d in desc]
-            order = [c for c in (*CRYSTAL_SYSTEMS, "unknown") if c in lab]
-        elif labels == "space group":
-            lab = [d.spacegroup for d in desc]
-            order = sorted(set(lab), key=lambda sg: next((d.spacegroup_number or 999 for d in desc
-                                                          if d.spacegroup == sg), 999))
-        else:
-            lab = [f"{d.num_atoms} atoms" for d in desc]
-            order = sorted(set(lab), key=lambda t: int(t.split()[0]))
+        descriptions = [describe(c, symprec_angstrom) for c in items]
+        hover = [f"{n}<br>{d.text()}" for n, d in zip(names, descriptions)]
+        lab, order = _described_labels(descriptions, labels)
     elif isinstance(labels, str):
         if not items:
             raise ValueError("labels by property name need Crystals "
@@ -743,7 +744,24 @@ def latent_table(
 
         hover = [f"{n}<br>{crystal_formula(c)} · {c.num_atoms} atoms" for n, c in zip(names, items)]
     return LatentTableData(latents=z.detach().double().cpu().numpy(), labels=lab, names=names, hover=hover,
-                           label_order=order)
+                           label_order=order, descriptions=descriptions)
+
+
+def _described_labels(descriptions: Sequence[Any], kind: str) -> tuple[list[str], list[str]]:
+    """Labels of one of `DESCRIBED_LABELS` from `symmetry.describe` results, and the legend's
+    order: crystal systems from the most symmetric, space groups by number, atom counts by size."""
+    from ..symmetry import CRYSTAL_SYSTEMS
+
+    if kind == "crystal system":
+        lab = [d.crystal_system for d in descriptions]
+        return lab, [c for c in (*CRYSTAL_SYSTEMS, "unknown") if c in lab]
+    if kind == "space group":
+        number = {d.spacegroup: d.spacegroup_number or 999 for d in descriptions}
+        return [d.spacegroup for d in descriptions], sorted(number, key=number.get)
+    if kind == "atoms":
+        lab = [f"{d.num_atoms} atoms" for d in descriptions]
+        return lab, sorted(set(lab), key=lambda t: int(t.split()[0]))
+    raise ValueError(f"unknown described label {kind!r}; choose from {', '.join(DESCRIBED_LABELS)}")
 
 
 # ----------------------------------------------------------------------------- species vote
