@@ -112,6 +112,7 @@ def test_every_widget_displays_itself_then_a_static_snapshot_of_its_figures(reco
     z = fields.latents()
     fe = widgets.FieldExplorer(fields, z, crystals, vocab)
     assert _snapshot_figure_count(fe.snapshot_bundle()) == 1
+    assert fe._species_figure is None  # a second FigureWidget (5 MB of plotly's bundle) only when shown
     fe.kind.value = "species field"
     assert "Species field" in fe.snapshot_bundle()["text/html"]
 

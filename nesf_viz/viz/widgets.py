@@ -356,8 +356,8 @@ class FieldExplorer(_Displayable):
                                     style={"button_width": "120px", "description_width": "initial"})
         self.figure = go.FigureWidget()
         self.figure.layout.uirevision = "keep"
-        self.species_figure = go.FigureWidget()
-        self.species_figure.layout.uirevision = "keep"
+        self._species_figure: go.FigureWidget | None = None  # made when first shown (each FigureWidget
+        # sends plotly's 5 MB widget bundle to the page, and an export keeps a copy per widget)
         self._shown_kind = None
         self._set_offset_range()
         self._redraw(full=True)
@@ -409,6 +409,14 @@ class FieldExplorer(_Displayable):
             self._shown_kind = self.kind.value
         else:
             _sync(fw, fig, ("title", "xaxis.range", "yaxis.range"))
+
+    @property
+    def species_figure(self) -> go.FigureWidget:
+        """The FigureWidget of the species field (made the first time it is asked for)."""
+        if self._species_figure is None:
+            self._species_figure = go.FigureWidget()
+            self._species_figure.layout.uirevision = "keep"
+        return self._species_figure
 
     @property
     def current_figure(self) -> go.FigureWidget:
