@@ -5,20 +5,16 @@ wherever `$NESF_VIZ_DATA` points. One is also part of the package: the LCS6Å te
 Materials Project structures, CC BY 4.0; `nesf_viz/sample_data/`, attribution in its
 ATTRIBUTION.md), read when the data root lacks it, so that the notebooks show real crystals on a
 fresh machine. Code that needs a dataset asks `dataset_path(name)` and skips with
-`DatasetUnavailable`'s reason when it is absent; `held_out_crystals(model)` gives the test
-crystals a shipped model never saw.
+`DatasetUnavailable`'s reason when it is absent (`nesf_viz.evaluate.held_out_crystals(model)`
+gives the test crystals a shipped model never saw).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .errors import DatasetError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .crystal import Crystal
 
 FILES: dict[str, str] = {
     "lcs6_train": "nesf_paper/lcs6_train.csv",
@@ -65,24 +61,3 @@ def dataset_path(name: str, root: str | Path | None = None, must_exist: bool = T
         raise DatasetUnavailable(f"{path} not present (real datasets live in ../shared/data beside the "
                                  "checkout, or set $NESF_VIZ_DATA)")
     return path
-
-
-def held_out_crystals(model: str, limit: int | None = None) -> list[Crystal]:
-    """The held-out test crystals of a shipped model (`nesf_viz.assets.CHECKPOINTS`), which it
-    never trained on, in their file's order: the embedded test split for 'synthetic', the LCS6Å
-    test split for a model of the 'lcs6' dataset (packaged, so always here), else the protocol's
-    test split of the model's dataset (`nesf_viz.protocol.make_tasks`; `DatasetUnavailable` when
-    its file is absent). Cells as given (the shared files hold conventional cells)."""
-    from .assets import CHECKPOINTS
-    from .data import load_crystals
-
-    if model not in CHECKPOINTS:
-        raise DatasetError(f"no shipped model named {model!r}; shipped: {', '.join(CHECKPOINTS)}")
-    dataset = CHECKPOINTS[model].dataset
-    if dataset == "synthetic":
-        return load_crystals("synthetic", "test", limit=limit)
-    if dataset == "lcs6":
-        return load_crystals("lcs6_test", limit=limit)
-    from .protocol import make_tasks
-
-    return list(make_tasks(dataset)[0].test[:limit])

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from nesf_viz.assets import CHECKPOINTS, checkpoint_path, default_checkpoint_path
-from nesf_viz.datasets import DatasetUnavailable, held_out_crystals
+from nesf_viz.datasets import DatasetUnavailable
 from nesf_viz.decode import DecodeConfig, decode_crystals
 from nesf_viz.errors import CheckpointError
+from nesf_viz.evaluate import held_out_crystals
 from nesf_viz.metrics import metrics_of
 from nesf_viz.model import NeSF
 from nesf_viz.runs import load_checkpoint

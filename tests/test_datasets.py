@@ -11,9 +11,9 @@ from nesf_viz.datasets import (
     DatasetUnavailable,
     data_root,
     dataset_path,
-    held_out_crystals,
 )
 from nesf_viz.errors import DatasetError
+from nesf_viz.evaluate import held_out_crystals
 
 from .conftest import shared_data
 

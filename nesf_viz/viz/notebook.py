@@ -134,7 +134,19 @@ def snapshot_bundle(figures: Sequence[go.Figure], caption: str = "", name: str =
 
 
 class SnapshotDisplay:
-    """Mixin: display the widget, then a static snapshot of its figures (module docstring)."""
+    """Mixin: display the widget, then a static snapshot of its figures (module docstring).
+
+        class MyExplorer(SnapshotDisplay):
+            def __init__(self, ...):
+                self.figure = go.FigureWidget(...)
+                self.widget = ipywidgets.VBox([controls, self.figure])
+
+            def snapshot_figures(self):
+                return [self.figure]
+
+    ``MyExplorer(...)`` as a cell's last line (or ``display(explorer)``) then shows the live
+    widget in JupyterLab and its figures in an exported page.
+    """
 
     widget: Any
     _snapshot_handle: Any = None
