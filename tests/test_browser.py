@@ -185,7 +185,7 @@ def test_notebook_4_interpolation_draws_its_crystal_and_follows_the_slider(playw
         page.wait_for_function(
             """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
                 String(((gd.layout || {}).title || {}).text || '').startsWith('t = 0.00'))""",
-            timeout=60_000)
+            timeout=150_000)  # its two FigureWidgets load plotly's 5 MB widget bundle each: over 60 s once under load
         before = _interpolation_state(page)
         assert before and before["traces"] > 0 and before["canvas"], before  # not empty axes
         slider = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=re.compile(r"^t$")))
