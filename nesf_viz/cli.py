@@ -134,6 +134,10 @@ def _add_recipe_args(p) -> None:
 
 
 PRECISION_NAMES = {True: "bf16", False: "float32", "auto": "bf16 where native, else float32"}
+DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda, cuda:1, ..."
+DATA_HELP = ("a CSV with a cif column, a folder of .cif files, one .cif file, a dataset name (lcs6_test, "
+             "perov_5_val, ...: nesf_viz.datasets.FILES) or 'synthetic[:N]' (its test split)")
+CHECKPOINT_HELP = "a .pt file, a training output folder, or a shipped model's name (synthetic, lcs6, ...)"
 SKIP_BAD_HELP = "skip unreadable structures and elements outside the model's vocabulary (named) instead of stopping"
 
 
@@ -166,8 +170,9 @@ def _add_train(sub) -> None:
                    help=f"early stopping patience in epochs (paper {TrainConfig().early_stopping_patience_epochs}; "
                         "quick: off); 0 = off")
     p.add_argument("--max-minutes", type=_positive_float, default=None, help="wall-clock budget")
-    p.add_argument("--device", type=_device, default="auto")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--device", type=_device, default="auto", help=DEVICE_HELP)
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the weights, the query sampling and the embedded data's split (default 0)")
     p.add_argument("--limit", type=_positive_int, default=None, help="use only the first N training structures")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt exactly")
     p.add_argument("--overwrite", action="store_true", help="start over in an OUT that already holds a run")
@@ -228,14 +233,12 @@ def _cmd_train(a) -> int:
 
 def _add_decode(sub) -> None:
     p = sub.add_parser("decode", help="encode and decode crystals with a trained checkpoint; write the decoded CIFs")
-    p.add_argument("--checkpoint", required=True,
-                   help="a .pt file, a training output folder, or a shipped model's name (synthetic, lcs6)")
-    p.add_argument("--data", required=True, help="one .cif file, a folder of .cif files, a CSV with a cif column, "
-                                                 "or 'synthetic[:N]' (its test split)")
+    p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--out", required=True, help="a folder (one CIF per crystal + summary.csv saying how right "
                                                 "each decode is) or a path ending in .csv (material_id,cif)")
     p.add_argument("--decode", choices=list(DECODERS), default="paper", help=DECODE_HELP)
-    p.add_argument("--device", type=_device, default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", type=_device, default="auto", help=DEVICE_HELP)
     p.add_argument("--limit", type=_positive_int, default=None, help="decode only the first N crystals")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="crystals decoded together")
     p.add_argument("--keep-cell", action="store_true", help="keep cells as given (default: conventional standard cell)")
@@ -272,13 +275,14 @@ def _cmd_decode(a) -> int:
 
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="decode and compute the paper's metrics")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, help=DATA_HELP)
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--checkpoint")
+    g.add_argument("--checkpoint", help=CHECKPOINT_HELP + " (or --fields exact)")
     g.add_argument("--fields", choices=["exact"], help="exact ground-truth fields (no model): tests the decoder")
-    p.add_argument("--json", default=None, help="write the metrics here")
-    p.add_argument("--limit", type=_positive_int, default=None)
-    p.add_argument("--device", type=_device, default="auto")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="also write the metrics to this JSON file (they are printed either way)")
+    p.add_argument("--limit", type=_positive_int, default=None, help="evaluate only the first N crystals")
+    p.add_argument("--device", type=_device, default="auto", help=DEVICE_HELP)
     p.add_argument("--decode", choices=list(DECODERS), default="paper", help=DECODE_HELP)
     p.add_argument("--keep-cell", action="store_true", help="keep cells as given (default: conventional standard cell)")
     p.add_argument("--skip-bad", action="store_true",
@@ -302,7 +306,7 @@ def _add_demo(sub) -> None:
     p.add_argument("--n-train", type=_positive_int, default=480, help="embedded training crystals of the short run")
     p.add_argument("--n-test", type=_positive_int, default=48, help="held-out test crystals decoded by both models")
     p.add_argument("--checkpoint", default=None, help="the converged model to show (default: the shipped one)")
-    p.add_argument("--device", type=_device, default="auto")
+    p.add_argument("--device", type=_device, default="auto", help=DEVICE_HELP)
 
 
 def _cmd_demo(a) -> int:
@@ -315,8 +319,8 @@ def _cmd_demo(a) -> int:
 
 def _add_export(sub) -> None:
     p = sub.add_parser("export", help="slim copy of a checkpoint for shipping (drops the optimizer state)")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--checkpoint", required=True, help=CHECKPOINT_HELP)
+    p.add_argument("--out", required=True, help="the slim .pt file to write")
 
 
 def _cmd_export(a) -> int:
@@ -331,9 +335,10 @@ def _add_benchmark(sub) -> None:
 
     p = sub.add_parser("benchmark", help="the reproduction protocol: train with seeds, select by val loss, "
                                          "evaluate held-out splits, tabulate next to the paper")
-    p.add_argument("--datasets", nargs="+", default=["lcs6"], choices=DATASETS)
+    p.add_argument("--datasets", nargs="+", default=["lcs6"], choices=DATASETS, metavar="DATASET",
+                   help=f"which protocols to run (default lcs6): {', '.join(DATASETS)}")
     p.add_argument("--out", default="out/benchmark", help="results.md, results.json, time_to_accuracy.html, runs/")
-    p.add_argument("--seeds", type=_seed, nargs="+", default=[0])
+    p.add_argument("--seeds", type=_seed, nargs="+", default=[0], help="one training run per seed (default: 0)")
     _add_recipe_args(p)
     p.add_argument("--max-minutes", type=_positive_float, default=None,
                    help="training budget per run (CPU budget mode)")
@@ -350,7 +355,7 @@ def _add_benchmark(sub) -> None:
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="warm start every run from this checkpoint (a shipped model's name or a file)")
     p.add_argument("--data-root", default=None, help="default: $NESF_VIZ_DATA or ../shared/data")
-    p.add_argument("--device", type=_device, default="auto")
+    p.add_argument("--device", type=_device, default="auto", help=DEVICE_HELP)
 
 
 def _cmd_benchmark(a) -> int:
@@ -373,13 +378,19 @@ COMMANDS = {"export": _cmd_export, "train": _cmd_train, "decode": _cmd_decode, "
             "benchmark": _cmd_benchmark}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The `nesf-viz` argument parser with every subcommand (tests check that every option says
+    what it does)."""
     parser = argparse.ArgumentParser(prog="nesf-viz", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what each step does (INFO level)")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_decode, _add_evaluate, _add_demo, _add_export, _add_benchmark):
         add(sub)
-    a = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

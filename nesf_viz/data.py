@@ -13,9 +13,11 @@ Angles are radians inside tensors and degrees at the pymatgen boundary.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import math
+import os
 import re
 import sys
 import warnings
@@ -47,6 +49,28 @@ log = logging.getLogger(__name__)
 OnError = Literal["raise", "skip"]
 
 
+@contextlib.contextmanager
+def quiet_spglib():
+    """Around a pymatgen / spglib symmetry call: spglib's own switch for its C-level warnings
+    (``SPGLIB_WARNING=OFF``, read at each call) and Python warnings off, restored after.
+
+    Without it, spglib writes lines such as "spglib: ssm_get_exact_positions failed." straight to
+    stderr while it retries at smaller tolerances (the perov_5 perovskites, whose positions are
+    distorted, trigger it when their conventional cells are built); the result is the same.
+    """
+    old = os.environ.get("SPGLIB_WARNING")
+    os.environ["SPGLIB_WARNING"] = "OFF"
+    try:
+        with warnings.catch_warnings():  # spglib's deprecation chatter is not the user's business either
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        if old is None:
+            os.environ.pop("SPGLIB_WARNING", None)
+        else:
+            os.environ["SPGLIB_WARNING"] = old
+
+
 def crystal_from_structure(
     structure, id: str = "", conventional: bool = True, properties: dict | None = None
 ) -> Crystal:
@@ -75,8 +99,7 @@ def crystal_from_structure(
         from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
         try:
-            with warnings.catch_warnings():  # spglib's deprecation chatter is not the user's business
-                warnings.simplefilter("ignore")
+            with quiet_spglib():
                 structure = SpacegroupAnalyzer(structure).get_conventional_standard_structure()
         except Exception as exc:  # spglib fails on degenerate cells
             raise CrystalInputError(

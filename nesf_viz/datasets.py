@@ -1,8 +1,12 @@
 """Where the real datasets live, by name: one registry instead of paths spelled out per module.
 
-The files are not part of the package: `../shared/data` beside the checkout (its README says
-where they come from), or wherever `$NESF_VIZ_DATA` points. Code that needs one asks
-`dataset_path(name)` and skips with `DatasetUnavailable`'s reason when it is absent.
+The files live in `../shared/data` beside the checkout (its README says where they come from), or
+wherever `$NESF_VIZ_DATA` points. One is also part of the package: the LCS6Å test split (301
+Materials Project structures, CC BY 4.0; `nesf_viz/sample_data/`, attribution in its
+ATTRIBUTION.md), read when the data root lacks it, so that the notebooks show real crystals on a
+fresh machine. Code that needs a dataset asks `dataset_path(name)` and skips with
+`DatasetUnavailable`'s reason when it is absent (`nesf_viz.evaluate.held_out_crystals(model)`
+gives the test crystals a shipped model never saw).
 """
 
 from __future__ import annotations
@@ -26,6 +30,14 @@ FILES: dict[str, str] = {
 frame already: read them with `conventional=False`."""
 
 
+SAMPLE_DATA = Path(__file__).resolve().parent / "sample_data"
+"""The package's own copy of the datasets in `PACKAGED` (and their ATTRIBUTION.md)."""
+
+PACKAGED: dict[str, str] = {"lcs6_test": "lcs6_test.csv"}
+"""Name -> file under `SAMPLE_DATA`: the datasets the package carries, read when the data root
+lacks them (the same bytes as the shared file)."""
+
+
 class DatasetUnavailable(DatasetError):
     """A named dataset whose file is not present (benchmarks and tests skip with this reason)."""
 
@@ -37,10 +49,14 @@ def data_root() -> Path:
 
 
 def dataset_path(name: str, root: str | Path | None = None, must_exist: bool = True) -> Path:
-    """The file (or folder) of a named dataset; `DatasetUnavailable` saying where it was looked for."""
+    """The file (or folder) of a named dataset: under the data root when there, else the package's
+    copy for a dataset in `PACKAGED`; else `DatasetUnavailable` saying where it was looked for
+    (or, with must_exist=False, the path under the data root)."""
     if name not in FILES:
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(FILES)}")
     path = Path(root or data_root()) / FILES[name]
+    if not path.exists() and name in PACKAGED:
+        return SAMPLE_DATA / PACKAGED[name]
     if must_exist and not path.exists():
         raise DatasetUnavailable(f"{path} not present (real datasets live in ../shared/data beside the "
                                  "checkout, or set $NESF_VIZ_DATA)")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .data import BoundingBox, Crystal, DataSource, SpeciesVocab
+from .data import BoundingBox, Crystal, DataSource, SpeciesVocab, load_crystals
 from .decode import DecodeConfig, DecodeResult, decode_crystals, usable_crystals
 from .device import resolve_device
 from .metrics import CrystalVerdict, ReconstructionMetrics, crystal_verdicts, metrics_of
@@ -23,7 +23,7 @@ from .runs import load_checkpoint
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_decode", "run_evaluate", "Evaluation", "format_table", "write_decoded_folder"]
+__all__ = ["run_decode", "run_evaluate", "Evaluation", "format_table", "write_decoded_folder", "held_out_crystals"]
 
 
 def _check_output(path: Path, folder: bool) -> None:
@@ -250,3 +250,24 @@ def _write_json(path: Path, obj: dict) -> None:
         write_atomic(path, json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n")
     except OSError as exc:
         raise OutputError(f"cannot write --json {path} ({exc.strerror or exc}); choose another path") from exc
+
+
+def held_out_crystals(model: str, limit: int | None = None) -> list[Crystal]:
+    """The held-out test crystals of a shipped model (`nesf_viz.assets.CHECKPOINTS`), which it
+    never trained on, in their file's order: the embedded test split for 'synthetic', the LCS6Å
+    test split for a model of the 'lcs6' dataset (packaged, so always here), else the protocol's
+    test split of the model's dataset (`nesf_viz.protocol.make_tasks`; `DatasetUnavailable` when
+    its file is absent). Cells as given (the shared files hold conventional cells)."""
+    from .assets import CHECKPOINTS
+    from .errors import DatasetError
+
+    if model not in CHECKPOINTS:
+        raise DatasetError(f"no shipped model named {model!r}; shipped: {', '.join(CHECKPOINTS)}")
+    dataset = CHECKPOINTS[model].dataset
+    if dataset == "synthetic":
+        return load_crystals("synthetic", "test", limit=limit)
+    if dataset == "lcs6":
+        return load_crystals("lcs6_test", limit=limit)
+    from .protocol import make_tasks
+
+    return list(make_tasks(dataset)[0].test[:limit])

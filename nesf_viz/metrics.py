@@ -287,6 +287,11 @@ def metrics_of(true: Sequence[Crystal], pred, match: bool = True, progress: bool
         decode_structures_per_s=float(getattr(pred, "structures_per_second", math.nan)))
 
 
+def crystal_formula(crystal: Crystal) -> str:
+    """Reduced formula of a crystal ('(no atoms)' for none)."""
+    return _formula(crystal.atomic_numbers)
+
+
 def _formula(atomic_numbers) -> str:
     from pymatgen.core import Composition, Element
 

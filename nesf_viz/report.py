@@ -1,8 +1,8 @@
 """The main job: train on the embedded data, decode the test split, write an HTML report.
 
 `run_demo` is what `make demo` / `nesf-viz demo` runs. The report is one standalone HTML file
-(plotly.js embedded once, works offline): metrics table, training curves, particle animation,
-clusters, a field slice and original-vs-decoded views of a few crystals.
+(plotly.js embedded once, works offline): a metrics table (metrics x models), training curves,
+particle animation, clusters, a field slice and original-vs-decoded views of a few crystals.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .device import resolve_device
 from .hooks import TrajectoryRecorder
 from .metrics import verdict_summary
 from .recipes import TrainConfig
+from .reference import METRICS, format_value
 from .runs import Checkpoint, RunFolder, load_checkpoint
 from .train import train
 
@@ -47,7 +48,7 @@ def build_report(
     ckpt: Checkpoint,
     test: Sequence[Crystal],
     out_html: str | Path,
-    metrics_text: str,
+    metrics: dict[str, dict],
     n_show: int = 1,
     device: str = "cpu",
     results: dict[str, DecodeResult] | None = None,
@@ -55,8 +56,9 @@ def build_report(
     verdicts: dict[str, list] | None = None,
 ) -> Path:
     """Write the standalone HTML report: per-crystal verdicts of each model's decode of `test`
-    (`results`: model name -> DecodeResult; default: `ckpt` with the fast decoder), metrics,
-    training curves, and `ckpt` decoding its first test crystal step by step."""
+    (`results`: model name -> DecodeResult; default: `ckpt` with the fast decoder), the metrics
+    as a table (`metrics`: model name -> `ReconstructionMetrics.to_dict()`), training curves, and
+    `ckpt` decoding its first test crystal step by step."""
     from .decode import DecodeConfig, decode_crystals
     from .metrics import crystal_verdicts
     from .viz import compute
@@ -100,11 +102,11 @@ def build_report(
 
     out_html = Path(out_html)
     out_html.parent.mkdir(parents=True, exist_ok=True)
-    out_html.write_text(_page(ckpt, test, metrics_text, verdicts, pairs, figs), encoding="utf-8")
+    out_html.write_text(_page(ckpt, test, metrics, verdicts, pairs, figs), encoding="utf-8")
     return out_html
 
 
-def _page(ckpt: Checkpoint, test: Sequence[Crystal], metrics_text: str, verdicts: dict[str, list],
+def _page(ckpt: Checkpoint, test: Sequence[Crystal], metrics: dict[str, dict], verdicts: dict[str, list],
           pairs: list[tuple[str, object]], figs: list[tuple[str, object]]) -> str:
     """The report's HTML: summary, metrics, the right/wrong pairs, every crystal's verdict, figures
     (plotly.js inlined once, in the first figure)."""
@@ -113,14 +115,16 @@ def _page(ckpt: Checkpoint, test: Sequence[Crystal], metrics_text: str, verdicts
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>NeSF report</title>",
         "<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;color:#222}"
-        "pre{background:#f6f8fa;padding:1em;border-radius:6px}h2{margin-top:2em}"
-        "td,th{font-size:13px}</style></head><body>",
+        "h2{margin-top:2em}td,th{font-size:13px}"
+        "table.metrics{border-collapse:collapse}table.metrics td,table.metrics th{padding:4px 10px;"
+        "border-bottom:1px solid #ddd}table.metrics td.v{text-align:right;font-variant-numeric:tabular-nums}"
+        "</style></head><body>",
         "<h1>Neural Structure Fields — demo report</h1>",
         f"<p>Held-out test crystals: {len(test)} (never trained on). Network: "
         f"{ckpt.model.num_parameters():,} parameters, {len(ckpt.vocab)} species.</p>",
         f"<h2>How right each model is</h2><ul>{summary}</ul>",
         "<h2>Paper metrics on the held-out crystals (fast decoder)</h2>",
-        f"<pre>{html.escape(metrics_text)}</pre>",
+        _metrics_table(metrics),
     ]
     first = True
     for title, fig in pairs:
@@ -158,21 +162,36 @@ def _verdict_rows(verdicts_by_model: dict[str, list]) -> str:
             + "".join(rows) + "</table>")
 
 
-def _side_by_side(metrics_by_model: dict[str, dict]) -> str:
-    """Plain-text table: metrics (rows) x models (columns)."""
-    names = list(metrics_by_model)
+def _metric_rows(metrics_by_model: dict[str, dict]) -> list[tuple[str, list[str]]]:
+    """(metric title with its unit, one formatted value per model) per metric, in the order of
+    `reference.METRICS`: the rows of the report's table and of the console's."""
     keys = list(next(iter(metrics_by_model.values())))
-    width = max(len(k) for k in keys)
+    keys.sort(key=lambda k: list(METRICS).index(k) if k in METRICS else len(METRICS))
+    rows = []
+    for k in keys:
+        vals = [metrics_by_model[n].get(k) for n in metrics_by_model]
+        rows.append((METRICS[k].title() if k in METRICS else k,
+                     [format_value((float(v), None), 4) if isinstance(v, (int, float)) else "–" for v in vals]))
+    return rows
+
+
+def _metrics_table(metrics_by_model: dict[str, dict]) -> str:
+    """HTML table: metrics (rows, with units) x models (columns)."""
+    head = "<tr><th>metric</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in metrics_by_model) + "</tr>"
+    body = "".join("<tr><td>" + html.escape(title) + "</td>"
+                   + "".join(f"<td class='v'>{html.escape(v)}</td>" for v in vals) + "</tr>"
+                   for title, vals in _metric_rows(metrics_by_model))
+    return f"<table class='metrics'>{head}{body}</table>"
+
+
+def _side_by_side(metrics_by_model: dict[str, dict]) -> str:
+    """Plain-text table for the console: metrics (rows) x models (columns)."""
+    names = list(metrics_by_model)
+    rows = _metric_rows(metrics_by_model)
+    width = max(len(title) for title, _ in rows)
     cols = [max(len(n), 12) for n in names]
     lines = [" " * width + "  " + "  ".join(n.rjust(w) for n, w in zip(names, cols))]
-    for k in keys:
-        vals = []
-        for n, w in zip(names, cols):
-            v = metrics_by_model[n][k]
-            txt = "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else (
-                f"{v:.4g}" if isinstance(v, float) else str(v))
-            vals.append(txt.rjust(w))
-        lines.append(f"{k:<{width}}  " + "  ".join(vals))
+    lines += [f"{title:<{width}}  " + "  ".join(v.rjust(w) for v, w in zip(vals, cols)) for title, vals in rows]
     return "\n".join(lines)
 
 
@@ -229,7 +248,7 @@ def run_demo(out: str | Path = "out/demo", minutes: float = 2.0, n_train: int = 
     print(f"      decoded CIFs: {(out / 'decoded').resolve()}/{{short,shipped}}/")
 
     print("[3/3] writing the report")
-    report = build_report(shipped, test, out / "report.html", text, device=device, results=results,
+    report = build_report(shipped, test, out / "report.html", metrics, device=device, results=results,
                           short_history=short.history, verdicts=verdicts)
     print(f"\nreport: {report.resolve()}\n  open it in a browser (standalone, works offline)")
     print("notebooks: `make lab` starts JupyterLab on notebooks/ (01_concept ... 05_benchmark)")

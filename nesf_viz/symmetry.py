@@ -9,16 +9,59 @@ setting or the frame, so the paper's metrics stay comparable.
 
 from __future__ import annotations
 
-import warnings
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from .data import Crystal
+from .data import Crystal, quiet_spglib
 from .geometry import lattice_matrix_np, min_image_frac
 from .metrics import matchable
 
-__all__ = ["spacegroup_number", "symmetrize", "spacegroup_recovery_pct"]
+__all__ = ["spacegroup_number", "symmetrize", "spacegroup_recovery_pct", "describe", "CrystalDescription",
+           "CRYSTAL_SYSTEMS"]
+
+CRYSTAL_SYSTEMS = ("cubic", "hexagonal", "trigonal", "tetragonal", "orthorhombic", "monoclinic", "triclinic")
+"""The seven crystal systems, from the most symmetric."""
+
+
+@dataclass(frozen=True)
+class CrystalDescription:
+    """What a crystal is, in the words a reader knows (labels and hover texts of figures)."""
+
+    formula: str
+    """Reduced formula, e.g. 'SrTiO3' ('(no atoms)' for none)."""
+    num_atoms: int
+    spacegroup: str
+    """Hermann-Mauguin symbol found at the tolerance, e.g. 'Pm-3m'; '?' when spglib finds none."""
+    spacegroup_number: int | None
+    crystal_system: str
+    """One of `CRYSTAL_SYSTEMS`, or 'unknown' with the space group."""
+
+    def text(self) -> str:
+        """'SrTiO3 · Pm-3m (cubic) · 5 atoms'."""
+        return f"{self.formula} · {self.spacegroup} ({self.crystal_system}) · {self.num_atoms} atoms"
+
+
+def describe(crystal: Crystal, symprec_angstrom: float = 0.1) -> CrystalDescription:
+    """Formula, atom count, space group and crystal system of a crystal (spglib at this
+    tolerance, quietly; '?' / 'unknown' for a cell spglib gives up on)."""
+    from pymatgen.core import Composition, Element
+
+    z = [int(x) for x in crystal.atomic_numbers]
+    formula = Composition({Element.from_Z(k): z.count(k) for k in set(z)}).reduced_formula if z else "(no atoms)"
+    symbol, number, system = "?", None, "unknown"
+    if z and crystal.has_physical_cell():
+        from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+        try:
+            with quiet_spglib():
+                sga = SpacegroupAnalyzer(crystal.to_structure(), symprec=symprec_angstrom)
+                symbol, number, system = sga.get_space_group_symbol(), sga.get_space_group_number(), \
+                    sga.get_crystal_system()
+        except Exception:  # spglib gives up on degenerate cells
+            pass
+    return CrystalDescription(formula, len(z), symbol, number, system)
 
 
 def spacegroup_number(crystal: Crystal, symprec_angstrom: float = 0.01) -> int | None:
@@ -32,8 +75,7 @@ def spacegroup_number(crystal: Crystal, symprec_angstrom: float = 0.01) -> int |
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_spglib():
             return int(SpacegroupAnalyzer(crystal.to_structure(), symprec=symprec_angstrom).get_space_group_number())
     except Exception:  # spglib gives up on degenerate cells
         return None
@@ -51,8 +93,7 @@ def symmetrize(crystal: Crystal, symprec_angstrom: float = 0.1) -> Crystal:
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_spglib():
             ops = SpacegroupAnalyzer(crystal.to_structure(), symprec=symprec_angstrom).get_symmetry_operations(
                 cartesian=False)
     except Exception:

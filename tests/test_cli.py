@@ -87,3 +87,25 @@ def test_decode_one_cif_into_a_folder_of_cifs_with_a_summary(tmp_path, capsys):
                            timeout=300)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
     assert cif.read_bytes() == before
+
+
+def test_every_option_of_every_command_says_what_it_does(capsys):
+    import argparse
+
+    from nesf_viz.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(commands) == {"train", "decode", "evaluate", "demo", "export", "benchmark"}
+    bare = [f"{name} {'/'.join(a.option_strings)}" for name, sub in commands.items() for a in sub._actions
+            if a.option_strings and not (a.help or "").strip()]
+    assert not bare, f"options without help text: {bare}"
+    for command in ("evaluate", "decode"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        for option, words in (("--data", "a CSV with a cif column"), ("--limit", "only the first N crystals"),
+                              ("--device", "auto (CUDA when present")):
+            assert option in text and words in " ".join(text.split()), (command, option)
+        if command == "evaluate":
+            assert "--json" in text and "JSON file" in " ".join(text.split())

@@ -206,3 +206,26 @@ def test_a_typo_in_on_error_or_a_bad_limit_is_named_not_taken_as_skip():
     for bad in (0, -1, 2.5):
         with pytest.raises(DatasetError, match="limit must be a positive integer"):
             load_crystals("synthetic:10", limit=bad)
+
+
+@pytest.mark.data
+def test_loading_the_perov_5_perovskites_prints_nothing_on_stderr(capfd, monkeypatch):
+    # their distorted positions make spglib retry while building conventional cells, and spglib's C
+    # code wrote "spglib: ssm_get_exact_positions failed." lines to stderr (rows 101-200 do)
+    import os
+
+    from nesf_viz.data import load_crystals, quiet_spglib
+    from nesf_viz.datasets import FILES
+
+    p = shared_data(FILES["perov_5_val"])
+    monkeypatch.delenv("SPGLIB_WARNING", raising=False)
+    capfd.readouterr()
+    crystals = load_crystals(p, limit=200)  # a path: conventional standard cells, as the CLI reads it
+    assert len(crystals) == 200 and all(c.num_atoms >= 5 for c in crystals)
+    out, err = capfd.readouterr()
+    assert err == "", err[:500]
+    assert "SPGLIB_WARNING" not in os.environ  # the switch is restored after the call
+    monkeypatch.setenv("SPGLIB_WARNING", "ON")
+    with quiet_spglib():
+        assert os.environ["SPGLIB_WARNING"] == "OFF"
+    assert os.environ["SPGLIB_WARNING"] == "ON"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nesf_viz.data import Crystal
-from nesf_viz.symmetry import spacegroup_number, spacegroup_recovery_pct, symmetrize
+from nesf_viz.symmetry import describe, spacegroup_number, spacegroup_recovery_pct, symmetrize
 from nesf_viz.synthetic import generate_synthetic
 
 SG = {"cscl": 221, "rocksalt": 225, "zincblende": 216, "heusler": 225, "halfheusler": 216,
@@ -75,3 +75,12 @@ def test_empty_or_wrong_decodes_never_recover_a_p1_crystal():
     assert spacegroup_number(extra) == 1 and spacegroup_recovery_pct([p1], [p1]) == 100.0
     for pred in (empty, wrong, flat, extra):
         assert spacegroup_recovery_pct([p1], [pred]) == 0.0
+
+
+def test_describe_names_formula_space_group_crystal_system_and_atoms(crystals):
+    rocksalt = next(c for c in crystals if c.properties["prototype"] == "rocksalt")
+    d = describe(rocksalt)
+    assert (d.spacegroup, d.spacegroup_number, d.crystal_system, d.num_atoms) == ("Fm-3m", 225, "cubic", 8)
+    assert d.formula == rocksalt.properties["formula"] and d.text() == f"{d.formula} · Fm-3m (cubic) · 8 atoms"
+    empty = Crystal(np.zeros((0, 3)), np.zeros(0, dtype=np.int64), (4.0, 4.0, 4.0), (90.0, 90.0, 90.0))
+    assert describe(empty).text() == "(no atoms) · ? (unknown) · 0 atoms"

@@ -214,6 +214,9 @@ def test_interpolation_endpoints_decode_like_the_originals():
         assert d.atom_counts[t] == crystals[i].num_atoms
         assert len(d.structures[t]) == crystals[i].num_atoms
     assert d.lengths.shape == (3, 3) and d.angles_deg.shape == (3, 3)
+    verdicts = d.endpoint_verdicts(crystals)  # how right the two ends are
+    assert [v.id for v in verdicts] == [c.id for c in crystals] and all(v.right for v in verdicts)
+    assert [v.decoded_atoms for v in verdicts] == [c.num_atoms for c in crystals]
 
     # a learned model: endpoints are its latents, and decode like the crystals directly
     model = tiny_model(len(vocab)).double()
@@ -257,6 +260,32 @@ def test_latent_table_labels():
     assert compute.latent_table(model, crystals, None, vocab=vocab).labels == ["crystal"] * 12
     with pytest.raises(Exception, match="labels"):
         compute.latent_table(model, crystals, ["a"], vocab=vocab)
+    assert t.hover[0] == f"{crystals[0].id}<br>{crystals[0].properties['formula']} · {crystals[0].num_atoms} atoms"
+
+
+def test_latent_table_describes_real_crystals_by_crystal_system_space_group_and_atoms():
+    from nesf_viz.data import load_crystals
+    from nesf_viz.symmetry import CRYSTAL_SYSTEMS
+
+    crystals = load_crystals("lcs6_test")[:40]  # packaged: always here
+    vocab = SpeciesVocab.from_crystals(crystals)
+    model = tiny_model(len(vocab))
+    t = compute.latent_table(model, crystals, "crystal system", vocab=vocab)
+    assert set(t.labels) <= set(CRYSTAL_SYSTEMS) and len(set(t.labels)) >= 2
+    assert t.label_order == [c for c in CRYSTAL_SYSTEMS if c in t.labels]  # most symmetric first
+    assert t.labels[0] == "cubic" and t.hover[0] == "mp-1008986<br>IrN · Fm-3m (cubic) · 8 atoms"
+    fig = t.figure()
+    assert [tr.name for tr in fig.data] == t.label_order and sum(len(tr.x) for tr in fig.data) == 40
+    assert fig.data[0].text[0] == t.hover[0]
+    atoms = compute.latent_table(model, crystals, "atoms", vocab=vocab)
+    assert atoms.label_order == sorted(set(atoms.labels), key=lambda s: int(s.split()[0]))
+    assert atoms.labels[0] == "8 atoms" and atoms.hover == t.hover
+    again = t.relabel("atoms")  # the same, without the model or spglib again
+    assert again.labels == atoms.labels and again.label_order == atoms.label_order and again.latents is t.latents
+    groups = compute.latent_table(model, crystals, "space group", vocab=vocab)
+    assert groups.labels[0] == "Fm-3m" and groups.label_order[-1] in ("Fm-3m", "Pm-3m", "Im-3m", "Fd-3m", "Pn-3m")
+    with pytest.raises(ValueError, match="need Crystals"):
+        compute.latent_table(model, CrystalBatch.from_crystals(crystals, vocab), "crystal system")
 
 
 def test_species_votes_agree_with_the_decoders_own_vote_learned_and_exact(rocksalt):

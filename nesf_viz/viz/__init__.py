@@ -1,7 +1,9 @@
 """Plotly figures for NeSF (pure: arrays or pymatgen Structures in, ``go.Figure`` out).
 
-Importing this package imports plotly only; crystal-toolkit (which patches pymatgen's notebook
-display) is imported lazily, the first time a Structure is drawn.
+Importing this package imports plotly only and changes none of its settings; crystal-toolkit
+(which patches pymatgen's notebook display) is imported lazily, the first time a Structure is
+drawn. `notebook_mode()`, called at the top of a notebook, makes its figures show in exported
+HTML too (`nesf_viz.viz.notebook`).
 """
 
 from .figures import (
@@ -23,6 +25,7 @@ from .figures import (
     training_curves_figure,
     update_training_curves,
 )
+from .notebook import notebook_mode
 from .scene import element_color, scene_to_traces, structure_traces
 
 __all__ = [
@@ -36,6 +39,7 @@ __all__ = [
     "interpolation_path_figure",
     "latent_pca_figure",
     "metrics_bars_figure",
+    "notebook_mode",
     "particle_animation",
     "query_points_figure",
     "save_html",

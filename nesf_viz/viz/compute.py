@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import fields as dataclass_fields
 from typing import Any, Callable, ClassVar, Iterator, Sequence
 
@@ -147,15 +147,39 @@ class InterpolationData(ViewData):
     latents: np.ndarray
     result: Any
 
+    def endpoint_verdicts(self, crystals_a_b: Sequence[Crystal]) -> list:
+        """How right the two ends are: `nesf_viz.metrics.crystal_verdicts` of the crystals the
+        line was drawn between against the decodes at t = 0 and t = 1 (atoms, composition,
+        StructureMatcher, errors)."""
+        from ..metrics import crystal_verdicts
+
+        a, b = (_as_crystal(c) for c in crystals_a_b)
+        decoded = self.result.to_crystals()
+        ends = [replace(decoded[0], id=a.id), replace(decoded[-1], id=b.id)]
+        return crystal_verdicts([a, b], ends)
+
 
 @dataclass(frozen=True, eq=False)
 class LatentTableData(ViewData):
-    """Latents (B, D) of many crystals with labels (B,) and names (B,) (crystal ids)."""
+    """Latents (B, D) of many crystals with labels (B,), names (B,) (crystal ids), hover (B,)
+    texts (id, formula, atoms, and space group where known) and label_order (the legend's)."""
 
     FIGURE: ClassVar = F.latent_pca_figure
     latents: np.ndarray
     labels: list[str]
     names: list[str]
+    hover: list[str] | None = None
+    label_order: list[str] | None = None
+    descriptions: list | None = None
+    """`nesf_viz.symmetry.describe` of each crystal when the labels needed it (then `relabel` works)."""
+
+    def relabel(self, labels: str) -> LatentTableData:
+        """The same latents and hover texts under other labels of `DESCRIBED_LABELS` (no model
+        run, no symmetry search again)."""
+        if self.descriptions is None:
+            raise ValueError("relabel needs a table made with one of DESCRIBED_LABELS (it keeps the descriptions)")
+        lab, order = _described_labels(self.descriptions, labels)
+        return replace(self, labels=lab, label_order=order)
 
 
 @dataclass(frozen=True, eq=False)
@@ -658,6 +682,10 @@ def decode_interpolation(
     )
 
 
+DESCRIBED_LABELS = ("crystal system", "space group", "atoms")
+"""Labels `latent_table` works out from the crystals themselves (`nesf_viz.symmetry.describe`)."""
+
+
 def latent_table(
     model: StructureFields,
     crystals: Any,
@@ -665,13 +693,17 @@ def latent_table(
     *,
     vocab: SpeciesVocab | None = None,
     batch_size: int = 256,
+    symprec_angstrom: float = 0.1,
 ) -> LatentTableData:
     """Latents of many crystals with a label each, for :func:`latent_pca_figure`.
 
     crystals: a CrystalBatch or Crystals (then `vocab`, the model's, is needed). labels: a
-    sequence (B,), or the name of a ``crystal.properties`` entry (synthetic crystals have
-    "prototype" and "formula"; missing entries read "?"), or None (all "crystal").
-    Returns latents (B, D) numpy, labels (B,), names (B,) (crystal ids).
+    sequence (B,); one of `DESCRIBED_LABELS` ("crystal system", "space group" found by spglib at
+    `symprec_angstrom`, or "atoms": "5 atoms"), legend in their natural order; the name of a
+    ``crystal.properties`` entry (synthetic crystals have "prototype" and "formula"; missing
+    entries read "?"); or None (all "crystal"). Crystals also get hover texts: id, formula and
+    atom count, and the space group and crystal system when the labels needed them.
+    Returns latents (B, D) numpy, labels (B,), names (B,) (crystal ids), hover, label_order.
     """
     dev = _device_of(model)
     if isinstance(crystals, CrystalBatch):
@@ -687,7 +719,16 @@ def latent_table(
         names = [c.id or f"#{i}" for i, c in enumerate(items)]
     with _inference(model):
         z = torch.cat([model.latents(b) for b in batches]) if batches else torch.zeros(0, 1)
-    if isinstance(labels, str):
+    hover = order = descriptions = None
+    if isinstance(labels, str) and labels in DESCRIBED_LABELS:
+        if not items:
+            raise ValueError(f"labels {labels!r} need Crystals (a CrystalBatch is not described)")
+        from ..symmetry import describe
+
+        descriptions = [describe(c, symprec_angstrom) for c in items]
+        hover = [f"{n}<br>{d.text()}" for n, d in zip(names, descriptions)]
+        lab, order = _described_labels(descriptions, labels)
+    elif isinstance(labels, str):
         if not items:
             raise ValueError("labels by property name need Crystals "
                              "(a CrystalBatch has no properties)")
@@ -698,7 +739,29 @@ def latent_table(
         lab = [str(x) for x in labels]
     if len(lab) != len(names):
         raise ShapeError(f"{len(lab)} labels for {len(names)} crystals")
-    return LatentTableData(latents=z.detach().double().cpu().numpy(), labels=lab, names=names)
+    if hover is None and items:
+        from ..metrics import crystal_formula
+
+        hover = [f"{n}<br>{crystal_formula(c)} · {c.num_atoms} atoms" for n, c in zip(names, items)]
+    return LatentTableData(latents=z.detach().double().cpu().numpy(), labels=lab, names=names, hover=hover,
+                           label_order=order, descriptions=descriptions)
+
+
+def _described_labels(descriptions: Sequence[Any], kind: str) -> tuple[list[str], list[str]]:
+    """Labels of one of `DESCRIBED_LABELS` from `symmetry.describe` results, and the legend's
+    order: crystal systems from the most symmetric, space groups by number, atom counts by size."""
+    from ..symmetry import CRYSTAL_SYSTEMS
+
+    if kind == "crystal system":
+        lab = [d.crystal_system for d in descriptions]
+        return lab, [c for c in (*CRYSTAL_SYSTEMS, "unknown") if c in lab]
+    if kind == "space group":
+        number = {d.spacegroup: d.spacegroup_number or 999 for d in descriptions}
+        return [d.spacegroup for d in descriptions], sorted(number, key=number.get)
+    if kind == "atoms":
+        lab = [f"{d.num_atoms} atoms" for d in descriptions]
+        return lab, sorted(set(lab), key=lambda t: int(t.split()[0]))
+    raise ValueError(f"unknown described label {kind!r}; choose from {', '.join(DESCRIBED_LABELS)}")
 
 
 # ----------------------------------------------------------------------------- species vote

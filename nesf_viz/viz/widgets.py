@@ -5,7 +5,8 @@ of :mod:`nesf_viz.viz.figures`, and copies the new figure's traces into its Figu
 place (one batched message), so the camera and zoom the user chose survive a slider move.
 Each exposes ``.widget`` (the ipywidgets container), ``.figure`` (the FigureWidget) and
 ``.last_update_s`` (Python-side seconds of the last redraw), and displays itself in a
-notebook.
+notebook followed by a static snapshot of its figures (`nesf_viz.viz.notebook.SnapshotDisplay`):
+what an HTML export, nbviewer or a front end without a widget manager shows.
 
     DecodeExplorer(recorder, originals, result)   trajectory, live re-clustering (no model)
     FieldExplorer(fields, z, crystals, vocab)      position / species field slices
@@ -34,6 +35,7 @@ from .figures import (
     training_curves_figure,
     update_training_curves,
 )
+from .notebook import SnapshotDisplay
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +98,13 @@ def _fix_scene(fig: go.Figure | go.FigureWidget, ranges: np.ndarray, scene: str 
     )
 
 
-class _Displayable:
+class _Displayable(SnapshotDisplay):
     widget: Any
     figure: go.FigureWidget
     last_update_s: float = 0.0
 
-    def _repr_mimebundle_(self, **kwargs: Any):
-        return self.widget._repr_mimebundle_(**kwargs)
+    def snapshot_figures(self) -> list[go.FigureWidget]:
+        return [self.figure]
 
     def _timed(self, fn: Callable[[], None]) -> None:
         t0 = time.perf_counter()
@@ -281,6 +283,9 @@ class DecodeExplorer(_Displayable):
                 line=dict(color="#444444", width=2), hoverinfo="skip", connectgaps=False))
         return fig
 
+    def snapshot_caption(self) -> str:
+        return self.status.value
+
     def _update_status(self) -> None:
         cv = self.clusters
         n_atoms = int(np.asarray(cv.is_atom).sum())
@@ -351,8 +356,8 @@ class FieldExplorer(_Displayable):
                                     style={"button_width": "120px", "description_width": "initial"})
         self.figure = go.FigureWidget()
         self.figure.layout.uirevision = "keep"
-        self.species_figure = go.FigureWidget()
-        self.species_figure.layout.uirevision = "keep"
+        self._species_figure: go.FigureWidget | None = None  # made when first shown (each FigureWidget
+        # sends plotly's 5 MB widget bundle to the page, and an export keeps a copy per widget)
         self._shown_kind = None
         self._set_offset_range()
         self._redraw(full=True)
@@ -406,9 +411,20 @@ class FieldExplorer(_Displayable):
             _sync(fw, fig, ("title", "xaxis.range", "yaxis.range"))
 
     @property
+    def species_figure(self) -> go.FigureWidget:
+        """The FigureWidget of the species field (made the first time it is asked for)."""
+        if self._species_figure is None:
+            self._species_figure = go.FigureWidget()
+            self._species_figure.layout.uirevision = "keep"
+        return self._species_figure
+
+    @property
     def current_figure(self) -> go.FigureWidget:
         """The FigureWidget on show (position or species field)."""
         return self.figure if self.kind.value == "position field" else self.species_figure
+
+    def snapshot_figures(self) -> list[go.FigureWidget]:
+        return [self.current_figure]
 
 
 # ============================================================================ LatentInterpolator
@@ -456,6 +472,9 @@ class LatentInterpolator(_Displayable):
         self.path_figure = go.FigureWidget(path)
         self.step.observe(lambda ch: self._timed(self._redraw), "value")
         self.widget = w.VBox([w.HBox([self.play, self.step]), self.figure, self.path_figure])
+
+    def snapshot_figures(self) -> list[go.FigureWidget]:
+        return [self.figure, self.path_figure]
 
     def _redraw(self) -> None:
         t = self.step.value
@@ -552,7 +571,7 @@ def _stop_button():
     return InterruptButton(kernel_id=_kernel_id())
 
 
-class TrainingPanel:
+class TrainingPanel(SnapshotDisplay):
     """Train with live loss curves, an honest ETA and a Stop button.
 
         panel = TrainingPanel(); display(panel)
@@ -563,7 +582,8 @@ class TrainingPanel:
     Kernel > Interrupt does; a widget message would wait until the cell ends), and training
     turns that into a clean stop: the unfinished epoch is dropped and the returned model is the
     one in last.pt, which the status line names. Observers only: the run is the same as `train`
-    without the panel.
+    without the panel. Its static snapshot (curves and status line) is redrawn after every epoch
+    and when training ends.
     """
 
     def __init__(self, title: str | None = None, refresh_seconds: float = 2.0):
@@ -582,8 +602,11 @@ class TrainingPanel:
         self._epochs_total: int | None = None
         self._budget_s: float | None = None
 
-    def _repr_mimebundle_(self, **kwargs: Any):
-        return self.widget._repr_mimebundle_(**kwargs)
+    def snapshot_figures(self) -> list[go.FigureWidget]:
+        return [self.figure]
+
+    def snapshot_caption(self) -> str:
+        return self.status.value
 
     def run(self, *args: Any, **kwargs: Any):
         """`nesf_viz.train(*args, **kwargs)` with this panel watching; returns its TrainResult
@@ -632,6 +655,7 @@ class TrainingPanel:
         best = min(report.history.get("val_loss", [float("nan")]) or [float("nan")])
         self.figure.layout.title.text = (f"{self.title} · epoch {report.epoch} · val loss "
                                          f"{report.val.get('loss', float('nan')):.4g} (best {best:.4g})")
+        self.refresh_snapshot()
 
     def _draw(self) -> None:
         self._last_draw = time.monotonic()
@@ -658,3 +682,4 @@ class TrainingPanel:
             self.status.value = f"failed: {type(exc).__name__}: {exc}"
         else:
             self.status.value = f"{run.stopped_because}; best checkpoint: {run.best_checkpoint}"
+        self.refresh_snapshot()

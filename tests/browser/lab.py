@@ -49,6 +49,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def jupyter_env(tmp: Path, config: Path | None = None) -> dict[str, str]:
+    """os.environ with Jupyter's config, runtime, data and IPython folders under `tmp` (the user's
+    settings untouched) and a `python3` kernel spec that runs this interpreter, so that kernels
+    started by Lab or nbconvert import what the tests import (PYTHONPATH passes through)."""
+    run_env = dict(os.environ)
+    run_env.update({
+        "JUPYTER_CONFIG_DIR": str(config or tmp / "jupyter_config"),
+        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+        "JUPYTER_DATA_DIR": str(tmp / "data"),
+        "IPYTHONDIR": str(tmp / "ipython"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+    })
+    kspec = tmp / "data" / "kernels" / "python3"
+    kspec.mkdir(parents=True, exist_ok=True)
+    (kspec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ipykernel)", "language": "python"}))
+    return run_env
+
+
 @contextmanager
 def lab_server(tmp: Path, notebooks: list[Path], env: dict[str, str] | None = None,
                timeout_s: float = 60.0) -> Iterator[LabServer]:
@@ -72,20 +92,7 @@ def lab_server(tmp: Path, notebooks: list[Path], env: dict[str, str] | None = No
         "@jupyterlab/notebook-extension:tracker": {"windowingMode": "none"},
     }))
     port, token = free_port(), secrets.token_hex(16)
-    run_env = dict(os.environ)
-    run_env.update({
-        "JUPYTER_CONFIG_DIR": str(config),
-        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
-        "JUPYTER_DATA_DIR": str(tmp / "data"),
-        "IPYTHONDIR": str(tmp / "ipython"),
-        "JUPYTER_PLATFORM_DIRS": "1",
-    })
-    # the kernel spec of this interpreter, so the kernel runs in the same environment
-    kspec = tmp / "data" / "kernels" / "python3"
-    kspec.mkdir(parents=True)
-    (kspec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (ipykernel)", "language": "python"}))
+    run_env = jupyter_env(tmp, config)
     run_env.update(env or {})
     log = tmp / "lab.log"
     cmd = [

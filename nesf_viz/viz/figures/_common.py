@@ -123,8 +123,11 @@ def _formula(structure: Structure) -> str:
 
 
 def _spacegroup(structure: Structure) -> str:
+    from ...data import quiet_spglib
+
     try:
-        return structure.get_space_group_info(symprec=0.1)[0]
+        with quiet_spglib():
+            return structure.get_space_group_info(symprec=0.1)[0]
     except Exception:  # noqa: BLE001 - spglib may refuse odd decoded cells
         return "?"
 

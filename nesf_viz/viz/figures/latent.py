@@ -41,11 +41,14 @@ def _pca(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
 
 
 def latent_pca_figure(latents: np.ndarray, labels: Sequence[Any], names: Sequence[str] | None
-                      = None, title: str | None = None) -> go.Figure:
+                      = None, title: str | None = None, hover: Sequence[str] | None = None,
+                      label_order: Sequence[str] | None = None) -> go.Figure:
     """Latents (B, D) projected on their first two principal components, coloured by label.
 
-    labels (B,) (prototype, crystal system, ...), names (B,) shown on hover. Axis titles give
-    the explained variance; ``fig.layout.meta["explained_variance_ratio"]`` holds it.
+    labels (B,) (prototype, crystal system, ...), names (B,) shown on hover, or hover (B,) texts
+    (HTML) instead; label_order: the legend's order (default: first appearance). Axis titles
+    give the explained variance;
+    ``fig.layout.meta["explained_variance_ratio"]`` holds it.
     """
     z = _check(latents, (None, None), "latents (B, D)")
     B = len(z)
@@ -57,8 +60,13 @@ def latent_pca_figure(latents: np.ndarray, labels: Sequence[Any], names: Sequenc
     lab = np.array([str(x) for x in labels], dtype=object)
     nm = np.array([str(n) for n in names] if names is not None else [f"#{i}" for i in range(B)],
                   dtype=object)
+    if hover is not None:
+        if len(hover) != B:
+            raise ShapeError(f"hover has {len(hover)} entries for B={B} latents")
+        nm = np.array([str(h) for h in hover], dtype=object)
+    keys = list(dict.fromkeys([*(label_order or []), *lab]))
     fig = go.Figure()
-    for i, key in enumerate(dict.fromkeys(lab)):
+    for i, key in enumerate(k for k in keys if (lab == k).any()):
         sel = lab == key
         fig.add_trace(go.Scatter(
             x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=str(key), text=nm[sel],
