@@ -24,11 +24,11 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from nesf_viz.bench import decode_with, timed
+from nesf_viz.checkpoints import load_checkpoint
+from nesf_viz.experiment import make_tasks
 from nesf_viz.metrics import metrics_of
 from nesf_viz.model import NeSFConfig
-from nesf_viz.protocol import make_tasks
-from nesf_viz.recipes import make_train_config
-from nesf_viz.runs import load_checkpoint
+from nesf_viz.train_config import make_train_config
 
 FOUND_A = 0.5
 NN_BINS = (0.0, 1.5, 2.0, 2.5, 3.0, 99.0)

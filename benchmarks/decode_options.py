@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 
 from nesf_viz.bench import decode_with, table
+from nesf_viz.checkpoints import load_checkpoint
 from nesf_viz.data import load_crystals
 from nesf_viz.decode import DecodeConfig
 from nesf_viz.metrics import metrics_of
-from nesf_viz.runs import load_checkpoint
 from nesf_viz.symmetry import spacegroup_recovery_pct, symmetrize
 
 VARIANTS = {

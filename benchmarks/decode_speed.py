@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from nesf_viz.assets import checkpoint_path
 from nesf_viz.bench import alternate, matmul_gflops, medians, timed, write_json
+from nesf_viz.checkpoints import load_checkpoint
 from nesf_viz.data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab, load_crystals
 from nesf_viz.datasets import data_root
 from nesf_viz.decode import DECODERS, DecodeConfig, box_particles, decode, decode_crystals, species_offsets
@@ -38,7 +39,6 @@ from nesf_viz.fields import ExactFields
 from nesf_viz.hooks import DecodeHook
 from nesf_viz.metrics import metrics_of, paper_metrics
 from nesf_viz.nms import nms
-from nesf_viz.runs import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = data_root() / "nesf_paper"
@@ -183,7 +183,7 @@ def sample():
 before = rss()
 th = threading.Thread(target=sample); th.start()
 t = time.perf_counter()
-r = decode_crystals(crystals, fields=fields, box=box, vocab=vocab, config=cfg, progress=False)
+r = decode_crystals(fields, crystals, box=box, vocab=vocab, config=cfg, progress=False)
 seconds = time.perf_counter() - t
 done[0] = True; th.join()
 print(json.dumps({{"n": n, "rss_before_MiB": before, "peak_MiB": peak[0], "decode_extra_MiB": peak[0] - before,
@@ -378,7 +378,7 @@ def learned_section(cfg: DecodeConfig, configs: dict, n_crystals: int, repeats: 
     # fast and coarse on the whole split as well: accuracy on a sample that means something
     full = {}
     for k in ("fast", "coarse"):
-        r, seconds = timed(lambda: decode_crystals(tcrystals, fields=model, box=lbox, vocab=lvocab,
+        r, seconds = timed(lambda: decode_crystals(model, tcrystals, box=lbox, vocab=lvocab,
                                                    config=configs[k], progress=False))
         full[k] = {"structures_per_s": len(tcrystals) / seconds,
                    **_metrics(metrics_of(tcrystals, r, match=False).to_dict())}

@@ -31,15 +31,15 @@ import torch
 
 from nesf_viz.assets import CHECKPOINTS, checkpoint_path
 from nesf_viz.bench import decode_with, timed, write_json
+from nesf_viz.checkpoints import load_checkpoint
 from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals
 from nesf_viz.datasets import data_root
 from nesf_viz.decode import DecodeConfig, decode_crystals
 from nesf_viz.device import resolve_device
 from nesf_viz.model import NeSF
-from nesf_viz.recipes import TrainConfig
-from nesf_viz.runs import load_checkpoint
 from nesf_viz.sampling import QuerySampler
 from nesf_viz.train import LossModule, train
+from nesf_viz.train_config import TrainConfig
 
 DATA = data_root() / "nesf_paper"
 
@@ -54,9 +54,9 @@ def _compare(a, b) -> dict:
 
 def check_exact(test, vocab, box, dev, cpu) -> dict:
     cfg = DecodeConfig()
-    on_dev, t_dev = timed(lambda: decode_crystals(test, box=box, vocab=vocab, config=cfg, device=dev,
+    on_dev, t_dev = timed(lambda: decode_crystals("exact", test, box=box, vocab=vocab, config=cfg, device=dev,
                                                   progress=False), dev)
-    on_cpu, _ = timed(lambda: decode_crystals(test, box=box, vocab=vocab, config=cfg, device=cpu,
+    on_cpu, _ = timed(lambda: decode_crystals("exact", test, box=box, vocab=vocab, config=cfg, device=cpu,
                                               progress=False), cpu)
     out = _compare(on_dev, on_cpu)
     out["identical"] = out["same_atom_count"] == out["crystals"] and out["max_position_diff_A"] == 0.0

@@ -18,10 +18,10 @@ import argparse
 import torch
 
 from nesf_viz.bench import evaluate_on, held_out, table
+from nesf_viz.checkpoints import load_checkpoint
 from nesf_viz.data import CrystalBatch, load_crystals
 from nesf_viz.decode import DecodeConfig
 from nesf_viz.fields import StructureFields
-from nesf_viz.runs import load_checkpoint
 
 
 class TrueLattice(StructureFields):

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from nesf_viz.assets import CHECKPOINTS, HERE, record_of_run
-from nesf_viz.runs import export_checkpoint
+from nesf_viz.checkpoints import export_checkpoint
 
 
 def main(argv=None) -> int:

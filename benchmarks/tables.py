@@ -137,7 +137,7 @@ def ingredients() -> str:
         runs = json.loads(path.read_text())["runs"]
         if not runs:
             continue
-        out.append(f"\n**{runs[0]['dataset']}** (`{path.relative_to(ROOT)}`; test split "
+        out.append(f"\n**{runs[0]['dataset']}** (`benchmarks/results/ingredients/{path.name}`; test split "
                    f"{runs[0]['n_test_evaluated']} crystals, fast decoder)\n\n")
         head = ["recipe", "epochs", "train min", "CPU min", *[METRICS[k].column for k in SHOWN]]
         rows = []
@@ -157,7 +157,7 @@ def docs_page() -> str:
         "## Shipped models", "", shipped_models(),
         "## The community reconstruction benchmark", "",
         "perov_5 and carbon_24: only their validation files are available here, so each is split "
-        "80/10/10 (train/validation/test, fixed permutation, seed 0; `nesf_viz.protocol.make_tasks`). "
+        "80/10/10 (train/validation/test, fixed permutation, seed 0; `nesf_viz.experiment.make_tasks`). "
         "CDVAE and FTCP trained on the published train splits (about 3x more crystals) and report on "
         "the published test splits.", "", community(),
         "## Targets", "",

@@ -31,9 +31,9 @@ from nesf_viz.bench import matmul_gflops, timed
 from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals
 from nesf_viz.datasets import dataset_path
 from nesf_viz.model import NeSF
-from nesf_viz.recipes import TrainConfig
 from nesf_viz.sampling import QuerySampler
 from nesf_viz.train import LossModule
+from nesf_viz.train_config import TrainConfig
 
 
 def field_macs(model: NeSF, n_pos: float, n_spec: float, split: bool = True) -> float:

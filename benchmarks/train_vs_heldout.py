@@ -12,9 +12,9 @@ import argparse
 import sys
 
 from nesf_viz.bench import evaluate_on, table
+from nesf_viz.checkpoints import load_checkpoint
 from nesf_viz.decode import DECODERS
-from nesf_viz.protocol import make_tasks
-from nesf_viz.runs import load_checkpoint
+from nesf_viz.experiment import make_tasks
 
 KEYS = ("atom_count_error_pct", "position_error_actual_A", "species_error_actual_pct", "length_mae_A")
 

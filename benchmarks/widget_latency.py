@@ -141,12 +141,12 @@ def _Points(i: int):
 
 def _widgets(args) -> None:
     from nesf_viz.assets import default_checkpoint_path
+    from nesf_viz.checkpoints import load_checkpoint
     from nesf_viz.data import BoundingBox, CrystalBatch, SpeciesVocab, load_crystals
     from nesf_viz.decode import decode
     from nesf_viz.errors import CheckpointError
     from nesf_viz.fields import ExactFields
     from nesf_viz.hooks import TrajectoryRecorder
-    from nesf_viz.runs import load_checkpoint
     from nesf_viz.viz import widgets
 
     crystals = load_crystals("synthetic", "test")[: args.crystals]

@@ -1,5 +1,6 @@
 """nesf_viz: Neural Structure Fields for crystals — train, decode, and watch it work."""
 
+from .checkpoints import Checkpoint, load_checkpoint
 from .data import (
     BoundingBox,
     Crystal,
@@ -28,12 +29,11 @@ from .metrics import (
     paper_metrics,
 )
 from .model import NeSF, NeSFConfig
-from .recipes import TrainConfig
 from .reconstruction import Reconstruction, reconstruct
-from .runs import Checkpoint, load_checkpoint
 from .sampling import QuerySampler, SamplingConfig
 from .survey import Survey, survey
 from .train import EpochReport, train
+from .train_config import TrainConfig
 
 __version__ = "0.1.0"
 

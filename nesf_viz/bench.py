@@ -4,7 +4,7 @@
   (several candidates interleaved, because these machines drift by minutes), `medians`;
 - the machine: `matmul_gflops` (float32 matmul rate, the yardstick of achieved GFLOP/s);
 - evaluation: `decode_with` (a checkpoint's model, or any fields, on a list of crystals) and
-  `evaluate_on` (its metrics dict with the decode speed), `held_out` (a protocol dataset's
+  `evaluate_on` (its metrics dict with the decode speed), `held_out` (an experiment dataset's
   held-out split);
 - output: `table` (markdown, metric keys named by `nesf_viz.reference.METRICS`), `write_json`.
 
@@ -22,11 +22,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from .checkpoints import Checkpoint
 from .data import Crystal
 from .decode import DecodeConfig, DecodeResult, decode_crystals
 from .metrics import metrics_of
 from .reference import METRICS
-from .runs import Checkpoint
 
 __all__ = ["timed", "alternate", "medians", "matmul_rate", "matmul_gflops", "MATMUL_SHAPES", "decode_with",
            "evaluate_on", "held_out", "column", "table", "cell", "write_json"]
@@ -92,7 +92,7 @@ def decode_with(checkpoint: Checkpoint, crystals: Sequence[Crystal], config: Dec
     """Decode `crystals` with a checkpoint's model (or other `fields`, e.g. a wrapper of it) in its
     box and vocabulary; `config` a DecodeConfig or a decoder name ('paper', 'fast', 'coarse')."""
     cfg = DecodeConfig.preset(config) if isinstance(config, str) else config
-    return decode_crystals(crystals, fields=checkpoint.model if fields is None else fields, box=checkpoint.box,
+    return decode_crystals(checkpoint.model if fields is None else fields, crystals, box=checkpoint.box,
                            vocab=checkpoint.vocab, config=cfg, device=device, progress=False)
 
 
@@ -105,8 +105,8 @@ def evaluate_on(checkpoint: Checkpoint, crystals: Sequence[Crystal], config: Dec
 
 
 def held_out(dataset: str) -> list[Crystal]:
-    """The held-out split of a protocol dataset (its first task: the paper's split, or fold 0)."""
-    from .protocol import make_tasks
+    """The held-out split of an experiment dataset (its first task: the paper's split, or fold 0)."""
+    from .experiment import make_tasks
 
     return list(make_tasks(dataset)[0].test)
 

@@ -94,7 +94,7 @@ RECIPE_HELP = ("paper: the paper (float32, batch 128, Adam 1e-3 halved every 640
 def _add_recipe_args(p) -> None:
     """The recipe and every ingredient as its own option (unset: the recipe's value)."""
     from .model import NeSFConfig
-    from .recipes import RECIPES, TrainConfig
+    from .train_config import RECIPES, TrainConfig
 
     # the help quotes the config dataclasses, so it cannot drift from them
     paper, quick, net = TrainConfig.paper(), TrainConfig.quick(), NeSFConfig(num_species=1)
@@ -153,13 +153,13 @@ def _recipe_options(a) -> dict:
 
 
 def _train_config(a, **extra):
-    from .recipes import make_train_config
+    from .train_config import make_train_config
 
     return make_train_config(a.recipe, epochs=a.epochs, **_recipe_options(a), **extra)
 
 
 def _add_train(sub) -> None:
-    from .recipes import TrainConfig
+    from .train_config import TrainConfig
 
     p = sub.add_parser("train", help="train NeSF on crystals")
     p.add_argument("--train", required=True, help="CSV with a cif column, a CIF folder, or 'synthetic[:N]'")
@@ -189,12 +189,12 @@ def _add_train(sub) -> None:
 
 
 def _cmd_train(a) -> int:
+    from .checkpoints import saved_train_config
     from .data import load_crystals
     from .model import NeSFConfig
-    from .recipes import resumed_config
-    from .runs import saved_train_config
     from .sampling import SamplingConfig
     from .train import train
+    from .train_config import resumed_config
 
     on_error = "skip" if a.skip_bad else "raise"
     tr = load_crystals(a.train, "train", not a.keep_cell, on_error, limit=a.limit, seed=a.seed)
@@ -310,7 +310,7 @@ def _add_demo(sub) -> None:
 
 
 def _cmd_demo(a) -> int:
-    from .report import run_demo
+    from .demo import run_demo
 
     run_demo(a.out, minutes=a.minutes, n_train=a.n_train, n_test=a.n_test, device=a.device,
              checkpoint=a.checkpoint)
@@ -324,16 +324,16 @@ def _add_export(sub) -> None:
 
 
 def _cmd_export(a) -> int:
-    from .runs import export_checkpoint
+    from .checkpoints import export_checkpoint
 
     print(f"wrote {export_checkpoint(_checkpoint_arg(a.checkpoint), a.out)}")
     return 0
 
 
 def _add_benchmark(sub) -> None:
-    from .protocol import DATASETS
+    from .experiment import DATASETS
 
-    p = sub.add_parser("benchmark", help="the reproduction protocol: train with seeds, select by val loss, "
+    p = sub.add_parser("benchmark", help="the experiment: train with seeds, select by val loss, "
                                          "evaluate held-out splits, tabulate next to the paper")
     p.add_argument("--datasets", nargs="+", default=["lcs6"], choices=DATASETS, metavar="DATASET",
                    help=f"which protocols to run (default lcs6): {', '.join(DATASETS)}")
@@ -359,9 +359,9 @@ def _add_benchmark(sub) -> None:
 
 
 def _cmd_benchmark(a) -> int:
-    from .protocol import ProtocolConfig, run_protocol
+    from .experiment import ExperimentConfig, run_experiment
 
-    cfg = ProtocolConfig(seeds=tuple(a.seeds), recipe=a.recipe, max_minutes=a.max_minutes, epochs=a.epochs,
+    cfg = ExperimentConfig(seeds=tuple(a.seeds), recipe=a.recipe, max_minutes=a.max_minutes, epochs=a.epochs,
                          train_options=tuple(sorted(_recipe_options(a).items())),
                          decode=a.decode, eval_limit=a.eval_limit, probe_minutes=a.probe_minutes,
                          probe_crystals=a.probe_crystals, init_from=a.init_from,
@@ -369,7 +369,7 @@ def _cmd_benchmark(a) -> int:
                          limit_train=a.limit_train, positional_encoding_freqs=a.pe_freqs, periodic=a.periodic,
                          positional_encoding_longest_wavelength_angstrom=a.pe_wavelength,
                          positional_encoding_keep_input=a.pe_keep_input)
-    run_protocol(a.datasets, cfg, a.out, a.data_root)
+    run_experiment(a.datasets, cfg, a.out, a.data_root)
     return 0
 
 

@@ -334,9 +334,9 @@ def _result(ids: list[str], centres: torch.Tensor, species: torch.Tensor, atom_c
 
 
 def decode_crystals(
+    fields: Literal["exact"] | StructureFields,
     crystals: Sequence[Crystal],
     *,
-    fields: Literal["exact"] | StructureFields = "exact",
     box: BoundingBox,
     vocab: SpeciesVocab,
     config: DecodeConfig = DecodeConfig(),

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .checkpoints import load_checkpoint
 from .data import BoundingBox, Crystal, DataSource, SpeciesVocab, load_crystals
 from .decode import DecodeConfig, DecodeResult, decode_crystals, usable_crystals
 from .device import resolve_device
 from .metrics import CrystalVerdict, ReconstructionMetrics, crystal_verdicts, metrics_of
-from .runs import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def _check_output(path: Path, folder: bool) -> None:
 
     if not folder and path.is_dir():
         raise DatasetError(f"output {path} is a folder; give a file path")
-    from .runs import probe_writable
+    from .checkpoints import probe_writable
 
     try:
         probe_writable(path if folder else path.parent)
@@ -42,8 +42,8 @@ def _check_output(path: Path, folder: bool) -> None:
 
 def _inputs(data: DataSource, checkpoint=None, box_from: DataSource | None = None) -> list:
     """What a decode or evaluation reads, for `outputs.check_apart`."""
+    from .checkpoints import checkpoint_inputs
     from .outputs import Input
-    from .runs import checkpoint_inputs
 
     inputs = [Input(flag, src.path) for flag, src in (("--data", data), ("--box-from", box_from))
               if src is not None and src.path is not None]
@@ -106,7 +106,7 @@ def run_decode(
                 verdicts.extend(write_decoded_folder(chunk, res, sink))
             written += len(chunk)
 
-        result = decode_crystals(crystals, fields=ckpt.model, box=ckpt.box, vocab=ckpt.vocab, config=decode_config,
+        result = decode_crystals(ckpt.model, crystals, box=ckpt.box, vocab=ckpt.vocab, config=decode_config,
                                  batch_size=batch_size, device=dev, keep_partial=True, on_batch=stream)
     if verdicts:
         from .metrics import format_verdicts
@@ -227,7 +227,7 @@ def run_evaluate(
         ckpt = load_checkpoint(checkpoint, dev)
         vocab, box, model, fields = ckpt.vocab, ckpt.box, ckpt.model, f"learned fields of {checkpoint}"
         crystals = usable_crystals(crystals, vocab, box, data.skip_bad)
-    result = decode_crystals(crystals, fields=model, box=box, vocab=vocab, config=decode_config,
+    result = decode_crystals(model, crystals, box=box, vocab=vocab, config=decode_config,
                              batch_size=batch_size, device=dev, progress=progress, keep_partial=True)
     ev = Evaluation(f"{data.label} ({fields})", metrics_of(crystals[: len(result)], result, match=match,
                                                             progress=progress), len(crystals))
@@ -255,8 +255,8 @@ def _write_json(path: Path, obj: dict) -> None:
 def held_out_crystals(model: str, limit: int | None = None) -> list[Crystal]:
     """The held-out test crystals of a shipped model (`nesf_viz.assets.CHECKPOINTS`), which it
     never trained on, in their file's order: the embedded test split for 'synthetic', the LCS6Å
-    test split for a model of the 'lcs6' dataset (packaged, so always here), else the protocol's
-    test split of the model's dataset (`nesf_viz.protocol.make_tasks`; `DatasetUnavailable` when
+    test split for a model of the 'lcs6' dataset (packaged, so always here), else the experiment's
+    test split of the model's dataset (`nesf_viz.experiment.make_tasks`; `DatasetUnavailable` when
     its file is absent). Cells as given (the shared files hold conventional cells)."""
     from .assets import CHECKPOINTS
     from .errors import DatasetError
@@ -268,6 +268,6 @@ def held_out_crystals(model: str, limit: int | None = None) -> list[Crystal]:
         return load_crystals("synthetic", "test", limit=limit)
     if dataset == "lcs6":
         return load_crystals("lcs6_test", limit=limit)
-    from .protocol import make_tasks
+    from .experiment import make_tasks
 
     return list(make_tasks(dataset)[0].test[:limit])

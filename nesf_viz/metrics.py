@@ -267,7 +267,7 @@ class ReconstructionMetrics:
     decode_structures_per_s: float
 
     def to_dict(self) -> dict:
-        """The `METRIC_KEYS` dict (JSON, tables, protocol rows)."""
+        """The `METRIC_KEYS` dict (JSON, tables, experiment rows)."""
         return asdict(self)
 
 

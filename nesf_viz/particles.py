@@ -131,7 +131,7 @@ class DecodeConfig:
     def fast(cls, **overrides) -> "DecodeConfig":
         """Named fast recipe: particles only in the cell, early stop at 1e-3 A, 32 moves at most.
 
-        Not the paper's protocol: say so when quoting numbers made with it."""
+        Not the paper's procedure: say so when quoting numbers made with it."""
         base = dict(particles_in_cell=True, early_stop_tolerance_angstrom=1e-3, num_moves=32)
         base.update(overrides)
         return cls(**base)
@@ -143,14 +143,14 @@ class DecodeConfig:
 
         On the shipped LCS6A model: 4.7x `fast()` (117 vs 24.9 crystals/s on the test split) at
         atom-count, position and species errors within about half a point of it (README, decode
-        speed). Not the paper's protocol: say so when quoting it."""
+        speed). Not the paper's procedure: say so when quoting it."""
         base = dict(grid_step_angstrom=1.0, nms_min_particles=2)
         base.update(overrides)
         return cls.fast(**base)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "DecodeConfig":
-        """The decoder called `name` in the CLI, the protocol and `reconstruct`: one of DECODERS."""
+        """The decoder called `name` in the CLI, the experiment and `reconstruct`: one of DECODERS."""
         if name not in DECODERS:
             raise ValueError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")
         return cls(**overrides) if name == "paper" else getattr(cls, name)(**overrides)

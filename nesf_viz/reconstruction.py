@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .checkpoints import Checkpoint, load_checkpoint
 from .data import Crystal, crystal_from_structure, load_crystals
 from .decode import DecodeConfig, decode_crystals
 from .device import resolve_device
 from .metrics import CrystalVerdict, crystal_verdicts
-from .runs import Checkpoint, load_checkpoint
 
 __all__ = ["Reconstruction", "reconstruct"]
 
@@ -94,7 +94,7 @@ def reconstruct(item, checkpoint="synthetic", *, decoder: Literal["fast", "coars
     ckpt.vocab.encode(crystal.atomic_numbers, crystal.id)  # unknown elements: a named error, before any work
     ckpt.box.check(crystal)
     config = DecodeConfig.preset(decoder)
-    result = decode_crystals([crystal], fields=ckpt.model.to(dev), box=ckpt.box, vocab=ckpt.vocab, config=config,
+    result = decode_crystals(ckpt.model.to(dev), [crystal], box=ckpt.box, vocab=ckpt.vocab, config=config,
                              device=dev, progress=False)
     decoded = result.to_crystals()[0]
     return Reconstruction(crystal, decoded, crystal_verdicts([crystal], [decoded], match=match)[0], label)

@@ -1,9 +1,9 @@
-"""Reference numbers and metric names, in one place: what the protocol's tables, the benchmark
+"""Reference numbers and metric names, in one place: what the experiment's tables, the benchmark
 scripts, the figures and the notebooks print beside this project's own results.
 
 `METRICS`: metric key (as `nesf_viz.metrics` names them) -> `Metric` (label, unit, the short
 column head of result tables). `REFERENCES`: published numbers of other models on the test sets
-the protocol reproduces, each with its source; `references(dataset)` selects them.
+the experiment reproduces, each with its source; `references(dataset)` selects them.
 
 Sources:
 - NeSF paper (Chiba et al., "Neural structure fields with application to crystal structure
@@ -32,7 +32,7 @@ class Metric:
     """How a metric is named where people read it."""
 
     key: str
-    """The key in `ReconstructionMetrics.to_dict()`, results JSON and protocol rows."""
+    """The key in `ReconstructionMetrics.to_dict()`, results JSON and experiment rows."""
     label: str
     """Words, e.g. 'position error, actual'."""
     unit: str
@@ -76,7 +76,7 @@ class Reference:
     model: str
     """Who: 'NeSF (paper)', 'ICSG3D (paper)', 'CDVAE', 'FTCP'."""
     dataset: str
-    """The protocol's dataset name of the test set ('icsg3d', 'perov_5', 'carbon_24', 'mp_20')."""
+    """The experiment's dataset name of the test set ('icsg3d', 'perov_5', 'carbon_24', 'mp_20')."""
     source: str
     """Where the numbers come from, as a table row names it."""
     values: Mapping[str, tuple[float, float | None]]

@@ -40,6 +40,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .checkpoints import Checkpoint, load_checkpoint
 from .crystal import Crystal
 from .data import load_crystals, source_path
 from .decode import DECODERS, DecodeConfig, DecodeResult, decode_crystals, usable_crystals
@@ -47,7 +48,6 @@ from .device import resolve_device
 from .errors import DatasetError, OutputError, UnknownSpeciesError
 from .metrics import CrystalVerdict, crystal_verdicts, verdict_summary
 from .outputs import DecodedFolder, Input, Output, check_apart, write_inside
-from .runs import Checkpoint, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -644,7 +644,7 @@ def _compute(crystals: list[Crystal], ckpt: Checkpoint, config: DecodeConfig, de
         for s in tqdm(range(0, len(kept), 256), desc="encode", unit="batch", disable=not progress):
             zs.append(model.latents(CrystalBatch.from_crystals(kept[s: s + 256], ckpt.vocab, dtype=dtype, device=dev)))
     latents = torch.cat(zs).float().cpu().numpy()
-    decoded = decode_crystals(kept, fields=model, box=ckpt.box, vocab=ckpt.vocab, config=config,
+    decoded = decode_crystals(model, kept, box=ckpt.box, vocab=ckpt.vocab, config=config,
                               batch_size=batch_size, device=dev, progress=progress)
     pred = decoded.to_crystals()
     verdicts, groups = [], []

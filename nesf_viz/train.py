@@ -25,13 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import cell_box, shift_origin
-from .data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab
-from .device import native_bf16, resolve_device
-from .errors import CheckpointError, ConfigError, DatasetError, NonFiniteLossError, TrainingError
-from .fields import ground_truth_targets
-from .model import NeSF, NeSFConfig
-from .recipes import TrainConfig, resumed_config
-from .runs import (
+from .checkpoints import (
     Checkpoint,
     RunFolder,
     check_resumable,
@@ -43,7 +37,13 @@ from .runs import (
     save_checkpoint,
     train_config_of,
 )
+from .data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab
+from .device import native_bf16, resolve_device
+from .errors import CheckpointError, ConfigError, DatasetError, NonFiniteLossError, TrainingError
+from .fields import ground_truth_targets
+from .model import NeSF, NeSFConfig
 from .sampling import QuerySampler, TrainingQueries
+from .train_config import TrainConfig, resumed_config
 
 log = logging.getLogger(__name__)
 

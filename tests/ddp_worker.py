@@ -6,8 +6,8 @@ import sys
 import torch
 
 from nesf_viz.data import load_crystals
-from nesf_viz.recipes import TrainConfig
 from nesf_viz.train import train
+from nesf_viz.train_config import TrainConfig
 
 torch.set_num_threads(1)
 out = sys.argv[1]

@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from nesf_viz.assets import CHECKPOINTS, checkpoint_path, default_checkpoint_path
+from nesf_viz.checkpoints import load_checkpoint
 from nesf_viz.datasets import DatasetUnavailable
 from nesf_viz.decode import DecodeConfig, decode_crystals
 from nesf_viz.errors import CheckpointError
 from nesf_viz.evaluate import held_out_crystals
 from nesf_viz.metrics import metrics_of
 from nesf_viz.model import NeSF
-from nesf_viz.runs import load_checkpoint
 
 
 @pytest.mark.parametrize("name", list(CHECKPOINTS))
@@ -46,7 +46,7 @@ def test_shipped_checkpoint_reaches_its_stated_metrics_on_held_out_crystals(name
     info = CHECKPOINTS[name]
     ck = load_checkpoint(info.path)
     test = _held_out(name, 48)
-    result = decode_crystals(test, fields=ck.model, box=ck.box, vocab=ck.vocab, config=DecodeConfig.fast(),
+    result = decode_crystals(ck.model, test, box=ck.box, vocab=ck.vocab, config=DecodeConfig.fast(),
                              progress=False)
     m = metrics_of(test, result, match=True).to_dict()
     assert m["n_no_atoms"] == 0

@@ -59,8 +59,8 @@ def test_cell_box_holds_every_view_and_every_atom():
 
 def test_training_with_origin_shift_uses_the_cell_box_and_learns(tmp_path):
     from nesf_viz.data import load_crystals
-    from nesf_viz.recipes import make_train_config
     from nesf_viz.train import train
+    from nesf_viz.train_config import make_train_config
 
     tr, va = load_crystals("synthetic:60", "train"), load_crystals("synthetic:60", "val")
     cfg = make_train_config("quick", epochs=2, augment_origin_shift=True, mixed_precision=False, device="cpu")

@@ -422,8 +422,8 @@ def test_ids_and_structures_must_pair_up(nacl):
 def test_overwrite_removes_the_old_runs_checkpoints(synthetic_small, tmp_path):
     import threading
 
-    from nesf_viz.recipes import TrainConfig
     from nesf_viz.train import train
+    from nesf_viz.train_config import TrainConfig
 
     tr, va = synthetic_small["train"][:8], synthetic_small["val"][:4]
     cfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
@@ -438,10 +438,10 @@ def test_overwrite_removes_the_old_runs_checkpoints(synthetic_small, tmp_path):
 
 def test_a_diverging_training_stops_at_once_and_keeps_the_last_good_checkpoint(synthetic_small, tmp_path,
                                                                                monkeypatch):
+    from nesf_viz.checkpoints import load_checkpoint
     from nesf_viz.errors import NonFiniteLossError
-    from nesf_viz.recipes import TrainConfig
-    from nesf_viz.runs import load_checkpoint
     from nesf_viz.train import train
+    from nesf_viz.train_config import TrainConfig
 
     T = sys.modules["nesf_viz.train"]  # the package exports a function of the same name
     tr, va = synthetic_small["train"][:16], synthetic_small["val"][:4]
@@ -455,8 +455,8 @@ def test_a_diverging_training_stops_at_once_and_keeps_the_last_good_checkpoint(s
 
 def test_non_finite_numbers_in_a_train_config_are_config_errors(synthetic_small):
     from nesf_viz.errors import ConfigError
-    from nesf_viz.recipes import TrainConfig
     from nesf_viz.train import train
+    from nesf_viz.train_config import TrainConfig
 
     tr, va = synthetic_small["train"][:8], synthetic_small["val"][:4]
     for bad in ({"learning_rate": float("inf")}, {"warmup_epochs": float("inf")},

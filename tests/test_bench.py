@@ -41,8 +41,8 @@ def test_write_json_makes_the_folder_and_writes_numpy_numbers(tmp_path):
 
 def test_evaluate_on_decodes_with_a_checkpoint_and_returns_its_metrics():
     from nesf_viz.assets import checkpoint_path
+    from nesf_viz.checkpoints import load_checkpoint
     from nesf_viz.data import load_crystals
-    from nesf_viz.runs import load_checkpoint
 
     ck = load_checkpoint(checkpoint_path("synthetic"))
     crystals = load_crystals("synthetic", "test")[:2]

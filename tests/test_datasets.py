@@ -76,7 +76,7 @@ def _write_csv(path, ids):
 
 
 def test_the_protocol_reads_its_datasets_from_the_root_the_environment_names(tmp_path, monkeypatch):
-    from nesf_viz.protocol import make_tasks
+    from nesf_viz.experiment import make_tasks
 
     monkeypatch.setenv("NESF_VIZ_DATA", str(tmp_path))
     with pytest.raises(DatasetUnavailable, match=str(tmp_path)):

@@ -355,13 +355,14 @@ def test_particle_budget_splits_batches_and_refuses_a_crystal_that_cannot_fit(or
 
     crystals, vocab, box = oracle_set
     per = particles_per_crystal(box, DecodeConfig())
-    whole = decode_crystals(crystals, box=box, vocab=vocab, progress=False)
-    tight = decode_crystals(crystals, box=box, vocab=vocab, progress=False,
+    whole = decode_crystals("exact", crystals, box=box, vocab=vocab, progress=False)
+    tight = decode_crystals("exact", crystals, box=box, vocab=vocab, progress=False,
                             config=DecodeConfig(max_particles=2 * per))  # two crystals per call
     for x, y in zip(whole.positions_angstrom, tight.positions_angstrom):
         assert np.array_equal(x, y)
     with pytest.raises(DecodeMemoryError, match=rf"needs {per:,} particles .* over the budget of {per - 1:,}"):
-        decode_crystals(crystals, box=box, vocab=vocab, progress=False, config=DecodeConfig(max_particles=per - 1))
+        decode_crystals("exact", crystals, box=box, vocab=vocab, progress=False,
+                        config=DecodeConfig(max_particles=per - 1))
     batch, fields = _batch_and_fields(crystals[:3], vocab)
     with pytest.raises(DecodeMemoryError, match="decoding 3 crystal"):
         decode(fields, batch, box=box, vocab=vocab, config=DecodeConfig(max_particles=2 * per))
@@ -392,7 +393,7 @@ def test_every_named_decoder_recovers_every_atom_and_the_presets_differ_where_th
     crystals, vocab, box = oracle_set
     results = {}
     for name in DECODERS:
-        results[name] = decode_crystals(crystals, box=box, vocab=vocab, config=DecodeConfig.preset(name),
+        results[name] = decode_crystals("exact", crystals, box=box, vocab=vocab, config=DecodeConfig.preset(name),
                                         progress=False)
         _assert_recovered(results[name], crystals)
     paper, fast, coarse = (results[k] for k in ("paper", "fast", "coarse"))
@@ -426,10 +427,10 @@ def test_an_interrupted_batch_decode_raises_or_keeps_the_batches_done(oracle_set
 
     monkeypatch.setattr(module, "decode", decode_then_interrupt)
     with pytest.raises(KeyboardInterrupt):  # the library default: nothing swallowed
-        decode_crystals(crystals, box=box, vocab=vocab, batch_size=2, progress=False)
+        decode_crystals("exact", crystals, box=box, vocab=vocab, batch_size=2, progress=False)
     calls.clear()
     seen = []
-    kept = decode_crystals(crystals, box=box, vocab=vocab, batch_size=2, progress=False, keep_partial=True,
+    kept = decode_crystals("exact", crystals, box=box, vocab=vocab, batch_size=2, progress=False, keep_partial=True,
                            on_batch=lambda chunk, res: seen.append([c.id for c in chunk]))
     assert kept.interrupted and len(kept) == 2 and seen == [[c.id for c in crystals[:2]]]
     _assert_recovered(kept, crystals[:2])

@@ -73,8 +73,8 @@ def test_exact_fields_with_options_and_limit(tiny_csv):
 
 def test_learned_path_with_a_tiny_checkpoint(tiny_csv, tmp_path):
     from nesf_viz.data import load_crystals
-    from nesf_viz.recipes import TrainConfig
     from nesf_viz.train import train
+    from nesf_viz.train_config import TrainConfig
 
     crystals = load_crystals(tiny_csv)
     train(crystals, crystals, tmp_path / "ck", TrainConfig(epochs=1, batch_size=4, device="cpu"),
@@ -92,16 +92,16 @@ def test_learned_path_with_a_tiny_checkpoint(tiny_csv, tmp_path):
 
 def test_learned_metrics_are_the_decodes_own_and_a_converged_model_scores_well():
     from nesf_viz.assets import checkpoint_path
+    from nesf_viz.checkpoints import load_checkpoint
     from nesf_viz.data import load_crystals
     from nesf_viz.decode import decode_crystals
     from nesf_viz.metrics import paper_metrics
-    from nesf_viz.runs import load_checkpoint
 
     test = load_crystals("synthetic", "test")[:8]
     m = run_evaluate(DataSource("synthetic", limit=8), checkpoint_path("synthetic"), device="cpu",
                      decode_config=DecodeConfig.fast(), progress=False, verbose=False).to_dict()
     ck = load_checkpoint(checkpoint_path("synthetic"))
-    direct = paper_metrics(test, decode_crystals(test, fields=ck.model, box=ck.box, vocab=ck.vocab,
+    direct = paper_metrics(test, decode_crystals(ck.model, test, box=ck.box, vocab=ck.vocab,
                                                  config=DecodeConfig.fast(), progress=False))
     assert m["n_structures"] == 8
     assert m["atom_count_error_pct"] == direct.atom_count_error_pct == 0.0

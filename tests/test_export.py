@@ -1,10 +1,10 @@
 import pytest
 import torch
 
+from nesf_viz.checkpoints import export_checkpoint, load_checkpoint
 from nesf_viz.errors import CheckpointError
-from nesf_viz.recipes import TrainConfig
-from nesf_viz.runs import export_checkpoint, load_checkpoint
 from nesf_viz.train import train
+from nesf_viz.train_config import TrainConfig
 
 
 def test_export_drops_optimizer_and_cannot_resume(synthetic_small, tmp_path):

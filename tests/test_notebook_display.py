@@ -119,7 +119,7 @@ def test_every_widget_displays_itself_then_a_static_snapshot_of_its_figures(reco
 
 def test_the_training_panel_snapshot_follows_training(synthetic_small, tmp_path, displayed):
     from nesf_viz.data import SpeciesVocab
-    from nesf_viz.recipes import TrainConfig
+    from nesf_viz.train_config import TrainConfig
     from nesf_viz.viz.widgets import TrainingPanel
 
     panel = TrainingPanel(refresh_seconds=0.0)

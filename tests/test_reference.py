@@ -42,7 +42,7 @@ def test_values_print_as_tables_print_them():
 
 
 def test_the_protocol_tables_read_the_reference():
-    from nesf_viz.protocol import PAPER, TABLE_HEAD, TABLE_KEYS, markdown_table
+    from nesf_viz.experiment import PAPER, TABLE_HEAD, TABLE_KEYS, markdown_table
 
     assert TABLE_HEAD == tuple(METRICS[k].column for k in TABLE_KEYS)
     assert PAPER["icsg3d"] == dict(reference("NeSF (paper)", "icsg3d").values) == PAPER["icsg3d+synthetic"]

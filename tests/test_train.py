@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from nesf_viz.checkpoints import load_checkpoint, save_checkpoint
 from nesf_viz.errors import CheckpointError, ConfigError, DatasetError
-from nesf_viz.recipes import RECIPES, TrainConfig, make_train_config
-from nesf_viz.runs import load_checkpoint, save_checkpoint
 from nesf_viz.train import LOSS_PARTS, learning_rate_at, train
+from nesf_viz.train_config import RECIPES, TrainConfig, make_train_config
 
 
 @pytest.fixture
@@ -237,7 +237,7 @@ def test_a_run_folder_is_never_overwritten_without_being_asked(synthetic_small, 
 
 
 def test_export_refuses_to_overwrite_its_source(synthetic_small, tmp_path):
-    from nesf_viz.runs import export_checkpoint
+    from nesf_viz.checkpoints import export_checkpoint
 
     tr, va = _small(synthetic_small, 16)
     train(tr, va, tmp_path, TrainConfig(epochs=1, batch_size=8, device="cpu"), progress=False)

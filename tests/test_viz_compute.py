@@ -290,8 +290,8 @@ def test_latent_table_describes_real_crystals_by_crystal_system_space_group_and_
 
 def test_species_votes_agree_with_the_decoders_own_vote_learned_and_exact(rocksalt):
     from nesf_viz.assets import checkpoint_path
+    from nesf_viz.checkpoints import load_checkpoint
     from nesf_viz.data import load_crystals
-    from nesf_viz.runs import load_checkpoint
 
     ck = load_checkpoint(checkpoint_path("synthetic"))
     test = load_crystals("synthetic", "test")[:3]

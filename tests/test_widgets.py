@@ -160,7 +160,7 @@ def test_latent_interpolator_slider(recorded):
 
 
 def test_training_panel_draws_every_step_and_stops_cleanly(synthetic_small, tmp_path):
-    from nesf_viz.recipes import TrainConfig
+    from nesf_viz.train_config import TrainConfig
 
     tr, va = synthetic_small["train"][:16], synthetic_small["val"][:8]
     panel = widgets.TrainingPanel(refresh_seconds=0.0)

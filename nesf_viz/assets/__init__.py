@@ -90,7 +90,7 @@ CHECKPOINTS: dict[str, ShippedCheckpoint] = {
             name="perov5", dataset="perov_5",
             data_source="perov_5 (ABX3 perovskites, 5 atoms, 56 elements; Castelli et al. 2012, Computational "
                         "Materials Repository), the CDVAE benchmark's validation file (MIT-licensed split) divided "
-                        "80/10/10 with a fixed permutation (nesf_viz.protocol.make_tasks)",
+                        "80/10/10 with a fixed permutation (nesf_viz.experiment.make_tasks)",
             bounds={"atom_count_error_pct": 0.0, "species_error_actual_pct": 1.0, "match_rate_pct": 97.0,
                     "position_error_actual_A": 0.04, "match_rmse": 0.02},
         ),

@@ -611,8 +611,8 @@ class TrainingPanel(SnapshotDisplay):
     def run(self, *args: Any, **kwargs: Any):
         """`nesf_viz.train(*args, **kwargs)` with this panel watching; returns its TrainResult
         (and raises what it raises, after saying so in the status line)."""
-        from ..recipes import TrainConfig
         from ..train import train
+        from ..train_config import TrainConfig
 
         config = kwargs.get("config", args[3] if len(args) > 3 else TrainConfig())
         self._epochs_total = int(config.epochs)

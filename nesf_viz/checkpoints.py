@@ -30,7 +30,7 @@ from .device import resolve_device
 from .errors import CheckpointError
 from .model import NeSF, NeSFConfig
 from .outputs import Input, Output, check_apart, folder_lock
-from .recipes import TrainConfig
+from .train_config import TrainConfig
 
 __all__ = ["RunFolder", "Checkpoint", "CHECKPOINT_FORMAT", "checkpoint_payload", "save_checkpoint",
            "read_checkpoint", "rebuild_model", "train_config_of", "load_checkpoint", "saved_train_config",

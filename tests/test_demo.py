@@ -2,8 +2,8 @@
 
 import re
 
+from nesf_viz.demo import run_demo
 from nesf_viz.metrics import METRIC_KEYS
-from nesf_viz.report import run_demo
 
 
 def test_demo_trains_decodes_both_models_and_says_how_right_each_is(tmp_path, capsys):

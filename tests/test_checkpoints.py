@@ -6,10 +6,10 @@ import sys
 import pytest
 import torch
 
+from nesf_viz.checkpoints import RunFolder, load_checkpoint
 from nesf_viz.errors import CheckpointError
-from nesf_viz.recipes import TrainConfig
-from nesf_viz.runs import RunFolder, load_checkpoint
 from nesf_viz.train import train
+from nesf_viz.train_config import TrainConfig
 
 
 def _small(synthetic_small):

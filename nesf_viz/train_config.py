@@ -1,7 +1,7 @@
 """Training configuration: `TrainConfig` (defaults are the paper's) and its named recipes.
 
 One preset mechanism: a recipe is a `TrainConfig` classmethod listed in `RECIPES` (the CLI's and
-the protocol's `--recipe` names); `make_train_config` puts single options on top of one.
+the experiment's `--recipe` names); `make_train_config` puts single options on top of one.
 """
 
 from __future__ import annotations

@@ -15,15 +15,15 @@ from typing import Sequence
 
 import torch
 
+from .checkpoints import Checkpoint, RunFolder, load_checkpoint
 from .data import Crystal, CrystalBatch, load_crystals
 from .decode import DecodeResult, decode
 from .device import resolve_device
 from .hooks import TrajectoryRecorder
 from .metrics import verdict_summary
-from .recipes import TrainConfig
 from .reference import METRICS, format_value
-from .runs import Checkpoint, RunFolder, load_checkpoint
 from .train import train
+from .train_config import TrainConfig
 
 
 def _right_and_wrong(test: Sequence[Crystal], verdicts: dict[str, list], decoded: dict[str, list]):
@@ -67,7 +67,7 @@ def build_report(
     dev = resolve_device(device)
     model = ckpt.model.to(dev).eval()
     if results is None:
-        results = {"model": decode_crystals(test, fields=model, box=ckpt.box, vocab=ckpt.vocab,
+        results = {"model": decode_crystals(model, test, box=ckpt.box, vocab=ckpt.vocab,
                                             config=DecodeConfig.fast(), device=dev, progress=False)}
     if verdicts is None:
         verdicts = {name: crystal_verdicts(test, res) for name, res in results.items()}
@@ -235,7 +235,7 @@ def run_demo(out: str | Path = "out/demo", minutes: float = 2.0, n_train: int = 
               f"shipped ({shipped.epoch} epochs)": shipped}
     metrics, verdicts, results = {}, {}, {}
     for name, ck in models.items():
-        res = decode_crystals(test, fields=ck.model, box=ck.box, vocab=ck.vocab, config=DecodeConfig.fast(),
+        res = decode_crystals(ck.model, test, box=ck.box, vocab=ck.vocab, config=DecodeConfig.fast(),
                               device=dev, progress=False)
         results[name] = res
         metrics[name] = metrics_of(test, res, match=True).to_dict()

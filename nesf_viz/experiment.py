@@ -1,4 +1,4 @@
-"""The reproduction protocol behind `nesf-viz benchmark`: train, select, evaluate, tabulate.
+"""The experiment behind `nesf-viz benchmark`: train, select, evaluate, tabulate.
 
 For every dataset and seed: train (checkpoint selected by validation loss: `best.pt`), decode
 the held-out split, compute the paper's metrics, StructureMatcher and space-group recovery;
@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .checkpoints import RunFolder, load_checkpoint
 from .data import Crystal, SpeciesVocab, load_crystals
 from .datasets import DatasetUnavailable  # noqa: F401  (public here too)
 from .datasets import data_root as default_data_root
@@ -38,16 +39,15 @@ from .device import native_bf16, resolve_device
 from .errors import DatasetError
 from .metrics import metrics_of
 from .model import NeSFConfig
-from .recipes import RECIPES, TrainConfig, make_train_config
 from .reference import METRICS, format_value, references
-from .runs import RunFolder, load_checkpoint
 from .symmetry import spacegroup_recovery_pct, symmetrize
 from .train import train
+from .train_config import RECIPES, TrainConfig, make_train_config
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DATASETS", "RECIPES", "PAPER", "Task", "ProtocolConfig", "DatasetUnavailable", "make_tasks",
-           "default_data_root", "run_protocol", "summarize", "markdown_table"]
+__all__ = ["DATASETS", "RECIPES", "PAPER", "Task", "ExperimentConfig", "DatasetUnavailable", "make_tasks",
+           "default_data_root", "run_experiment", "summarize", "markdown_table"]
 
 DATASETS = ("lcs6", "icsg3d", "icsg3d+synthetic", "ybco13", "perov_5", "carbon_24", "synthetic")
 
@@ -89,7 +89,7 @@ class Task:
 
 
 @dataclass(frozen=True)
-class ProtocolConfig:
+class ExperimentConfig:
     """Protocol settings. Defaults are the paper's full recipe (3200 epochs, float32)."""
 
     seeds: tuple[int, ...] = (0,)
@@ -173,7 +173,7 @@ def _split_fixed(crystals: list[Crystal], fractions: Sequence[float], seed: int 
     return [[crystals[i] for i in part] for part in np.split(order, cuts)]
 
 
-def make_tasks(dataset: str, cfg: ProtocolConfig = ProtocolConfig(), data_root: str | Path | None = None
+def make_tasks(dataset: str, cfg: ExperimentConfig = ExperimentConfig(), data_root: str | Path | None = None
                ) -> list[Task]:
     """The runs of one dataset. Raises `DatasetUnavailable` when its files are absent.
 
@@ -262,13 +262,13 @@ def _device_name(device: torch.device) -> str:
     return f"CPU {name}, {torch.get_num_threads()} threads"
 
 
-def _probe_curve(run_dir: Path, task: Task, cfg: ProtocolConfig, device: torch.device) -> list[dict]:
+def _probe_curve(run_dir: Path, task: Task, cfg: ExperimentConfig, device: torch.device) -> list[dict]:
     val = list(task.val[: cfg.probe_crystals])
     fast = dataclasses.replace(DecodeConfig.fast(), periodic=cfg.periodic)
     curve = []
     for path in sorted(run_dir.glob("probe_*.pt")):
         ck = load_checkpoint(path, device)
-        res = decode_crystals(val, fields=ck.model, box=ck.box, vocab=ck.vocab, config=fast,
+        res = decode_crystals(ck.model, val, box=ck.box, vocab=ck.vocab, config=fast,
                               device=device, progress=False)
         m = metrics_of(val, res, match=True, periodic=cfg.periodic)
         cpu = ck.history.get("cpu_seconds")
@@ -282,11 +282,11 @@ def _probe_curve(run_dir: Path, task: Task, cfg: ProtocolConfig, device: torch.d
     return curve
 
 
-def _evaluate(task: Task, best: Path, cfg: ProtocolConfig, device: torch.device) -> dict:
+def _evaluate(task: Task, best: Path, cfg: ExperimentConfig, device: torch.device) -> dict:
     ck = load_checkpoint(best, device)
     test = list(task.test[: cfg.eval_limit] if cfg.eval_limit else task.test)
     t0 = time.perf_counter()
-    res = decode_crystals(test, fields=ck.model, box=ck.box, vocab=ck.vocab, config=cfg.decode_config(),
+    res = decode_crystals(ck.model, test, box=ck.box, vocab=ck.vocab, config=cfg.decode_config(),
                           device=device, progress=True)
     # a periodic decode is scored with minimum-image distances: an atom decoded at fractional
     # 0.99 for a true one at 0.0 is right, not a cell length off
@@ -320,7 +320,7 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def run_protocol(datasets: Sequence[str], cfg: ProtocolConfig, out_dir: str | Path,
+def run_experiment(datasets: Sequence[str], cfg: ExperimentConfig, out_dir: str | Path,
                  data_root: str | Path | None = None, command: str | None = None) -> dict:
     """Run every (dataset, fold, seed); write `results.json`, `results.md` and the curves figure.
     `command` (recorded in every row; default: this process's command line) says how to rerun it.

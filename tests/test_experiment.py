@@ -10,15 +10,15 @@ import pytest
 
 from nesf_viz import NeSF
 from nesf_viz.errors import DatasetError
-from nesf_viz.protocol import (
+from nesf_viz.experiment import (
     PAPER,
     DatasetUnavailable,
-    ProtocolConfig,
+    ExperimentConfig,
     _Prober,
     default_data_root,
     make_tasks,
     markdown_table,
-    run_protocol,
+    run_experiment,
     summarize,
 )
 
@@ -37,7 +37,7 @@ def test_missing_data_is_a_named_skip_and_unknown_names_fail(tmp_path):
 
 @needs_data
 def test_held_out_splits_never_leak_into_training():
-    cfg = ProtocolConfig(augment_synthetic_n=50, ybco13_folds=2)
+    cfg = ExperimentConfig(augment_synthetic_n=50, ybco13_folds=2)
     for name in ("icsg3d", "icsg3d+synthetic", "perov_5", "ybco13"):
         for task in make_tasks(name, cfg):
             tr, va, te = ({c.id for c in s} for s in (task.train, task.val, task.test))
@@ -62,10 +62,10 @@ def test_prober_snapshots_first_epoch_and_every_period(tmp_path):
 
 
 def test_tiny_protocol_run_writes_tables_curves_and_resumes(tmp_path, capsys):
-    cfg = ProtocolConfig(recipe="fast", epochs=2, limit_train=24, eval_limit=3, decode="fast",
+    cfg = ExperimentConfig(recipe="fast", epochs=2, limit_train=24, eval_limit=3, decode="fast",
                          probe_minutes=0.001, probe_crystals=3, device="cpu")
     out = tmp_path / "bench"
-    state = run_protocol(["synthetic", "lcs6"], cfg, out, data_root=tmp_path / "no-data")
+    state = run_experiment(["synthetic", "lcs6"], cfg, out, data_root=tmp_path / "no-data")
     assert "lcs6" in state["skipped"] and "not found" in state["skipped"]["lcs6"]
     (run,) = state["runs"]
     assert run["epochs"] == 2 and run["n_test_evaluated"] == 3 and run["n_train"] == 24
@@ -79,7 +79,7 @@ def test_tiny_protocol_run_writes_tables_curves_and_resumes(tmp_path, capsys):
     assert "synthetic [fast recipe, fast decode]" in md and "skipped lcs6" in md
     assert (out / "time_to_accuracy.html").stat().st_size > 100_000
     mtime = (out / "runs" / "fast" / "synthetic" / "seed0" / "best.pt").stat().st_mtime
-    again = run_protocol(["synthetic"], cfg, out, data_root=tmp_path / "no-data")  # nothing left to do
+    again = run_experiment(["synthetic"], cfg, out, data_root=tmp_path / "no-data")  # nothing left to do
     assert len(again["runs"]) == 1
     assert (out / "runs" / "fast" / "synthetic" / "seed0" / "best.pt").stat().st_mtime == mtime
     assert run["metrics_periodic"] is False
@@ -87,12 +87,12 @@ def test_tiny_protocol_run_writes_tables_curves_and_resumes(tmp_path, capsys):
 
 def test_a_warm_started_run_starts_from_the_shipped_model_and_records_how_it_ran(tmp_path):
     from nesf_viz.assets import checkpoint_path
-    from nesf_viz.runs import load_checkpoint
+    from nesf_viz.checkpoints import load_checkpoint
 
-    cfg = ProtocolConfig(recipe="quick", epochs=1, limit_train=16, eval_limit=2, decode="fast", probe_minutes=10,
+    cfg = ExperimentConfig(recipe="quick", epochs=1, limit_train=16, eval_limit=2, decode="fast", probe_minutes=10,
                          probe_crystals=2, device="cpu", init_from="synthetic",
                          train_options=(("pair_max_angstrom", 2.5),))
-    (run,) = run_protocol(["synthetic"], cfg, tmp_path, data_root=tmp_path / "no-data",
+    (run,) = run_experiment(["synthetic"], cfg, tmp_path, data_root=tmp_path / "no-data",
                           command="nesf-viz benchmark ...")["runs"]
     assert run["recipe"] == "quick+pair_max_angstrom=2.5+from=synthetic"
     assert run["command"] == "nesf-viz benchmark ..." and run["precision"] in ("bf16", "float32")
@@ -105,14 +105,14 @@ def test_a_warm_started_run_starts_from_the_shipped_model_and_records_how_it_ran
 
 
 def test_periodic_option_is_scored_with_minimum_image_metrics(tmp_path, monkeypatch):
-    import nesf_viz.protocol as protocol
+    import nesf_viz.experiment as protocol
 
-    cfg = ProtocolConfig(recipe="fast", epochs=1, limit_train=8, eval_limit=2, decode="fast",
+    cfg = ExperimentConfig(recipe="fast", epochs=1, limit_train=8, eval_limit=2, decode="fast",
                          probe_minutes=1000, device="cpu", periodic=True)
     seen = []
     real = protocol.metrics_of
     monkeypatch.setattr(protocol, "metrics_of", lambda *a, **kw: seen.append(kw.get("periodic")) or real(*a, **kw))
-    (run,) = run_protocol(["synthetic"], cfg, tmp_path, data_root=tmp_path / "no-data")["runs"]
+    (run,) = run_experiment(["synthetic"], cfg, tmp_path, data_root=tmp_path / "no-data")["runs"]
     assert run["recipe"] == "fast+periodic" and run["metrics_periodic"] is True
     assert seen and all(seen)  # test split, its symmetrised copy and the probe curve
 
@@ -129,14 +129,14 @@ def test_table_shows_mean_std_and_the_papers_numbers():
 
 
 def test_options_name_their_rows_and_reach_training_and_decoding():
-    cfg = ProtocolConfig(recipe="fast", positional_encoding_freqs=10, periodic=True)
-    assert cfg.label == "fast+pe10+periodic" and ProtocolConfig().label == "paper"
+    cfg = ExperimentConfig(recipe="fast", positional_encoding_freqs=10, periodic=True)
+    assert cfg.label == "fast+pe10+periodic" and ExperimentConfig().label == "paper"
     assert cfg.train_config(3).periodic_targets and cfg.train_config(3).mixed_precision
     assert cfg.train_config(3).seed == 3 and cfg.decode_config().periodic
-    fixed = ProtocolConfig(recipe="fast", positional_encoding_freqs=6,
+    fixed = ExperimentConfig(recipe="fast", positional_encoding_freqs=6,
                            positional_encoding_longest_wavelength_angstrom=32.0, positional_encoding_keep_input=True)
     assert fixed.label == "fast+pe6w32+xyz"
     net = NeSF(config=dataclasses.replace(fixed.model_config(), num_species=3))
     assert net.position_net.point_in.in_features == 39
     with pytest.raises(ValueError, match="recipe"):
-        ProtocolConfig(recipe="turbo").train_config(0)
+        ExperimentConfig(recipe="turbo").train_config(0)
