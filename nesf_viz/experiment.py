@@ -334,18 +334,9 @@ def run_experiment(datasets: Sequence[str], cfg: ExperimentConfig, out_dir: str 
         raise DatasetError(f"--out {out} cannot be created ({exc.strerror or exc}); choose a writable folder") from exc
     device = resolve_device(cfg.device)
     results_path = out / "results.json"
-    state = {"runs": [], "skipped": {}}
-    if results_path.is_file():  # finished runs are kept and skipped: the benchmark resumes
-        try:
-            state = json.loads(results_path.read_text())
-            if not isinstance(state.get("runs"), list):
-                raise ValueError("no list of runs")
-            state.setdefault("skipped", {})
-        except (ValueError, AttributeError, UnicodeDecodeError) as exc:
-            raise DatasetError(f"{results_path} is not a results file this benchmark wrote ({exc}); move it "
-                               "away or choose another --out (its finished runs would be lost)") from exc
+    state = _finished_runs(results_path)
     done = {(r["run"], r["seed"], r["recipe"]) for r in state["runs"]}
-    model_config = cfg.model_config()
+    command = command or shlex.join(["nesf-viz", *sys.argv[1:]])
     for ds in datasets:
         try:
             tasks = make_tasks(ds, cfg, data_root)
@@ -357,43 +348,68 @@ def run_experiment(datasets: Sequence[str], cfg: ExperimentConfig, out_dir: str 
             for seed in cfg.seeds:
                 if (task.run, seed, cfg.label) in done:
                     continue
-                run_dir = out / "runs" / cfg.label / task.run / f"seed{seed}"
-                run_dir.mkdir(parents=True, exist_ok=True)
-                tc = cfg.train_config(seed)
-                print(f"== {task.run} seed {seed}: {len(task.train)} train / {len(task.val)} val / "
-                      f"{len(task.test)} test, recipe {cfg.label}, device {device}")
-                prober = _Prober(run_dir, cfg.probe_minutes)
-                init = None
-                if cfg.init_from:
-                    from .assets import resolve_checkpoint
-
-                    init = resolve_checkpoint(cfg.init_from)
-                res = train(list(task.train), list(task.val), run_dir, tc, model_config, vocab=task.vocab,
-                            callbacks=[prober], resume=RunFolder(run_dir).last.is_file(), init_from=init)
-                best = load_checkpoint(RunFolder(run_dir).best, "cpu")
-                last = load_checkpoint(RunFolder(run_dir).last, "cpu")
-                prober.snapshot(last.epoch)  # the curve ends where training ended
-                row = {
-                    "dataset": task.dataset, "run": task.run, "seed": seed, "recipe": cfg.label,
-                    "training_set": task.training_set, "test_set": task.test_set,
-                    "n_train": len(task.train), "n_val": len(task.val),
-                    "n_test_evaluated": min(len(task.test), cfg.eval_limit or len(task.test)),
-                    "epochs": last.epoch, "best_epoch": best.epoch, "best_val_loss": best.best_val_loss,
-                    "train_minutes": last.raw["elapsed_seconds"] / 60, "stopped_because": res.stopped_because,
-                    "max_minutes": cfg.max_minutes, "device": _device_name(device), "decode": cfg.decode,
-                    "torch": str(torch.__version__), "bf16_native": native_bf16(device),
-                    "precision": "bf16" if last.train_config.mixed_precision is True else "float32",
-                    "command": command or shlex.join(["nesf-viz", *sys.argv[1:]]),
-                    "history": {k: last.history[k] for k in ("epoch", "seconds", "cpu_seconds", "loss", "val_loss")
-                                if k in last.history},
-                }
-                row.update(_evaluate(task, RunFolder(run_dir).best, cfg, device))
-                row["curve"] = _probe_curve(run_dir, task, cfg, device)
-                state["runs"].append(row)
+                state["runs"].append(_run_one(task, seed, cfg, out, device, command))
                 done.add((task.run, seed, cfg.label))
                 _write_json(results_path, state)
     state["summary"] = summarize(state["runs"])
     _write_json(results_path, state)
+    _write_tables_and_curves(out, state)
+    return state
+
+
+def _finished_runs(results_path: Path) -> dict:
+    """The runs an earlier call finished (kept and skipped: the benchmark resumes)."""
+    state = {"runs": [], "skipped": {}}
+    if results_path.is_file():
+        try:
+            state = json.loads(results_path.read_text())
+            if not isinstance(state.get("runs"), list):
+                raise ValueError("no list of runs")
+            state.setdefault("skipped", {})
+        except (ValueError, AttributeError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{results_path} is not a results file this benchmark wrote ({exc}); move it "
+                               "away or choose another --out (its finished runs would be lost)") from exc
+    return state
+
+
+def _run_one(task: Task, seed: int, cfg: ExperimentConfig, out: Path, device: torch.device, command: str) -> dict:
+    """Train one (task, seed) (resuming its run folder), evaluate its best checkpoint, probe its
+    curve: the row of results.json."""
+    run_dir = out / "runs" / cfg.label / task.run / f"seed{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    print(f"== {task.run} seed {seed}: {len(task.train)} train / {len(task.val)} val / "
+          f"{len(task.test)} test, recipe {cfg.label}, device {device}")
+    prober = _Prober(run_dir, cfg.probe_minutes)
+    init = None
+    if cfg.init_from:
+        from .assets import resolve_checkpoint
+
+        init = resolve_checkpoint(cfg.init_from)
+    res = train(list(task.train), list(task.val), run_dir, cfg.train_config(seed), cfg.model_config(),
+                vocab=task.vocab, callbacks=[prober], resume=RunFolder(run_dir).last.is_file(), init_from=init)
+    best = load_checkpoint(RunFolder(run_dir).best, "cpu")
+    last = load_checkpoint(RunFolder(run_dir).last, "cpu")
+    prober.snapshot(last.epoch)  # the curve ends where training ended
+    row = {
+        "dataset": task.dataset, "run": task.run, "seed": seed, "recipe": cfg.label,
+        "training_set": task.training_set, "test_set": task.test_set,
+        "n_train": len(task.train), "n_val": len(task.val),
+        "n_test_evaluated": min(len(task.test), cfg.eval_limit or len(task.test)),
+        "epochs": last.epoch, "best_epoch": best.epoch, "best_val_loss": best.best_val_loss,
+        "train_minutes": last.raw["elapsed_seconds"] / 60, "stopped_because": res.stopped_because,
+        "max_minutes": cfg.max_minutes, "device": _device_name(device), "decode": cfg.decode,
+        "torch": str(torch.__version__), "bf16_native": native_bf16(device),
+        "precision": "bf16" if last.train_config.mixed_precision is True else "float32",
+        "command": command,
+        "history": {k: last.history[k] for k in ("epoch", "seconds", "cpu_seconds", "loss", "val_loss")
+                    if k in last.history},
+    }
+    row.update(_evaluate(task, RunFolder(run_dir).best, cfg, device))
+    row["curve"] = _probe_curve(run_dir, task, cfg, device)
+    return row
+
+
+def _write_tables_and_curves(out: Path, state: dict) -> None:
     (out / "results.md").write_text(markdown_table(state["summary"], state["skipped"]))
     if state["runs"]:
         from .viz.figures import save_html, time_to_accuracy_figure
@@ -407,7 +423,6 @@ def run_experiment(datasets: Sequence[str], cfg: ExperimentConfig, out_dir: str 
         except Exception as exc:  # PNG needs kaleido + a browser; the HTML is the record
             log.warning("time-to-accuracy PNG not written: %s", exc)
     print((out / "results.md").read_text())
-    return state
 
 
 # ----------------------------------------------------------------------------- tables

@@ -290,7 +290,7 @@ class DatasetExplorer(SnapshotDisplay):
 
     def __init__(self, s: Survey, *, neighbours: int = 8, list_rows: int = 100, interpolation_steps: int = 7,
                  field_step_angstrom: float = 0.12, height: int = 560, width: int = 960):
-        w = _ipw()
+        _ipw()  # ipywidgets missing: its clear error before anything is built
         if not len(s):
             raise ValueError("the survey holds no crystal")
         self.survey = s
@@ -308,6 +308,20 @@ class DatasetExplorer(SnapshotDisplay):
         self._z = None
         self._fields = None
 
+        self._build_map(s, height, width)
+        self._build_list(s)
+        self._build_crystal_panel()
+        self._build_tabs(width)
+        self._build_selection(s)
+        self._wire_controls()
+        self._show_worst()
+        self._update_pair_controls()
+
+        self.widget = self._layout()
+
+    def _build_map(self, s: Survey, height: int, width: int) -> None:
+        """The header, the axis and colour controls, the map."""
+        w = _ipw()
         where = (f"read from the cache in {s.seconds:.1f} s ({s.cache_path})" if s.from_cache else
                  f"computed in {s.compute_seconds:.0f} s" + (f", cached in {s.cache_path}" if s.cache_path else ""))
         self.header = w.HTML(f"{_STYLE}<div><b>{html.escape(s.summary())}</b></div>"
@@ -324,6 +338,9 @@ class DatasetExplorer(SnapshotDisplay):
         self.map.layout.width = width  # a widget inside boxes is not told its container's width
         self._wire_map()
 
+    def _build_list(self, s: Survey) -> None:
+        """The find box and the list of the worst decodes."""
+        w = _ipw()
         self.find_box = w.Text(placeholder="id or formula, then Enter", description="find",
                                continuous_update=False, layout=w.Layout(width="330px"))
         numeric = [n for n, q in s.quantities.items() if not q.categorical]
@@ -333,6 +350,9 @@ class DatasetExplorer(SnapshotDisplay):
         self.listing.add_class("nesf-mono")
         self.list_title = w.HTML()
 
+    def _build_crystal_panel(self) -> None:
+        """The verdict of the crystal in view, its nearest neighbours, the pair buttons."""
+        w = _ipw()
         self.verdict = w.HTML("<i>click a point on the map, a row of the list, or find a crystal by id / formula</i>")
         self.verdict.add_class("nesf-verdict")
         self.neighbour_list = w.Select(options=[], rows=5, description="nearest", layout=w.Layout(width="660px"))
@@ -341,6 +361,9 @@ class DatasetExplorer(SnapshotDisplay):
         self.pick_b = w.Button(description="set as B", layout=w.Layout(width="100px"))
         self.pair_label = w.HTML("pair: A = -, B = -")
 
+    def _build_tabs(self, width: int) -> None:
+        """The tabs about the crystal in view (compare, fields, species vote, particles, interpolation)."""
+        w = _ipw()
         self.compare = go.FigureWidget(layout=dict(width=width))
         self.vote = go.FigureWidget(layout=dict(width=width))
         self.fields_box = w.VBox([w.HTML("<i>the position / species field of the crystal in view (computed when "
@@ -362,6 +385,9 @@ class DatasetExplorer(SnapshotDisplay):
         for k, title in enumerate(_TABS):
             self.tabs.set_title(k, title)
 
+    def _build_selection(self, s: Survey) -> None:
+        """The selection table and its export controls."""
+        w = _ipw()
         self.selection_table = w.HTML(selection_html(s, []))
         self.selection_table.add_class("nesf-selection")
         self.folder = w.Text(value="nesf_selection", description="folder", layout=w.Layout(width="420px"))
@@ -370,6 +396,8 @@ class DatasetExplorer(SnapshotDisplay):
                                       layout=w.Layout(width="260px"))
         self.export_status = w.HTML()
 
+    def _wire_controls(self) -> None:
+        """Each control calls the method that code can call too."""
         self.x_axis.observe(lambda ch: self._timed(self._redraw_map), "value")
         self.y_axis.observe(lambda ch: self._timed(self._redraw_map), "value")
         self.colour.observe(lambda ch: self._timed(self._on_colour), "value")
@@ -384,10 +412,10 @@ class DatasetExplorer(SnapshotDisplay):
         self.animate_button.on_click(lambda b: self.animate())
         self.interpolate_button.on_click(lambda b: self.interpolate())
         self.export_button.on_click(lambda b: self.export())
-        self._show_worst()
-        self._update_pair_controls()
 
-        self.widget = w.VBox([
+    def _layout(self) -> Any:
+        w = _ipw()
+        return w.VBox([
             self.header,
             w.HBox([self.x_axis, self.y_axis, self.colour, self.element]),
             self.map,
