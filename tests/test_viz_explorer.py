@@ -4,7 +4,6 @@ selection dispatched on the map's trace), on a small survey of the embedded data
 
 from __future__ import annotations
 
-import base64
 import csv
 import importlib
 
@@ -262,14 +261,21 @@ def test_the_pair_interpolates_and_the_particles_animate(ex, made):
     assert ex.animation.outputs == ()
 
 
-def test_the_explorer_displays_as_a_widget_with_a_static_picture_beside(ex, made):
+def test_the_explorer_displays_as_a_widget_then_a_static_snapshot_of_its_map(ex, made, monkeypatch):
+    from IPython import display as ipd
+
     ex.select(2)
-    bundle = ex._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle
-    png = base64.b64decode(bundle["image/png"])
+    shown = []
+    monkeypatch.setattr(ipd, "display", lambda obj, **kw: shown.append(obj))
+    ex._ipython_display_()
+    view, snapshot = shown
+    assert view["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.widget.model_id
+    html = snapshot["text/html"]
+    assert html.count('class="plotly-graph-div nesf-figure"') == 2  # the map and the crystal in view
+    assert "decoded right" in html  # the survey's summary line above them
+    assert made.ids[2] in html
+    png = ex.snapshot_png()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert bundle["text/html"].startswith("<figure") and bundle["image/png"] in bundle["text/html"]
-    assert "decoded right" in bundle["text/html"]  # the summary line under the picture
 
 
 def test_explore_in_one_call(made, monkeypatch):

@@ -27,7 +27,6 @@ whose `.figure()` is the pure `survey_map_figure`; the widget only wires control
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import logging
@@ -46,6 +45,7 @@ from . import compute
 from . import figures as F
 from .compute import ViewData
 from .figures.survey import MAP_TRACES
+from .notebook import SnapshotDisplay
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ _STYLE = """<style>
 </style>"""
 
 
-class DatasetExplorer:
+class DatasetExplorer(SnapshotDisplay):
     """The explorer of a `Survey` (see the module docstring); `explore` makes one.
 
     Attributes: ``widget`` (the ipywidgets container), ``map`` (the map's FigureWidget),
@@ -404,24 +404,26 @@ class DatasetExplorer:
         ])
 
     # ---- display
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict:
-        """The widget, and beside it a static PNG of the map as it is now (for a notebook read
-        without a kernel: exported HTML, a viewer that cannot run widgets)."""
+    def _sync_figures(self) -> None:
         for fw in self._figure_widgets():
             fw._repr_mimebundle_()  # plotly's own step: the figure's current state becomes the view's first state
             fw.send_state(["_widget_data", "_widget_layout"])  # sent even when unchanged (see _figure_widgets)
-        bundle = dict(self.widget._repr_mimebundle_(**kwargs) or {})
-        try:
-            png = self.snapshot_png()
-        except Exception as exc:  # noqa: BLE001 - a missing static copy must not hide the widget
-            log.warning("no static snapshot of the explorer's map: %s", exc)
-            return bundle
-        b64 = base64.b64encode(png).decode("ascii")
-        bundle["image/png"] = b64
-        bundle["text/html"] = (f"<figure style='margin:0'><img alt='map of {len(self.survey)} crystals' "
-                               f"src='data:image/png;base64,{b64}'/><figcaption>{html.escape(self.survey.summary())}"
-                               "</figcaption></figure>")
-        return bundle
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict:
+        self._sync_figures()
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _ipython_display_(self) -> None:
+        """The widget, then a static snapshot of the map and the crystal in view (for a notebook
+        read without a kernel: exported HTML, a viewer that cannot run widgets)."""
+        self._sync_figures()
+        super()._ipython_display_()
+
+    def snapshot_figures(self) -> list[go.Figure]:
+        return [go.Figure(self.map), go.Figure(self.compare)]
+
+    def snapshot_caption(self) -> str:
+        return html.escape(self.survey.summary())
 
     def _figure_widgets(self) -> list[go.FigureWidget]:
         """Every FigureWidget of the explorer. Inside a container their state made before display
