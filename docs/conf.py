@@ -1,9 +1,14 @@
 """Sphinx configuration of the nesf_viz documentation (`make docs`).
 
-Sphinx + MyST-NB: the pages are Markdown (MyST), the notebooks are executed at build time and
-rendered with their outputs, the API reference comes from the docstrings (autodoc), and the
-results tables inside the pages are generated from results JSON by `python benchmarks/tables.py`.
-Everything builds and reads offline:
+The tool: Sphinx with MyST-NB and the furo theme. Why: Sphinx is the Python world's conventional,
+well-kept documentation tool, and it renders the API reference from the docstrings (autodoc);
+MyST-NB, of the Executable Books project, executes Jupyter notebooks at build time and renders
+their outputs, `text/html` included, so the notebooks are pages of the site as a reader runs them;
+the pages are Markdown (MyST), like the README; furo is a maintained, readable theme. All of it
+builds from installed packages, with no network.
+
+The results tables inside the pages are generated from results JSON by
+`python benchmarks/tables.py`. Everything builds and reads offline:
 
 - every Plotly figure carries a ``text/html`` copy that draws with the page's plotly.js
   (`nesf_viz.viz.notebook_mode`); the notebook's inline copy of plotly.js is replaced by one file,
@@ -51,7 +56,8 @@ autodoc_default_options = {"members": True, "undoc-members": False, "show-inheri
 def _plain_docstrings(app, what, name, obj, options, lines):
     """The docstrings are plain text, not reStructuredText: |x| means a norm, not a substitution."""
     for i, line in enumerate(lines):
-        if not line.lstrip().startswith("|"):  # keep tables
+        stripped = line.strip()
+        if not (stripped.startswith("|") and stripped.endswith("|") and len(stripped) > 1):  # keep table rows
             lines[i] = line.replace("|", r"\|")
 
 
