@@ -35,7 +35,7 @@ def machine() -> str:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{name.replace(' Processor', '')}, {cores} cores"
+    return f"{name.replace(' Processor', '')}, {cores} core{'s' if cores != 1 else ''}"
 
 
 def run_notebook(path: Path, work: Path, env: dict[str, str], timeout_s: int) -> float:
