@@ -94,7 +94,7 @@ def _load(rel: str) -> dict:
 
 
 def _device(device: str) -> str:
-    return device.replace("CPU ", "").replace(" Processor", "")
+    return device.replace("CPU ", "").replace(" Processor", "").replace(" 1 threads", " 1 thread")
 
 
 def _machine(training: dict) -> str:

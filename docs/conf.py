@@ -18,6 +18,7 @@ The results tables inside the pages are generated from results JSON by
   CDN), and the widget state the execution stores is left out of the pages (`_no_widget_state`).
 """
 
+import functools
 import os
 from pathlib import Path
 
@@ -69,19 +70,22 @@ def _no_widget_state(app, doctree):
     js_files.pop("ipywidgets_state", None)
 
 
+@functools.lru_cache(maxsize=1)
 def _plotlyjs() -> str:
     from plotly.offline import get_plotlyjs
 
     return get_plotlyjs()
 
 
-def _shared_plotlyjs(app, doctree, docname):
+def _shared_plotlyjs(app, doctree):
     """`notebook_mode` puts plotly.js inline into a notebook's outputs, once (a notebook is a
     self-contained page). Here every page of the site shares one copy: the inline script becomes a
-    <script src> of _static/plotly.min.js (loaded in place, so the figures after it find Plotly)."""
+    <script src> of _static/plotly.min.js (loaded in place, so the figures after it find Plotly).
+    Done when the page is read, so the stored doctrees do not keep a copy each either."""
     from docutils import nodes
 
     js = _plotlyjs()
+    docname = app.env.docname
     src = "../" * docname.count("/") + "_static/plotly.min.js"
     for node in doctree.findall(nodes.raw):
         text = node.astext()
@@ -101,5 +105,5 @@ def _write_plotlyjs(app, exception):
 def setup(app):
     app.connect("autodoc-process-docstring", _plain_docstrings)
     app.connect("doctree-read", _no_widget_state)
-    app.connect("doctree-resolved", _shared_plotlyjs)
+    app.connect("doctree-read", _shared_plotlyjs)
     app.connect("build-finished", _write_plotlyjs)
