@@ -92,6 +92,7 @@ def _shared_plotlyjs(app, doctree):
         if js in text:
             new = text.replace(js, "").replace('<script type="text/javascript"></script>',
                                                f'<script type="text/javascript" src="{src}"></script>', 1)
+            node.rawsource = new  # docutils keeps the source beside the text: drop both copies
             node.children = [nodes.Text(new)]
 
 
