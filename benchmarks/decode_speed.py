@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from nesf_viz.assets import checkpoint_path
-from nesf_viz.bench import alternate, matmul_gflops, medians, timed, write_json
+from nesf_viz.bench import alternate, machine, matmul_gflops, medians, timed, write_json
 from nesf_viz.checkpoints import load_checkpoint
 from nesf_viz.data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab, load_crystals
 from nesf_viz.datasets import data_root
@@ -435,7 +435,7 @@ def main(argv=None) -> int:
     box = LCS6_TRAIN_BOX
     cfg, fast = DecodeConfig(), DecodeConfig.fast()
     configs = {name: DecodeConfig.preset(name) for name in DECODERS}
-    report: dict = {"torch_threads": torch.get_num_threads(), "fast_recipe": fast.to_dict()}
+    report: dict = {"machine": machine(), "torch_threads": torch.get_num_threads(), "fast_recipe": fast.to_dict()}
     p = box_particles(box, cfg.grid_step_angstrom, cfg.box_margin_angstrom).shape[0]
     print(f"particles per crystal: {p}; torch threads: {torch.get_num_threads()}")
 

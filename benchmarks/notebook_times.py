@@ -12,30 +12,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from nesf_viz.bench import write_json
+from nesf_viz.bench import machine, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "notebooks" / "notebook_times.json"
-
-
-def machine() -> str:
-    name = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{name.replace(' Processor', '')}, {cores} core{'s' if cores != 1 else ''}"
 
 
 def run_notebook(path: Path, work: Path, env: dict[str, str], timeout_s: int) -> float:

@@ -383,7 +383,8 @@ def decode_speed() -> str:
         f"and the reference-style loop found the same atom counts on {agree['same_atom_count']} of {agree['of']} "
         f"(largest position difference {agree['max_position_diff_A']:g} Å). Learned fields: the shipped `lcs6` "
         f"model on the first {le['n']} LCS6Å test crystals, and `fast` and `coarse` on all {le['n_full']}. "
-        f"Medians of alternating runs; {d['torch_threads']} torch threads; float32 matmul on this machine: "
+        f"Medians of alternating runs{' on ' + d['machine'] if d.get('machine') else ''}; "
+        f"{d['torch_threads']} torch threads; the machine's float32 matmul rate: "
         + ", ".join(f"{k}: {v:.0f} GFLOP/s" for k, v in gflops.items())
         + f"; the paper decoder's moves ran at {le['achieved_gflops_paper_moves']:.0f} GFLOP/s. Peak memory: fresh "
         "processes, one 128-crystal batch, MiB above the process before decoding (the learned paper decoder "
