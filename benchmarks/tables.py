@@ -94,7 +94,7 @@ def _load(rel: str) -> dict:
 
 
 def _device(device: str) -> str:
-    return device.replace("CPU ", "").replace(" Processor", "").replace(" 1 threads", " 1 thread")
+    return device.replace("CPU ", "").replace(" Processor", "").replace(" 1 threads", " 1 thread").replace(" 1 cores", " 1 core")
 
 
 def _machine(training: dict) -> str:
@@ -418,7 +418,7 @@ def notebooks() -> str:
         s = times["notebooks"].get(path.stem)
         rows.append([f"`{path.stem}`", _notebook_title(path), "–" if s is None else f"{s / 60:.1f}"])
     note = (f"\nMinutes: each notebook run top to bottom at its default size by `python benchmarks/notebook_times.py` "
-            f"on {times['machine']} (`{RESULTS / NOTEBOOK_TIMES}`).\n") if times.get("machine") else ""
+            f"on {_device(times['machine'])} (`{RESULTS / NOTEBOOK_TIMES}`).\n") if times.get("machine") else ""
     return table(["notebook", "what it shows", "minutes"], rows) + note
 
 
@@ -429,7 +429,7 @@ def notebook_times() -> str:
         return f"(not measured yet: `python benchmarks/notebook_times.py` writes `{RESULTS / NOTEBOOK_TIMES}`)\n"
     times = json.loads(times_path.read_text())
     parts = [f"`{stem}` {s / 60:.1f} min" for stem, s in sorted(times["notebooks"].items())]
-    return (" · ".join(parts) + f" (top to bottom at the default size, {times['machine']}; "
+    return (" · ".join(parts) + f" (top to bottom at the default size, {_device(times['machine'])}; "
             f"`python benchmarks/notebook_times.py`)\n")
 
 
