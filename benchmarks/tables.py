@@ -94,7 +94,8 @@ def _load(rel: str) -> dict:
 
 
 def _device(device: str) -> str:
-    return device.replace("CPU ", "").replace(" Processor", "").replace(" 1 threads", " 1 thread").replace(" 1 cores", " 1 core")
+    name = device.replace("CPU ", "").replace(" Processor", "")
+    return name.replace(" 1 threads", " 1 thread").replace(" 1 cores", " 1 core")
 
 
 def _machine(training: dict) -> str:
