@@ -37,7 +37,7 @@ VARIANTS = {
     "default": {},
     # twice the position field's width (about 4x its multiply-adds per point)
     "wide position field": {"position_field_channels": (512, 256, 256, 256, 256, 256, 256, 256)},
-    # the README's working positional encoding (32 A down to 1 A, x kept beside it)
+    # the positional encoding that learns (docs/recipes.md: 32 A down to 1 A, x kept beside it)
     "positional encoding": {"positional_encoding_freqs": 6,
                             "positional_encoding_longest_wavelength_angstrom": 32.0,
                             "positional_encoding_keep_input": True},

@@ -1,4 +1,4 @@
-"""Decode speed on LCS6A test, every decoder side by side in one process, and the README's table.
+"""Decode speed on LCS6A test, every decoder side by side in one process (docs/decode-speed.md).
 
 "old" = the algorithm as the paper describes it and the reference code runs it: one crystal at
 a time, every particle moved 64 times, NMS as a Python while-loop on the CPU, species by
@@ -11,7 +11,7 @@ Exact fields: the LCS6A training box, identical atoms checked. Learned fields: t
 plus fast and coarse on the whole split (accuracy on a sample that means something). Also
 multiply-adds per crystal and achieved GFLOP/s next to this machine's float32 matmul rate, and
 peak memory (fresh subprocesses: a 128-crystal batch, and 1,000 learned decodes in batches).
-Prints the markdown table the README quotes.
+Prints a markdown table; `python benchmarks/tables.py` puts the JSON's numbers into docs/decode-speed.md.
 
     .venv/bin/python benchmarks/decode_speed.py                      # everything (~15 min)
     .venv/bin/python benchmarks/decode_speed.py --exact-n 64 --learned-n 2 --repeats 1 --skip-memory
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from nesf_viz.assets import checkpoint_path
-from nesf_viz.bench import alternate, matmul_gflops, medians, timed, write_json
+from nesf_viz.bench import alternate, machine, matmul_gflops, medians, timed, write_json
 from nesf_viz.checkpoints import load_checkpoint
 from nesf_viz.data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab, load_crystals
 from nesf_viz.datasets import data_root
@@ -231,7 +231,7 @@ def _metrics(m) -> dict:
 
 
 def speed_table(report: dict) -> str:
-    """The README's decode-speed table (markdown) from one run's report."""
+    """A decode-speed table (markdown) of one run's report, as the run prints it."""
     ex, le, mem = report.get("exact", {}), report.get("learned", {}), report.get("peak_memory", {})
     rows = [("reference-style, per crystal (paper settings)", "old", None),
             ("nesf_viz paper decoder (`DecodeConfig()`)", "paper", "paper"),
@@ -435,7 +435,7 @@ def main(argv=None) -> int:
     box = LCS6_TRAIN_BOX
     cfg, fast = DecodeConfig(), DecodeConfig.fast()
     configs = {name: DecodeConfig.preset(name) for name in DECODERS}
-    report: dict = {"torch_threads": torch.get_num_threads(), "fast_recipe": fast.to_dict()}
+    report: dict = {"machine": machine(), "torch_threads": torch.get_num_threads(), "fast_recipe": fast.to_dict()}
     p = box_particles(box, cfg.grid_step_angstrom, cfg.box_margin_angstrom).shape[0]
     print(f"particles per crystal: {p}; torch threads: {torch.get_num_threads()}")
 

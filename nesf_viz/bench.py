@@ -2,7 +2,8 @@
 
 - timing: `timed` (one call, result first, then seconds; CUDA synchronised), `alternate`
   (several candidates interleaved, because these machines drift by minutes), `medians`;
-- the machine: `matmul_gflops` (float32 matmul rate, the yardstick of achieved GFLOP/s);
+- the machine: `machine` (its CPU and the cores this process may use), `matmul_gflops` (float32
+  matmul rate, the yardstick of achieved GFLOP/s);
 - evaluation: `decode_with` (a checkpoint's model, or any fields, on a list of crystals) and
   `evaluate_on` (its metrics dict with the decode speed), `held_out` (an experiment dataset's
   held-out split);
@@ -15,6 +16,8 @@ their own: the question they answer and its command line.
 from __future__ import annotations
 
 import json
+import os
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -28,7 +31,7 @@ from .decode import DecodeConfig, DecodeResult, decode_crystals
 from .metrics import metrics_of
 from .reference import METRICS
 
-__all__ = ["timed", "alternate", "medians", "matmul_rate", "matmul_gflops", "MATMUL_SHAPES", "decode_with",
+__all__ = ["timed", "alternate", "medians", "machine", "matmul_rate", "matmul_gflops", "MATMUL_SHAPES", "decode_with",
            "evaluate_on", "held_out", "column", "table", "cell", "write_json"]
 
 
@@ -69,6 +72,21 @@ def medians(times: Mapping[str, Sequence[float]]) -> dict[str, float]:
 
 MATMUL_SHAPES: dict[str, tuple[int, int, int]] = {"65536x131x128": (65536, 131, 128), "2048^3": (2048, 2048, 2048)}
 """The field MLP's first-layer shape (65,536 points of a chunk) and a large square product."""
+
+
+def machine() -> str:
+    """The CPU model (Linux /proc/cpuinfo, else `platform.machine()`) and the cores this process may
+    use, e.g. 'AMD EPYC 7B13, 2 cores': what a results file records beside its timings."""
+    name = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name.replace(' Processor', '')}, {cores} core{'s' if cores != 1 else ''}"
 
 
 def matmul_rate(m: int, k: int, n: int, repeats: int = 7) -> float:

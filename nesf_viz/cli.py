@@ -84,11 +84,11 @@ def _add_pe_args(p) -> None:
 
 
 DECODE_HELP = ("paper: DecodeConfig(), the reference's settings; fast: particles in the predicted cell, early stop, "
-               "<= 32 moves (~40x faster); coarse: fast on a 1 A grid (~5x fast, same accuracy on LCS6A)")
+               "<= 32 moves; coarse: fast on a 1 A grid, an eighth of the particles (docs: decode speed)")
 RECIPE_HELP = ("paper: the paper (float32, batch 128, Adam 1e-3 halved every 640 epochs, 3200 epochs); "
                "fast: paper + bf16 autocast + batch 64; bf16: paper + bf16 autocast; quick: the "
                "time-to-accuracy recipe (bf16, batch 64, species weight 1, no encoder dropout, "
-               "subsampled queries, cosine schedule over 60 epochs; README 'The quick recipe')")
+               "subsampled queries, cosine schedule over 60 epochs; docs: recipes)")
 
 
 def _add_recipe_args(p) -> None:
@@ -129,8 +129,9 @@ def _add_recipe_args(p) -> None:
                    help="option: train on each crystal with its origin moved at random every step (the same "
                         "crystal, another view; off in the paper)")
     p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
-                   help="bfloat16 autocast (1.4-3.3x faster per step on a CPU with AVX512-BF16/AMX, same accuracy "
-                        "per epoch; 6.5x slower where the CPU lacks them; the quick recipe uses it only where native)")
+                   help="bfloat16 autocast (faster per step where the hardware runs bf16 natively: CUDA, a CPU with "
+                        "AVX512-BF16 or AMX; much slower where torch emulates it; the quick recipe uses it only "
+                        "where native)")
 
 
 PRECISION_NAMES = {True: "bf16", False: "float32", "auto": "bf16 where native, else float32"}

@@ -220,7 +220,7 @@ def run_demo(out: str | Path = "out/demo", minutes: float = 2.0, n_train: int = 
     test = load_crystals("synthetic", "test")[:n_test]
     print(f"embedded data: {len(tr)} train / {len(va)} val crystals for the short run; "
           f"{len(test)} held-out test crystals for both models")
-    epochs = max(int(minutes * 20), 1)  # ~2.7 s an epoch of 480 crystals here; the budget caps it anyway
+    epochs = max(int(minutes * 20), 1)  # an upper bound: the wall-clock budget stops the run first
     print(f"[1/3] training a small NeSF with the quick recipe for at most {minutes:g} min "
           "(a short run: it shows that training works, not a converged model)")
     t0 = time.perf_counter()

@@ -14,7 +14,7 @@ __all__ = ["resolve_device", "native_bf16"]
 
 def native_bf16(device: torch.device) -> bool:
     """Whether bf16 autocast runs natively here: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or
-    AMX (Linux /proc/cpuinfo flags). Elsewhere torch emulates it, measured 6.5x slower than float32."""
+    AMX (Linux /proc/cpuinfo flags). Elsewhere torch emulates it, several times slower than float32."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":

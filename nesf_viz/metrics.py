@@ -5,6 +5,7 @@ Pairs are (true crystal, decoded crystal) in the same order. All distances in An
 computed in float64 in the project frame; angles in degrees.
 
 Reference semantics kept here:
+
 - atom-count error: share of crystals whose detected atom count differs from the truth;
 - position error *actual*: every true atom -> nearest detected atom, mean over all true atoms
   of the split (not a mean of per-crystal means); *detected*: every detected atom -> nearest
@@ -12,6 +13,7 @@ Reference semantics kept here:
 - species error *actual*: share of true atoms whose nearest detected atom has another species;
   *detected*: share of detected atoms whose nearest true atom has another species;
 - lattice: mean absolute error over all crystals and the three lengths (A) / angles (deg).
+
 Where they differ: a crystal with no detected atom makes the reference's actual position
 error infinite. Here it is left out of the position means and counted in ``n_no_atoms``; its
 true atoms still count as species errors (the reference compares them with species -1).

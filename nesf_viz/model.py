@@ -184,11 +184,11 @@ class FieldMLP(nn.Module):
         # Linear(concat(x, p)) = x @ Wx.T + (p @ Wp.T + b), one addmm per layer on the same
         # parameters. Besides the copies this saves, the gradient reaching each BatchNorm is then
         # a contiguous tensor rather than a column slice of the concat's gradient (float32 CPU
-        # BatchNorm backward measured ~116 -> ~13 ms/call at batch 64), and under bf16 autocast
+        # BatchNorm backward is much slower on a strided one), and under bf16 autocast
         # no float32 concat is promoted and cast back. ReLU runs in place on fresh addmm outputs.
         p = self.pe(points)
         pdim = p.shape[1]
-        # index_select: its backward (index_add) is ~3x faster on CPU than that of z[index]
+        # index_select: its backward (index_add) is faster on CPU than that of z[index]
         x = torch.addmm(self.latent_in(z).index_select(0, index), p, self.point_in.weight.t())
         x = self.norms[0](F.relu(x, inplace=True))
         for lin, bn in zip(self.hidden, self.norms[1:]):

@@ -83,8 +83,8 @@ class DecodeConfig:
     reference's arange(-0.3, 0.3, 0.1)."""
     chunk_particles: int = 8192
     """Most query points per field evaluation: bounds memory (activations of one chunk). 8192
-    keeps a chunk's activations in cache: the position field runs at ~130 GFLOP/s on this
-    2-core CPU at 8192 vs ~98 at 65536 (measured); raise it on a GPU."""
+    keeps a chunk's activations in a CPU's cache, where the position field runs faster than with
+    larger chunks; raise it on a GPU."""
     move_fraction: float = 1.0
     """Teaching option (not in the paper): each move applies this fraction of the field vector,
     p <- p + move_fraction * f_p(p), so particles visibly flow over several moves (exact fields
@@ -141,9 +141,9 @@ class DecodeConfig:
         """Named fastest recipe: `fast()` on a 1.0 A grid (1/8 of the particles) with an atom
         needing 2 particles, the same smallest basin as 10 particles at 0.5 A (about 1.3-2 A^3).
 
-        On the shipped LCS6A model: 4.7x `fast()` (117 vs 24.9 crystals/s on the test split) at
-        atom-count, position and species errors within about half a point of it (README, decode
-        speed). Not the paper's procedure: say so when quoting it."""
+        Fewer particles make it several times faster than `fast()`; on the shipped LCS6A model its
+        atom-count, position and species errors stay close to `fast()`'s (docs: decode speed, the
+        measured numbers). Not the paper's procedure: say so when quoting it."""
         base = dict(grid_step_angstrom=1.0, nms_min_particles=2)
         base.update(overrides)
         return cls.fast(**base)

@@ -6,6 +6,7 @@ column head of result tables). `REFERENCES`: published numbers of other models o
 the experiment reproduces, each with its source; `references(dataset)` selects them.
 
 Sources:
+
 - NeSF paper (Chiba et al., "Neural structure fields with application to crystal structure
   autoencoders", Communications Materials, 2023), Table 1: ICSG3D test split, 360 structures,
   mean ± std over 10 seeds, for NeSF and the ICSG3D voxel baseline; trained on 7,194

@@ -53,9 +53,9 @@ class TrainConfig:
     periodic_targets: bool = False
     """Minimum-image ground truth (named option; the paper's fields are not periodic)."""
     mixed_precision: bool | str = False
-    """Option: bfloat16 autocast for the forward pass. Measured 3.3x float32 per step on a 2-core
-    AVX512-BF16 CPU (118 vs 36 structures/s) with the same validation loss per epoch, but 6.5x
-    *slower* than float32 on a CPU without native bf16 (AMD EPYC, AVX2: emulated). 'auto' = bf16
+    """Option: bfloat16 autocast for the forward pass. Faster per step than float32 where the
+    hardware runs bf16 natively (CUDA, a CPU with AVX512-BF16 or AMX) with the same validation loss
+    per epoch, but *slower* than float32 where torch emulates it (docs: recipes). 'auto' = bf16
     where the hardware has it (`native_bf16`), resolved when training starts and recorded resolved
     in the checkpoint. Off by default (the paper trains in float32)."""
     encoder_dropout: float | None = None
@@ -117,13 +117,13 @@ class TrainConfig:
 
     @classmethod
     def quick(cls, **overrides) -> "TrainConfig":
-        """Time-to-accuracy recipe (README, 'The quick recipe'): every ingredient is a separate
+        """Time-to-accuracy recipe (docs: recipes and ablations): every ingredient is a separate
         option, measured alone and combined in `benchmarks/time_to_accuracy.py`."""
         return cls(**{**QUICK_INGREDIENTS, **overrides})
 
 
 # The quick recipe, ingredient by ingredient (measured one at a time against the paper's
-# recipe in benchmarks/time_to_accuracy.py; the README tabulates what each one does).
+# recipe in benchmarks/time_to_accuracy.py; docs/recipes.md tabulates what each one does).
 QUICK_INGREDIENTS: dict = {
     "mixed_precision": "auto",
     "batch_size": 64,

@@ -1,6 +1,7 @@
 """The benchmark harness (`nesf_viz.bench`) the scripts in benchmarks/ share."""
 
 import json
+import re
 import time
 
 import numpy as np
@@ -24,6 +25,11 @@ def test_alternate_interleaves_the_candidates_and_medians_summarise_them():
 def test_matmul_rate_is_a_positive_rate_for_every_shape():
     assert bench.matmul_rate(64, 32, 16, repeats=3) > 0
     assert set(bench.MATMUL_SHAPES) == {"65536x131x128", "2048^3"}
+
+
+def test_machine_names_a_cpu_and_the_cores_this_process_may_use():
+    name, _, cores = bench.machine().rpartition(", ")
+    assert name and re.fullmatch(r"\d+ cores?", cores)
 
 
 def test_tables_name_metrics_as_the_reference_does_and_format_cells():

@@ -1,14 +1,16 @@
+import dataclasses
 import json
 import os
 import socket
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from nesf_viz.checkpoints import RunFolder, load_checkpoint
+from nesf_viz.checkpoints import RunFolder, export_checkpoint, load_checkpoint, save_checkpoint
 from nesf_viz.errors import CheckpointError
-from nesf_viz.train import train
+from nesf_viz.train import LOSS_PARTS, train
 from nesf_viz.train_config import TrainConfig
 
 
@@ -124,3 +126,68 @@ def test_a_kill_between_the_best_and_last_writes_is_repaired_by_resume(synthetic
     last = torch.load(tmp_path / "last.pt", weights_only=True)
     best = torch.load(tmp_path / "best.pt", weights_only=True)
     assert best["epoch"] == last["best_epoch"] + 1 and best["best_val_loss"] == last["best_val_loss"]
+
+
+def test_checkpoint_loads_weights_only_and_rebuilds_model(synthetic_small, tmp_path):
+    tr, va = synthetic_small["train"][:24], synthetic_small["val"][:8]
+    res = train(tr, va, tmp_path, TrainConfig(epochs=2, batch_size=8, device="cpu"), progress=False)
+    raw = torch.load(tmp_path / "last.pt", weights_only=True)  # no pickled classes
+    assert raw["epoch"] == 2 and set(raw["history"]) >= {"loss", "val_loss", *LOSS_PARTS}
+    ck = load_checkpoint(tmp_path)
+    assert ck.vocab == res.vocab and ck.box == res.box and ck.epoch in (1, 2)
+    last = load_checkpoint(tmp_path / "last.pt")
+    for k, v in res.model.state_dict().items():
+        assert torch.equal(v, last.model.state_dict()[k])
+    assert not last.model.training
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_atomic_save_keeps_old_file_when_write_fails(tmp_path, monkeypatch):
+    target = tmp_path / "last.pt"
+    save_checkpoint(target, {"format": 1, "x": torch.ones(2)})
+
+    def broken_save(obj, f):
+        Path(f).write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(CheckpointError, match="cannot write .*last.pt .*disk full"):
+        save_checkpoint(target, {"format": 1, "x": torch.zeros(2)})
+    assert torch.equal(torch.load(target, weights_only=True)["x"], torch.ones(2))
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_a_run_folder_is_never_overwritten_without_being_asked(synthetic_small, tmp_path):
+    tr, va = synthetic_small["train"][:16], synthetic_small["val"][:8]
+    cfg = TrainConfig(epochs=1, batch_size=8, device="cpu")
+    train(tr, va, tmp_path, cfg, progress=False)
+    before = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(CheckpointError, match="already holds a training run.*--resume.*--overwrite"):
+        train(tr, va, tmp_path, cfg, progress=False)
+    assert (tmp_path / "last.pt").read_bytes() == before
+    train(tr, va, tmp_path, dataclasses.replace(cfg, seed=1), progress=False, overwrite=True)
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["train_config"]["seed"] == 1
+
+
+def test_export_refuses_to_overwrite_its_source(synthetic_small, tmp_path):
+    tr, va = synthetic_small["train"][:16], synthetic_small["val"][:8]
+    train(tr, va, tmp_path, TrainConfig(epochs=1, batch_size=8, device="cpu"), progress=False)
+    for src in (tmp_path / "last.pt", tmp_path):
+        dst = tmp_path / ("last.pt" if src.name == "last.pt" else "best.pt")
+        with pytest.raises(CheckpointError, match="would overwrite its source"):
+            export_checkpoint(src, dst)
+    assert "optimizer_state" in torch.load(tmp_path / "last.pt", weights_only=True)
+    slim = export_checkpoint(tmp_path, tmp_path / "slim.pt")
+    assert "optimizer_state" not in torch.load(slim, weights_only=True)
+
+
+def test_export_drops_optimizer_and_cannot_resume(synthetic_small, tmp_path):
+    tr, va = synthetic_small["train"][:16], synthetic_small["val"][:6]
+    train(tr, va, tmp_path / "run", TrainConfig(epochs=1, batch_size=8, device="cpu"), progress=False)
+    slim = export_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "slim" / "last.pt")
+    assert slim.stat().st_size < 0.5 * (tmp_path / "run" / "last.pt").stat().st_size
+    a, b = load_checkpoint(tmp_path / "run" / "last.pt"), load_checkpoint(slim)
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k])
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        train(tr, va, tmp_path / "slim", TrainConfig(epochs=2), resume=True, progress=False)
