@@ -484,20 +484,26 @@ def test_save_png_names_missing_kaleido(tmp_path, monkeypatch):
         save_png(go.Figure(), tmp_path / "x.png")
 
 
-def test_metrics_bars_one_panel_per_metric_bars_labelled_and_missing_values_left_out():
+def test_metrics_bars_one_panel_per_metric_error_bars_readable_labels_missing_values_say_so():
     from nesf_viz.viz import metrics_bars_figure
 
     cols = {"paper": {"atom_count_error_pct": 0.53, "species_error_actual_pct": 4.31},
-            "exact fields": {"atom_count_error_pct": 0.0, "species_error_actual_pct": 0.0},
+            "exact fields": {"atom_count_error_pct": 0.0, "species_error_actual_pct": 8.82e-8},
             "model": {"atom_count_error_pct": 10.0, "species_error_actual_pct": float("nan")}}
     fig = metrics_bars_figure(cols, ["atom_count_error_pct", "species_error_actual_pct"],
                               errors={"paper": {"atom_count_error_pct": 0.25}})
     assert [a.text for a in fig.layout.annotations] == ["atom-count error (%)", "species error, actual (%)"]
-    bars = [(t.x[0], t.xaxis, t.y[0], t.text[0]) for t in fig.data]
-    assert ("exact fields", "x", 0.0, "0") in bars  # a zero is drawn and labelled
-    assert not any(name == "model" and ax == "x2" for name, ax, _, _ in bars)  # NaN left out
-    assert [t.text[0] for t in fig.data if t.x[0] == "paper"] == ["0.53 ± 0.25", "4.31"]
-    assert sum(t.showlegend for t in fig.data) == 3  # one legend entry per column
+    bars = [t for t in fig.data if t.type == "bar"]
+    labels = [t for t in fig.data if t.type == "scatter"]
+    assert [t.xaxis for t in bars] == ["x", "x2"] and list(bars[0].y) == ["paper", "exact fields", "model"]
+    # the paper's spread is a drawn error bar, not only text
+    assert bars[0].error_x.visible and list(bars[0].error_x.array) == [0.25, 0.0, 0.0]
+    assert not bars[1].error_x.visible
+    assert list(labels[0].text) == ["0.53 ± 0.25", "0", "10.00"]
+    assert list(labels[1].text) == ["4.31", "< 0.01", "–"]  # 8.8e-8 % is not printed as 8.82e-08; NaN says so
+    assert labels[0].x[0] > 0.53 + 0.25  # the number sits beyond the error bar
+    assert not fig.layout.showlegend  # the axis names the bars: no legend entries of zero-length bars
+    assert fig.layout.height <= 300
 
 
 def test_particle_gif_has_a_frame_per_step_plus_a_held_last_frame(tmp_path):
