@@ -398,6 +398,9 @@ def test_training_curves_and_update():
          "val_loss": [1.2, 0.6, 0.3], "val_loss_pos": [0.7, 0.4, 0.2], "loss_spec": []}
     fig = training_curves_figure(h)
     assert fig.layout.yaxis.type == "log"
+    # 1-2-5 ticks written in full (not a bare '5' beside '10'); the legend above, the plot full width
+    assert fig.layout.yaxis.dtick == "D2" and fig.layout.yaxis.tickformat == "~g"
+    assert fig.layout.legend.orientation == "h" and fig.layout.width is None
     keys = [t.meta["key"] for t in fig.data]
     assert keys == ["loss", "val_loss", "loss_pos", "val_loss_pos", "loss_spec"]
     train, val = fig.data[0], fig.data[1]

@@ -28,6 +28,25 @@ from .figures import (
 from .notebook import notebook_mode
 from .scene import element_color, scene_to_traces, structure_traces
 
+_LAZY = {
+    # views: computed once from fields or a recorded decode, drawn with .figure() (nesf_viz.viz.compute)
+    **{name: "compute" for name in ("field_slice", "species_slice", "trajectory_view", "cluster_view",
+                                    "species_votes", "training_queries", "latent_table", "decode_interpolation")},
+    # widgets (ipywidgets, imported on first use: nesf_viz.viz.widgets)
+    **{name: "widgets" for name in ("DecodeExplorer", "FieldExplorer", "LatentInterpolator", "TrainingPanel")},
+    "save_particle_gif": "export",
+}
+
+
+def __getattr__(name: str):
+    """The views, widgets and GIF export under `nesf_viz.viz` (`nv.viz.cluster_view`,
+    `nv.viz.TrainingPanel`), imported on first use: widgets need ipywidgets, which figures do not."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'nesf_viz.viz' has no attribute {name!r}")
+
 __all__ = [
     "architecture_figure",
     "cluster_figure",

@@ -16,6 +16,8 @@ what an HTML export, nbviewer or a front end without a widget manager shows.
 
 from __future__ import annotations
 
+import html
+
 import logging
 import threading
 import time
@@ -600,6 +602,7 @@ class TrainingPanel(SnapshotDisplay):
         self._history: dict[str, list[float]] = {}
         self._last_draw = 0.0
         self._epochs_total: int | None = None
+        self._sized = False
         self._budget_s: float | None = None
 
     def snapshot_figures(self) -> list[go.FigureWidget]:
@@ -616,6 +619,7 @@ class TrainingPanel(SnapshotDisplay):
 
         config = kwargs.get("config", args[3] if len(args) > 3 else TrainConfig())
         self._epochs_total = int(config.epochs)
+        self._sized = False
         self._budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
         self._stop.clear()
         self._steps = {"epoch": [], "loss": []}
@@ -650,6 +654,9 @@ class TrainingPanel(SnapshotDisplay):
             self._draw()
 
     def _on_epoch(self, report: Any) -> None:
+        if getattr(report, "epochs_total", None):  # fit_to_budget sizes the run after its first epoch
+            self._sized = self._sized or report.epochs_total != self._epochs_total
+            self._epochs_total = int(report.epochs_total)
         self._history = report.history
         self._draw()
         best = min(report.history.get("val_loss", [float("nan")]) or [float("nan")])
@@ -667,10 +674,12 @@ class TrainingPanel(SnapshotDisplay):
             left.append(elapsed_s / epochs_done * (self._epochs_total - epochs_done))
         if self._budget_s is not None:
             left.append(self._budget_s - elapsed_s)
-        eta = f" · about {_clock(min(left))} left" if left else ""
+        eta = f" · about {_clock(max(0.0, min(left)))} left" if left else ""
         of = f" of {self._epochs_total}" if self._epochs_total else ""
+        sized = " (as many as the budget holds)" if self._sized else ""
         budget = f" (budget {_clock(self._budget_s)})" if self._budget_s is not None else ""
-        self.status.value = f"epoch {epochs_done:.2f}{of} · {_clock(elapsed_s)} elapsed{budget}{eta}"
+        self.status.value = (f"<b>Training</b>: epoch {epochs_done:.1f}{of}{sized} · {_clock(elapsed_s)} elapsed"
+                             f"{budget}{eta}")
 
     def _finish(self, run: Any, exc: BaseException | None) -> None:
         stopped = self._stop.is_set() or (run is not None and "by the user" in run.stopped_because)
@@ -679,7 +688,12 @@ class TrainingPanel(SnapshotDisplay):
         if self._history or self._steps["epoch"]:
             self._draw()
         if exc is not None:
-            self.status.value = f"failed: {type(exc).__name__}: {exc}"
+            if isinstance(exc, KeyboardInterrupt):
+                self.status.value = "<b>Interrupted</b> before training began"
+            else:
+                self.status.value = f"<b>Failed</b>: {html.escape(str(exc) or type(exc).__name__)}"
         else:
-            self.status.value = f"{run.stopped_because}; best checkpoint: {run.best_checkpoint}"
+            head = "Stopped" if stopped else "Done"
+            best = f"; best checkpoint: {run.best_checkpoint}" if run.best_checkpoint is not None else ""
+            self.status.value = f"<b>{head}</b>: {html.escape(run.stopped_because + best)}"
         self.refresh_snapshot()
