@@ -17,7 +17,6 @@ what an HTML export, nbviewer or a front end without a widget manager shows.
 from __future__ import annotations
 
 import html
-
 import logging
 import threading
 import time
