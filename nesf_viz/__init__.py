@@ -29,6 +29,8 @@ from .metrics import (
     match_metrics,
     metrics_of,
     paper_metrics,
+    site_errors,
+    success_and_failure,
 )
 from .model import NeSF, NeSFConfig
 from .reconstruction import Reconstruction, reconstruct
@@ -92,6 +94,8 @@ __all__ = [
     "resolve_device",
     "results_table",
     "run_evaluate",
+    "site_errors",
+    "success_and_failure",
     "survey",
     "train",
     "viz",

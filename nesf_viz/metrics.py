@@ -49,6 +49,7 @@ __all__ = [
     "SiteError",
     "site_errors",
     "format_site_errors",
+    "success_and_failure",
     "matchable",
 ]
 
@@ -433,8 +434,8 @@ def verdict_summary(verdicts: Sequence[CrystalVerdict]) -> str:
 
 @dataclass(frozen=True)
 class SiteError:
-    """One true atom of a decoded crystal: where the nearest decoded atom is and whether it has the
-    right element (the per-atom terms of the paper's actual position and species errors)."""
+    """One true atom of a decoded crystal: the nearest decoded atom and whether it has the right
+    element (the per-atom terms of the paper's actual position and species errors)."""
 
     site: int
     element: str
@@ -442,11 +443,8 @@ class SiteError:
     nearest_element: str
     """Element of the nearest decoded atom ('' when none was decoded)."""
     distance_A: float
-    """To the nearest decoded atom, the cell's atoms only (the paper's position error, actual; inf
-    when none was decoded)."""
-    distance_periodic_A: float
-    """The same with the decoded atoms' periodic images: smaller where the decoder put the atom on
-    the opposite face of the cell, which is the same site of the crystal."""
+    """To the nearest decoded atom, the cell's atoms only, as the paper measures (inf when none
+    was decoded)."""
 
     @property
     def species_right(self) -> bool:
@@ -455,20 +453,19 @@ class SiteError:
 
 def site_errors(true: Crystal, pred: Crystal) -> list[SiteError]:
     """Every true atom's `SiteError`; their mean distance is the crystal's position error in
-    `CrystalVerdict` (the paper's actual position error of this crystal)."""
+    `CrystalVerdict` (the paper's actual position error of this crystal), the share of wrong
+    species its species error."""
     from pymatgen.core import Element
 
-    plain, periodic = crystal_errors(true, pred), crystal_errors(true, pred, periodic=True)
+    e = crystal_errors(true, pred)
     pos = np.asarray(true.positions_angstrom, dtype=np.float64).reshape(-1, 3)
     pp = np.asarray(pred.positions_angstrom, dtype=np.float64).reshape(-1, 3)
     pz = np.asarray(pred.atomic_numbers)
     out = []
     for i, (z, p) in enumerate(zip(true.atomic_numbers, pos)):
-        nearest = ""
-        if len(pp):
-            nearest = Element.from_Z(int(pz[np.linalg.norm(pp - p, axis=1).argmin()])).symbol
-        out.append(SiteError(i, Element.from_Z(int(z)).symbol, tuple(float(x) for x in p), nearest,
-                             float(plain.distance_actual[i]), float(periodic.distance_actual[i])))
+        nearest = Element.from_Z(int(pz[np.linalg.norm(pp - p, axis=1).argmin()])).symbol if len(pp) else ""
+        out.append(SiteError(i, Element.from_Z(int(z)).symbol, (float(p[0]), float(p[1]), float(p[2])), nearest,
+                             float(e.distance_actual[i])))
     return out
 
 
@@ -483,19 +480,23 @@ def format_site_errors(true, pred, crystal: int = 0) -> str:
     rows = site_errors(t, p)
     if not rows:
         return f"{t.id}: no true atom"
-    lines = [f"{t.id} ({_formula(t.atomic_numbers)} -> {_formula(p.atomic_numbers)}): every true atom and the "
-             "nearest decoded one",
-             f"{'site':>4}  {'true':<4}  {'at x, y, z (Å)':<22}  {'decoded':<7}  {'distance':>9}  "
-             f"{'w/ images':>9}  species"]
+    lines = [f"{t.id} ({_formula(t.atomic_numbers)}, decoded as {_formula(p.atomic_numbers)}): every true atom "
+             "and the decoded atom nearest to it",
+             f"{'site':>4}  {'true':<4}  {'at x, y, z (Å)':<19}  {'nearest':<7}  {'distance':>9}  species"]
     for r in rows:
         xyz = ", ".join(f"{v:5.2f}" for v in r.position_A)
-        lines.append(f"{r.site:>4}  {r.element:<4}  {xyz:<22}  {r.nearest_element or '(none)':<7}  "
-                     f"{r.distance_A:>7.3f} Å  {r.distance_periodic_A:>7.3f} Å  "
-                     f"{'right' if r.species_right else 'WRONG'}")
+        lines.append(f"{r.site:>4}  {r.element:<4}  {xyz:<19}  {r.nearest_element or '(none)':<7}  "
+                     f"{r.distance_A:>7.3f} Å  {'right' if r.species_right else 'WRONG'}")
     d = np.array([r.distance_A for r in rows])
-    dp = np.array([r.distance_periodic_A for r in rows])
-    lines.append(f"mean distance {d.mean():.3f} Å (the verdict's position error; the paper's, actual), "
-                 f"largest {d.max():.3f} Å; with periodic images mean {dp.mean():.3f} Å; "
+    lines.append(f"mean {d.mean():.3f} Å = this crystal's position error (actual), largest {d.max():.3f} Å; "
                  f"{sum(not r.species_right for r in rows)} of {len(rows)} species wrong; "
                  f"{len(p.atomic_numbers)} atoms decoded")
     return "\n".join(lines)
+
+
+def success_and_failure(verdicts: Sequence[CrystalVerdict]) -> tuple[int | None, int | None]:
+    """Indices of the first crystal decoded right and the first decoded wrong (None where there is
+    none): what a notebook shows side by side, so a success is never shown alone."""
+    right = next((i for i, v in enumerate(verdicts) if v.right), None)
+    wrong = next((i for i, v in enumerate(verdicts) if not v.right), None)
+    return right, wrong

@@ -20,6 +20,7 @@ from .figures import (
     query_points_figure,
     save_html,
     save_png,
+    site_error_figure,
     species_slice_figure,
     species_vote_figure,
     training_curves_figure,
@@ -31,7 +32,8 @@ from .scene import element_color, scene_to_traces, structure_traces
 _LAZY = {
     # views: computed once from fields or a recorded decode, drawn with .figure() (nesf_viz.viz.compute)
     **{name: "compute" for name in ("field_slice", "species_slice", "trajectory_view", "cluster_view",
-                                    "species_votes", "training_queries", "latent_table", "decode_interpolation")},
+                                    "species_votes", "training_queries", "latent_table", "decode_interpolation",
+                                    "site_error_view")},
     # widgets (ipywidgets, imported on first use: nesf_viz.viz.widgets)
     **{name: "widgets" for name in ("DecodeExplorer", "FieldExplorer", "LatentInterpolator", "TrainingPanel")},
     "save_particle_gif": "export",
@@ -64,6 +66,7 @@ __all__ = [
     "save_html",
     "save_png",
     "scene_to_traces",
+    "site_error_figure",
     "species_slice_figure",
     "species_vote_figure",
     "structure_traces",

@@ -198,6 +198,20 @@ class SpeciesVotesData(ViewData):
 
 
 @dataclass(frozen=True, eq=False)
+class SiteErrorData(ViewData):
+    """True and decoded atoms of one crystal: true_positions (N, 3), true_symbols (N,),
+    decoded_positions (M, 3), decoded_symbols (M,), lattice (3, 3) of the true cell, title."""
+
+    FIGURE: ClassVar = F.site_error_figure
+    true_positions: np.ndarray
+    true_symbols: list[str]
+    decoded_positions: np.ndarray
+    decoded_symbols: list[str]
+    lattice: np.ndarray
+    title: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
 class QueryPointsData(ViewData):
     """One training step's query points of one crystal: global_points (G, 3), local_points
     (L, 3), species_points (S, 3), atoms (N, 3), atom_labels (N,)."""
@@ -829,3 +843,26 @@ def training_queries(crystal: Any, box: BoundingBox | None = None, config: Any =
     return QueryPointsData(global_points=gp.double().numpy(), local_points=lp.double().numpy(),
                            species_points=sp.double().numpy(), atoms=c.positions_angstrom,
                            atom_labels=element_symbols(c.atomic_numbers))
+
+
+def site_error_view(true: Any, decoded: Any, crystal: int = 0) -> SiteErrorData:
+    """One decoded crystal beside the truth, for `site_error_figure` (every true atom's error as a
+    vector): `true`/`decoded` one Crystal (or Structure) each, or lists (a DecodeResult for
+    `decoded`) with `crystal` the index. The title names the crystal and its verdict."""
+    from ..metrics import crystal_verdicts
+
+    if not isinstance(true, Crystal) and not hasattr(true, "frac_coords"):
+        true = list(true)[crystal]
+        decoded = (decoded.to_crystals() if hasattr(decoded, "to_crystals") else list(decoded))[crystal]
+    t, d = _as_crystal(true), _as_crystal(decoded)
+    v = crystal_verdicts([t], [d])[0]
+    head = (f"{t.id + ' ' if t.id else ''}{v.true_formula}: decoded {'right' if v.right else 'WRONG'}"
+            + ("" if v.right or not v.matcher_reason else f" (StructureMatcher: {v.matcher_reason})"))
+    dp = np.asarray(d.positions_angstrom, float).reshape(-1, 3)
+    tp = np.asarray(t.positions_angstrom, float).reshape(-1, 3)
+    dist = (np.linalg.norm(tp[:, None] - dp[None], axis=-1).min(1) if len(dp) else np.full(len(tp), np.inf))
+    title = (f"{head}<br><span style='font-size:13px'>every true atom to its nearest decoded atom: mean "
+             f"{dist.mean():.3f} Å (its position error), largest {dist.max():.3f} Å; red lines "
+             f"{F.error_magnification(dist):g}× the error</span>")
+    return SiteErrorData(tp, element_symbols(t.atomic_numbers), dp, element_symbols(d.atomic_numbers),
+                         np.asarray(t.lattice, float), title)

@@ -3,7 +3,7 @@
 One module per subject; every figure function is exported here (``from nesf_viz.viz.figures
 import X``):
 
-    structure   crystal_figure, compare_figure
+    structure   crystal_figure, compare_figure, site_error_figure
     particles   particle_animation, cluster_figure, species_vote_figure
     fields      field_slice_figure, species_slice_figure, query_points_figure
     latent      latent_pca_figure, interpolation_figure, interpolation_path_figure
@@ -28,7 +28,7 @@ from .latent import interpolation_figure, interpolation_path_figure, latent_pca_
 from .network import architecture_figure
 from .output import save_html, save_png
 from .particles import cluster_figure, particle_animation, species_vote_figure
-from .structure import compare_figure, crystal_figure
+from .structure import compare_figure, crystal_figure, error_magnification, site_error_figure
 from .survey import survey_map_figure, survey_map_png
 from .training import training_curves_figure, update_training_curves
 
@@ -42,6 +42,7 @@ __all__ = [
     "cluster_figure",
     "compare_figure",
     "crystal_figure",
+    "error_magnification",
     "field_slice_figure",
     "interpolation_figure",
     "interpolation_path_figure",
@@ -51,6 +52,7 @@ __all__ = [
     "query_points_figure",
     "save_html",
     "save_png",
+    "site_error_figure",
     "species_slice_figure",
     "species_vote_figure",
     "survey_map_figure",
