@@ -33,6 +33,10 @@ def crystal_figure(structure: Structure, title: str | None = None, *, bonds: boo
                    width=820)
 
 
+ATOM_SCALE = 0.6
+"""compare_figure's atoms relative to crystal-toolkit's radii (full size hid 0.06 Å errors and their links)."""
+
+
 def _periodic_match(frac_a: np.ndarray, frac_b: np.ndarray, lattice: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest b (with its image) for every a under periodic boundaries.
@@ -85,7 +89,11 @@ def compare_figure(original: Structure, decoded: Structure, title: str | None = 
         fig.add_trace(tr, row=1, col=1)
     dec_traces = structure_traces(decoded, "decoded ", bonds=bonds, legendgroup="decoded ",
                                   site_info=info, polyhedra=polyhedra)
-    atom_px = max([float(t.marker.size) for t in dec_traces
+    for tr in (*fig.data, *dec_traces):  # atoms at 60 % of crystal-toolkit's size: errors and links stay visible
+        if (tr.meta or {}).get("kind") == "atoms" and tr.marker.size is not None:
+            tr.marker.size = np.asarray(tr.marker.size, float) * ATOM_SCALE if np.ndim(tr.marker.size) \
+                else float(tr.marker.size) * ATOM_SCALE
+    atom_px = max([float(np.max(t.marker.size)) for t in dec_traces
                    if (t.meta or {}).get("kind") == "atoms"] or [14.0])
     for tr in dec_traces:
         fig.add_trace(tr, row=1, col=2)
@@ -93,8 +101,10 @@ def compare_figure(original: Structure, decoded: Structure, title: str | None = 
         fig.add_trace(tr, row=1, col=2)
     rng = _ranges(original.lattice.get_cartesian_coords(UNIT_CUBE_CORNERS),
                   decoded.lattice.get_cartesian_coords(UNIT_CUBE_CORNERS))
-    fig = _layout(fig, title, height=600)
-    fig.update_layout(scene=_scene(rng), scene2=_scene(rng), meta={"mean_error": mean_err})
+    fig = _layout(fig, title, height=660)
+    # room for the two-line title above the panels' own titles
+    fig.update_layout(scene=_scene(rng), scene2=_scene(rng), meta={"mean_error": mean_err},
+                      margin=dict(l=10, r=10, t=175, b=10))
     fig.update_annotations(font=dict(size=14))
     return fig
 
@@ -126,7 +136,7 @@ def _compare_title(original: Structure, match: np.ndarray, err: np.ndarray, sym_
     return (f"{head} · mean periodic site error {float(err.mean()):.3f} Å (max {err.max():.3f} Å) · "
             f"{n_decoded}/{n_original} atoms" + (f" · {n_wrong} species differ" if n_wrong else "")
             + "<br><span style='font-size:12px'>periodic site error: each decoded atom to the nearest original atom "
-            "or periodic image, in the original cell; the verdicts' position error goes from each original atom to "
+            "or periodic image, in the original cell;<br>the verdicts' position error goes from each original atom to "
             "the nearest decoded one, without images</span>")
 
 
