@@ -559,3 +559,21 @@ def test_architecture_figure_draws_the_configured_network():
     small = dataclasses.replace(NeSFConfig(num_species=31), latent_dim=64, position_field_channels=(128, 64, 64))
     texts = " ".join(a.text for a in architecture_figure(small).layout.annotations if a.text)
     assert "128 → 64 ×2 → 3" in texts and "64 numbers" in texts and "→ 31" in texts
+
+
+def test_site_error_figure_marks_another_element_and_magnifies_to_about_one_angstrom():
+    from nesf_viz.viz.figures import error_magnification, site_error_figure
+
+    assert error_magnification(np.array([0.04, 0.01])) == 20.0
+    assert error_magnification(np.array([0.3])) == 5.0 and error_magnification(np.array([2.0])) == 1.0
+    assert error_magnification(np.array([np.inf])) == 1.0  # nothing decoded: nothing to magnify
+    true = np.array([[0.0, 0, 0], [2.0, 2, 2]])
+    fig = site_error_figure(true, ["Na", "Cl"], true + [[0.1, 0, 0], [0, 0.2, 0]], ["Na", "Na"],
+                            lattice=np.eye(3) * 4.0)
+    kinds = [t.meta["kind"] for t in fig.data if isinstance(t.meta, dict)]
+    assert kinds == ["lines", "true", "decoded", "errors", "wrong"]  # the cell first
+    assert "mean 0.150 Å" in fig.layout.title.text and "1 of 2 nearest atoms another element" in fig.layout.title.text
+    wrong = fig.data[-1]
+    assert (wrong.x[0], wrong.y[0]) == (2.0, 2.2)  # the decoded Na sitting on the true Cl
+    empty = site_error_figure(true, ["Na", "Cl"], np.zeros((0, 3)), [])
+    assert empty.layout.title.text == "No atom decoded"
