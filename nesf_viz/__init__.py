@@ -14,10 +14,11 @@ from .data import (
     read_csv,
     read_structures,
 )
+from .datasets import dataset_path
 from .decode import DecodeConfig, DecodeResult, decode, decode_crystals
 from .device import resolve_device
 from .errors import NeSFError
-from .evaluate import Evaluation, held_out_crystals, run_evaluate
+from .evaluate import Evaluation, held_out_crystals, run_evaluate, success_and_failure_of
 from .fields import ExactFields, StructureFields, ground_truth_targets, nearest_atoms
 from .hooks import DecodeHook, TrajectoryRecorder
 from .metrics import (
@@ -71,6 +72,7 @@ __all__ = [
     "checkpoint_path",
     "crystal_from_structure",
     "crystal_verdicts",
+    "dataset_path",
     "decode",
     "decode_crystals",
     "default_checkpoint_path",
@@ -96,6 +98,7 @@ __all__ = [
     "run_evaluate",
     "site_errors",
     "success_and_failure",
+    "success_and_failure_of",
     "survey",
     "train",
     "viz",
