@@ -345,7 +345,7 @@ def test_every_view_carries_what_its_figure_requires():
 
     views = [c for c in vars(compute).values()
              if isinstance(c, type) and issubclass(c, compute.ViewData) and c.FIGURE is not None]
-    assert len(views) == 9
+    assert len(views) == 10
     for cls in views:
         names = {f.name for f in dataclasses.fields(cls)}
         params = inspect.signature(cls.FIGURE).parameters.values()
@@ -372,3 +372,16 @@ def test_site_error_view_draws_every_true_atoms_error_and_names_the_verdict(nacl
                for i in range(0, len(errors.x), 3)]
     assert max(lengths) == pytest.approx(20 * 0.05)  # magnified 20x: the largest error drawn 1 Å long
     assert errors.name == "error × 20" and not any(t.meta["kind"] == "wrong" for t in fig.data)
+
+
+def test_periodic_face_shows_the_papers_fields_far_from_the_face_images_and_the_periodic_ones_zero(rocksalt):
+    batch, vocab, _ = rocksalt
+    view = compute.periodic_face(batch, vocab, plane="xz", step_angstrom=0.2)  # the far face y = 5.64 Å
+    assert view.left["offset_angstrom"] == pytest.approx(5.64)
+    assert len(view.left["atom_labels"]) == 9 and all(lab.endswith("(image)") for lab in view.left["atom_labels"])
+    assert view.left["magnitude"].min() >= 2.8 - 1e-6  # the nearest atom of the cell is half a cell away
+    assert view.right["magnitude"].min() < 0.15  # with images an atom sits in the plane
+    assert "2.8 Å" in view.titles[0]
+    fig = view.figure()
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert [t.showscale for t in heat] == [False, True] and heat[0].zmax == heat[1].zmax  # one colour scale

@@ -312,6 +312,15 @@ def test_species_slice_figure():
     assert (cat.zmin, cat.zmax) == (-0.5, 2.5)
     assert (confidence.zmin, confidence.zmax) == (0.0, 1.0)
     assert confidence.colorbar.title.text == "confidence"
+    assert fig.layout.width is None  # as wide as the notebook: a fixed width cut the right-hand colour bar
+
+
+def test_atom_labels_on_a_slice_edge_point_inwards():
+    gu, gv = np.linspace(0, 5.64, 30), np.linspace(0, 5.64, 30)
+    labels = np.zeros((30, 30), int)
+    fig = species_slice_figure(gu, gv, labels, np.ones((30, 30)), ["Na"],
+                               atoms_uv=np.array([[0.0, 0.0], [2.82, 2.82], [5.64, 5.64]]), atom_labels=["Na"] * 3)
+    assert list(fig.data[-1].textposition) == ["top right", "top center", "bottom left"]
 
 
 def test_cluster_figure():

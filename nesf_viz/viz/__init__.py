@@ -33,7 +33,7 @@ _LAZY = {
     # views: computed once from fields or a recorded decode, drawn with .figure() (nesf_viz.viz.compute)
     **{name: "compute" for name in ("field_slice", "species_slice", "trajectory_view", "cluster_view",
                                     "species_votes", "training_queries", "latent_table", "decode_interpolation",
-                                    "site_error_view")},
+                                    "site_error_view", "periodic_face")},
     # widgets (ipywidgets, imported on first use: nesf_viz.viz.widgets)
     **{name: "widgets" for name in ("DecodeExplorer", "FieldExplorer", "LatentInterpolator", "TrainingPanel")},
     "save_particle_gif": "export",

@@ -198,6 +198,18 @@ class SpeciesVotesData(ViewData):
 
 
 @dataclass(frozen=True, eq=False)
+class PeriodicFaceData(ViewData):
+    """One plane through a cell face, with the paper's fields (left: the cell's atoms only) and the
+    periodic option (right: periodic images count); each a FieldSliceData's fields as a dict."""
+
+    FIGURE: ClassVar = F.field_slice_pair_figure
+    left: dict
+    right: dict
+    titles: tuple[str, str]
+    title: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
 class SiteErrorData(ViewData):
     """True and decoded atoms of one crystal: true_positions (N, 3), true_symbols (N,),
     decoded_positions (M, 3), decoded_symbols (M,), lattice (3, 3) of the true cell, title."""
@@ -866,3 +878,46 @@ def site_error_view(true: Any, decoded: Any, crystal: int = 0) -> SiteErrorData:
              f"{F.error_magnification(dist):g}× the error</span>")
     return SiteErrorData(tp, element_symbols(t.atomic_numbers), dp, element_symbols(d.atomic_numbers),
                          np.asarray(t.lattice, float), title)
+
+
+def periodic_face(batch: CrystalBatch, vocab: SpeciesVocab, crystal: int = 0, plane: str = "xz",
+                  offset_angstrom: float | None = None, step_angstrom: float = 0.1) -> PeriodicFaceData:
+    """The position field on a cell face, as the paper defines it and with periodic images.
+
+    The exact fields of `batch` follow the paper: only the atoms of the cell count, so on the
+    face opposite the origin (default: the far face along the plane's normal, y = b for "xz"),
+    where a crystal drawing shows atoms (periodic images of those at the origin face), |f_p|
+    stays large. The periodic option (`ExactFields(periodic=True)`) counts the images and is
+    zero there. Both slices mark the image atoms in the plane, labelled 'Na (image)'."""
+    from ..fields import ExactFields
+    from ..geometry import image_positions
+
+    crystals = batch.to_crystals(vocab)
+    c = crystals[crystal]
+    iu, iv, inorm = PLANES[plane]
+    lattice = np.asarray(c.lattice, float)
+    if offset_angstrom is None:
+        offset_angstrom = float(lattice[:, inorm].sum())  # the far corner's coordinate along the normal
+    pos = image_positions(np.asarray(c.positions_angstrom, float), lattice)  # (N, 27, 3)
+    names = element_symbols(c.atomic_numbers)
+    own = np.zeros(pos.shape[:2], bool)
+    own[:, 13] = True
+    lo, hi = lattice.min(0) - 1e-6, lattice.sum(0) + 1e-6
+    inside = ((pos >= np.minimum(lo, 0) - 1e-6) & (pos <= hi)).all(-1)
+    near = inside & (np.abs(pos[..., inorm] - offset_angstrom) <= 0.05)
+    atoms = pos[near]
+    labels = [names[i] + ("" if own[i, k] else " (image)") for i, k in zip(*np.nonzero(near))]
+    views = []
+    for periodic in (False, True):
+        fields = ExactFields(batch, num_species=len(vocab), periodic=periodic)
+        views.append(field_slice(fields, fields.latents(), crystal, plane=plane, offset_angstrom=offset_angstrom,
+                                 step_angstrom=step_angstrom, atoms=atoms, atom_labels=labels,
+                                 extent=((0.0, float(lattice[:, iu].sum())), (0.0, float(lattice[:, iv].sum()))))
+                     .to_dict())
+    axis = "xyz"[inorm]
+    least = float(np.min(views[0]["magnitude"]))
+    titles = (f"the paper's fields: the cell's atoms only<br>|f_p| ≥ {least:.1f} Å all over this face",
+              "the periodic option: images count<br>|f_p| = 0 on the image atoms")
+    title = (f"{c.id or 'crystal'}: the face {axis} = {offset_angstrom:.2f} Å, where the crystal figure draws "
+             "periodic images")
+    return PeriodicFaceData(views[0], views[1], titles, title)
