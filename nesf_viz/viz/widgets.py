@@ -656,6 +656,7 @@ class TrainingPanel(SnapshotDisplay):
         if getattr(report, "epochs_total", None):  # fit_to_budget sizes the run after its first epoch
             self._sized = self._sized or report.epochs_total != self._epochs_total
             self._epochs_total = int(report.epochs_total)
+        self._status(report.epoch, report.elapsed_seconds)  # the sized epochs show at once
         self._history = report.history
         self._draw()
         best = min(report.history.get("val_loss", [float("nan")]) or [float("nan")])
