@@ -148,6 +148,7 @@ def test_notebook_1_runs_and_the_slider_redraws(playwright_sync, tmp_path):
         assert after["x"] != before["x"], "the particles did not move"
         assert "move 0" in after["svgTitle"], after["svgTitle"]
         _assert_colorbar_titles_inside(page)  # the field slices' |f_p|, species and confidence bars
+        _assert_figures_fit(page)
 
         # screenshots: the explorer widget, and the whole window
         panel = page.locator(".jupyter-widgets.widget-vbox", has=slider.first).first
@@ -260,6 +261,21 @@ def _assert_colorbar_titles_inside(page) -> None:
     assert outside == [], outside
 
 
+def _assert_figures_fit(page) -> None:
+    """Every drawn figure fits in its output area (a fixed-width figure wider than JupyterLab's
+    notebook was cut at the right: the last panel's title, a colour bar)."""
+    wide = page.evaluate(
+        """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(gd => {
+                const area = (gd.closest('.jp-OutputArea-output') || gd).getBoundingClientRect();
+                const svg = gd.querySelector('.main-svg');
+                const r = svg ? svg.getBoundingClientRect() : null;
+                const t = String(((gd.layout || {}).title || {}).text || '').slice(0, 40);
+                return r && r.width > 0 && r.right > area.right + 1
+                    ? [`${t}: ${Math.round(r.right)} > ${Math.round(area.right)}`] : [];
+            })""")
+    assert wide == [], wide
+
+
 def _cell_text(page) -> str:
     return page.evaluate(
         "() => [...document.querySelectorAll('.jp-OutputArea-output')].map(o => o.innerText).join('\\n')")
@@ -359,5 +375,6 @@ def test_notebook_5_runs_and_draws_its_comparison(playwright_sync, tmp_path):
         for raw in (r"n_no_atoms", r"decode_structures_per_s", r"position_error_actual_A", r"\bnan\b", r"\.pt\b"):
             assert not re.search(raw, text), raw  # no internal key, no raw NaN, no checkpoint path
         assert page.locator("table.nesf-results").count() == 1
+        _assert_figures_fit(page)
         page.screenshot(path=str(tmp_path / "benchmark.png"))
         shutil.copy(tmp_path / "benchmark.png", Path("/tmp/nesf_browser_benchmark.png"))

@@ -409,7 +409,7 @@ def test_training_curves_and_update():
     assert fig.layout.yaxis.type == "log"
     # 1-2-5 ticks written in full (not a bare '5' beside '10'); the legend above, the plot full width
     assert fig.layout.yaxis.dtick == "D2" and fig.layout.yaxis.tickformat == "~g"
-    assert fig.layout.legend.orientation == "h" and fig.layout.width is None
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0 and fig.layout.width is None
     keys = [t.meta["key"] for t in fig.data]
     assert keys == ["loss", "val_loss", "loss_pos", "val_loss_pos", "loss_spec"]
     train, val = fig.data[0], fig.data[1]
@@ -515,7 +515,7 @@ def test_metrics_bars_one_panel_per_metric_error_bars_readable_labels_missing_va
     assert list(labels[1].text) == ["4.31", "< 0.01", "–"]  # 8.8e-8 % is not printed as 8.82e-08; NaN says so
     assert labels[0].x[0] > 0.53 + 0.25  # the number sits beyond the error bar
     assert not fig.layout.showlegend  # the axis names the bars: no legend entries of zero-length bars
-    assert fig.layout.height <= 300
+    assert fig.layout.height <= 300 and fig.layout.width is None  # as wide as the notebook, never wider
 
 
 def test_particle_gif_has_a_frame_per_step_plus_a_held_last_frame(tmp_path):

@@ -68,7 +68,8 @@ def metrics_bars_figure(columns: Mapping[str, Mapping[str, float]], metrics: Seq
         fig.update_xaxes(range=[0, top * 1.75], rangemode="tozero", row=1, col=j + 1, showgrid=True,
                          nticks=4, tickformat="~g")
     fig.update_yaxes(autorange="reversed", tickfont=dict(size=12))
-    _layout(fig, title or "Metrics side by side (lower is better)", height=120 + 56 * len(names), width=1040)
+    # no fixed width: a 1040 px figure was cut at the right of JupyterLab's narrower output area
+    _layout(fig, title or "Metrics side by side (lower is better)", height=120 + 56 * len(names))
     fig.update_layout(showlegend=False, margin=dict(l=10, r=20, t=90, b=40), bargap=0.35)
     fig.update_yaxes(automargin=True)
     return fig

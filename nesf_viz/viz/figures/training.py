@@ -97,9 +97,10 @@ def training_curves_figure(history: Mapping[str, Sequence[float]], title: str | 
     # ticks at 1, 2, 5 of every decade, each written in full: a log axis spanning less than two
     # decades otherwise labels its minor ticks with a bare digit (5 4 3 2 10), which reads as values
     fig.update_yaxes(title_text="loss (log scale)", type="log", tickformat="~g", dtick="D2")
-    # the legend above the plot: a legend on the right takes a quarter of a notebook's width
-    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
-                      margin=dict(t=110, r=20))
+    # the legend below the plot: on the right it took a quarter of a notebook's width, above it the
+    # title's place once it wrapped to three rows in a narrow live panel
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
+                      margin=dict(t=70, r=20, b=20))
     return fig
 
 
