@@ -586,3 +586,26 @@ def test_site_error_figure_marks_another_element_and_magnifies_to_about_one_angs
     assert (wrong.x[0], wrong.y[0]) == (2.0, 2.2)  # the decoded Na sitting on the true Cl
     empty = site_error_figure(true, ["Na", "Cl"], np.zeros((0, 3)), [])
     assert empty.layout.title.text == "No atom decoded"
+
+
+def test_species_vote_labels_only_contested_or_wrong_atoms_and_says_when_every_vote_is_unanimous():
+    from nesf_viz.viz import species_vote_figure
+
+    pts = np.zeros((6, 3))
+    atoms = np.array([[0.0, 0, 0], [2.0, 0, 0], [0, 2.0, 0]])
+    fig = species_vote_figure(pts, ["Na"] * 6, atoms, ["Na", "Cl", "Na"], np.array([1.0, 0.6, 1.0]),
+                              truth=["Na", "Cl", "K"])
+    decoded = next(t for t in fig.data if t.name.startswith("decoded atoms"))
+    assert list(decoded.text) == ["", "Cl 60%", "Na 100%"]  # contested, and wrong; the unanimous right one unlabelled
+    assert "1 contested" in fig.layout.title.text
+    calm = species_vote_figure(pts, ["Na"] * 6, atoms, ["Na"] * 3, np.ones(3), truth=["Na"] * 3)
+    assert "every vote unanimous" in calm.layout.title.text
+
+
+def test_particle_animation_draws_true_atoms_grey_beside_the_field_colour_scale():
+    from nesf_viz.viz import particle_animation
+
+    pos = np.zeros((2, 4, 3))
+    fig = particle_animation(pos, np.ones((2, 4)), atoms=np.array([[0.0, 0, 0]]), atom_labels=["Na"])
+    true = next(t for t in fig.data if t.name == "true atoms")
+    assert true.marker.color == "#8c8c8c" and list(true.text) == ["Na"]
