@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -237,3 +239,16 @@ def test_decode_explorer_says_where_its_nms_sliders_start_to_matter(recorded):
     assert int(ex.clusters.is_atom.sum()) == n0
     ex.min_particles.value = smallest + 1  # past the smallest atom's particles: it is dropped
     assert int(ex.clusters.is_atom.sum()) < n0
+
+
+def test_decode_explorer_title_counts_right_keeps_nms_spheres_in_the_scene_and_explains_the_threshold(recorded):
+    rec, res, crystals, _, _ = recorded
+    ex = widgets.DecodeExplorer(rec, crystals, res)
+    title = ex.figure.layout.title.text
+    assert re.search(r"· \d+ atoms? ", title) and "<sup>" not in title
+    assert "score threshold" in ex.status.value  # what the threshold slider would change, or that nothing would
+    span = np.diff(np.asarray(ex._ranges), axis=1).ravel()
+    ex.radius.value = 3.0
+    grown = np.diff(np.asarray(ex._ranges), axis=1).ravel()
+    assert (grown >= span + 2 * (3.0 + 0.2 - 0.8) - 1e-6).all()  # room for a 3 Å sphere on every side
+    assert tuple(ex.figure.layout.scene.xaxis.range) == tuple(ex._ranges[0])

@@ -204,14 +204,24 @@ class DecodeExplorer(_Displayable):
     def _on_cluster_settings(self) -> None:
         self._recluster()
         self._redraw()
+        ranges = self._scene_ranges()
+        if not np.array_equal(ranges, self._ranges):  # a larger NMS radius: its spheres stay round
+            self._ranges = ranges
+            with self.figure.batch_update():
+                _fix_scene(self.figure, self._ranges)
+
+    def _scene_ranges(self) -> np.ndarray:
+        """The fixed axes of the current crystal: every recorded particle, and an NMS sphere of the
+        slider's radius around any of them (a fixed scene clipped 3 Å spheres flat)."""
+        return compute.trajectory_ranges(self.recorder, self.crystal.value, self.originals,
+                                         pad_angstrom=max(0.8, float(self.radius.value) + 0.2))
 
     def _on_crystal(self) -> None:
         self._recluster()
         self._new_crystal_view()
 
     def _new_crystal_view(self) -> None:
-        c = self.crystal.value
-        self._ranges = compute.trajectory_ranges(self.recorder, c, self.originals)
+        self._ranges = self._scene_ranges()
         fig = self._figure()
         self.figure.data = ()
         self.figure.add_traces(list(fig.data))
@@ -254,11 +264,13 @@ class DecodeExplorer(_Displayable):
     # ---- compute + draw
     def _title(self, n_atoms: int, n_clusters: int, n_kept: int, n_particles: int) -> str:
         c, t = self.crystal.value, self.step.value
+        dropped = n_clusters - n_atoms
+        groups = f" ({dropped} small {'group' if dropped == 1 else 'groups'} dropped)" if dropped else ""
         return (f"{self.recorder.ids[c]} · move {int(self.recorder.steps[t])} of "
-                f"{int(self.recorder.steps[-1])} · {n_atoms} atoms ({n_clusters} clusters) "
+                f"{int(self.recorder.steps[-1])} · {n_atoms} {'atom' if n_atoms == 1 else 'atoms'}{groups} "
                 f"from {n_kept}/{n_particles} kept particles"
-                "<br><sup>particles coloured by the cluster they end in; grey: rejected by "
-                "the score threshold; diamonds: cluster centres</sup>")
+                "<br><span style='font-size:12px'>particles coloured by the cluster they end in; grey: rejected "
+                "by the score threshold; diamonds: cluster centres</span>")
 
     def _segments(self, c: int, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a, b = compute.move_segments(self.recorder, c, t, self.max_arrows)
@@ -309,6 +321,14 @@ class DecodeExplorer(_Displayable):
         if len(counts) == 0:
             return ""
         parts = [f"min particles above {int(counts.min())} drops the smallest atom"]
+        final = np.sqrt(np.asarray(self.recorder.scores(self.crystal.value), dtype=np.float64))
+        final = final[np.isfinite(final)]
+        if len(final):  # the score threshold only bites above the particles' last moves
+            top = float(final.max())
+            tiny = f"{max(top, 1e-3):.0e}"
+            parts.append(f"a score threshold below {top:.2f} Å rejects particles" if top >= 0.05 else
+                         f"no score threshold changes it (every particle's last move is below {tiny} Å: exact "
+                         "fields land each particle on its atom)")
         if len(centres) > 1:
             d = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
             d[np.diag_indices_from(d)] = np.inf
