@@ -395,6 +395,13 @@ def test_interpolation_figures(nacl):
     assert len(path.data) == 7                                 # count + 3 lengths + 3 angles
     assert path.layout.yaxis2.title.text == "length (Å)"
     assert list(path.data[0].y) == counts
+    assert path.data[0].text is None and path.layout.xaxis3.title.text.startswith("t along the path")
+    labelled = interpolation_path_figure(steps, counts, lengths, angles, structures=structs)
+    formulas = [s.composition.reduced_formula for s in structs]
+    assert list(labelled.data[0].customdata) == formulas  # every formula on hover
+    shown = list(labelled.data[0].text)  # on the figure at both ends and where it changes
+    assert shown[0] == formulas[0] and shown[-1] == formulas[-1]
+    assert all(t in ("", f) for t, f in zip(shown, formulas))
 
 
 # ------------------------------------------------------------------------------------------

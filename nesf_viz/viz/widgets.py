@@ -412,8 +412,8 @@ class FieldExplorer(_Displayable):
                 f"{'xyz'[compute.PLANES[self.plane.value][2]]} = {self.offset.value:.2f} Å"
         if self.kind.value == "position field":
             return compute.field_slice(*args, **kw).figure(
-                title=f"Position field · {where}<br><sup>colour: |f_p|; arrows: "
-                              "in-plane direction to the nearest atom</sup>")
+                title=f"Position field · {where}<br><span style='font-size:12px'>colour: |f_p|; arrows: "
+                              "in-plane direction to the nearest atom</span>")
         return compute.species_slice(*args, **kw).figure(title=f"Species field · {where}")
 
     def _redraw(self, full: bool = False) -> None:

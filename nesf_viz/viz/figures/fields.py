@@ -88,8 +88,8 @@ def field_slice_figure(
         ))
     if title is None:
         title = ("Position field slice"
-                 "<br><sup>colour: |f_p|; arrows: in-plane direction to the nearest atom, "
-                 "shorter where f_p leaves the plane</sup>")
+                 "<br><span style='font-size:12px'>colour: |f_p|; arrows: in-plane direction to the nearest atom, "
+                 "shorter where f_p leaves the plane</span>")
     _layout(fig, title, height=620, width=660, showlegend=False)
     fig.update_xaxes(title_text=axis_labels[0], range=[gu.min(), gu.max()], constrain="domain",
                      showgrid=False, zeroline=False, ticks="outside")

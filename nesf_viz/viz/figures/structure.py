@@ -27,8 +27,8 @@ def crystal_figure(structure: Structure, title: str | None = None, *, bonds: boo
     fig = go.Figure(traces)
     if title is None:
         title = (f"{_formula(structure)} · {_spacegroup(structure)} · {len(structure)} atoms"
-                 f"<br><sup>{_lattice_text(structure.lattice.abc, structure.lattice.angles)}"
-                 "</sup>")
+                 f"<br><span style='font-size:12px'>{_lattice_text(structure.lattice.abc, structure.lattice.angles)}"
+                 "</span>")
     return _layout(fig, title, scene=_scene(_ranges(_trace_points(traces))), height=620,
                    width=820)
 
