@@ -1,5 +1,6 @@
 """nesf_viz: Neural Structure Fields for crystals — train, decode, and watch it work."""
 
+from . import reference  # the module (METRICS, the paper's Table 1: nv.reference.reference(...)), not shadowed
 from .assets import CHECKPOINTS, checkpoint_path, default_checkpoint_path
 from .checkpoints import Checkpoint, load_checkpoint
 from .data import (
@@ -35,7 +36,7 @@ from .metrics import (
 )
 from .model import NeSF, NeSFConfig
 from .reconstruction import Reconstruction, reconstruct
-from .reference import glossary, reference, results_table
+from .reference import glossary, results_table
 from .sampling import QuerySampler, SamplingConfig
 from .survey import Survey, survey
 from .train import EpochReport, train
