@@ -271,3 +271,54 @@ def held_out_crystals(model: str, limit: int | None = None) -> list[Crystal]:
     from .experiment import make_tasks
 
     return list(make_tasks(dataset)[0].test[:limit])
+
+
+@dataclass(frozen=True)
+class SuccessAndFailure:
+    """A success beside a failure of one model: what `success_and_failure_of` found."""
+
+    crystals: list[Crystal]
+    """The crystals decoded, in order (the search stops at the first failure)."""
+    decoded: list[Crystal]
+    verdicts: list[CrystalVerdict]
+    right: int | None
+    """Index of the first crystal decoded right (None: none was)."""
+    wrong: int | None
+    """Index of the first crystal decoded wrong (None: none of `crystals` was)."""
+
+    def __str__(self) -> str:
+        from .metrics import format_site_errors, format_verdicts, verdict_summary
+
+        shown = [i for i in (self.right, self.wrong) if i is not None]
+        table = format_verdicts([self.verdicts[i] for i in shown]).splitlines()[:-1]  # its summary is of these two
+        parts = [f"{len(self.crystals)} crystals decoded: {verdict_summary(self.verdicts)}", "\n".join(table)]
+        if self.wrong is None:
+            parts.append(f"(no failure among these {len(self.crystals)}: the first one is shown alone)")
+        parts += [format_site_errors(self.crystals[i], self.decoded[i]) for i in shown]
+        return "\n\n".join(parts)
+
+    __repr__ = __str__
+
+
+def success_and_failure_of(checkpoint, crystals: Sequence[Crystal], *, config: DecodeConfig | None = None,
+                           chunk: int = 8, limit: int = 64) -> SuccessAndFailure:
+    """Decode `crystals` with a checkpoint's model (its box and vocabulary, the fast decoder unless
+    `config`) `chunk` at a time until one is decoded wrong or `limit` were tried, so a notebook can
+    show a failure beside a success of a model that rarely fails. Prints as the two verdicts and
+    their per-site errors."""
+    from .metrics import success_and_failure
+
+    config = config or DecodeConfig.fast()
+    done, decoded, verdicts = [], [], []
+    right = wrong = None
+    for start in range(0, min(limit, len(crystals)), chunk):
+        part = list(crystals[start: min(start + chunk, limit)])
+        res = decode_crystals(checkpoint.model, part, box=checkpoint.box, vocab=checkpoint.vocab, config=config,
+                              device=next(checkpoint.model.parameters()).device, progress=False)
+        done += part
+        decoded += res.to_crystals()
+        verdicts += crystal_verdicts(part, res)
+        right, wrong = success_and_failure(verdicts)
+        if wrong is not None:
+            break
+    return SuccessAndFailure(done, decoded, verdicts, right, wrong)

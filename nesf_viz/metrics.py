@@ -48,6 +48,10 @@ __all__ = [
     "crystal_verdicts",
     "format_verdicts",
     "verdict_summary",
+    "SiteError",
+    "site_errors",
+    "format_site_errors",
+    "success_and_failure",
     "matchable",
 ]
 
@@ -428,3 +432,73 @@ def verdict_summary(verdicts: Sequence[CrystalVerdict]) -> str:
     if with_match:
         text += f", StructureMatcher {sum(bool(v.matched) for v in verdicts)}/{n}"
     return text
+
+
+@dataclass(frozen=True)
+class SiteError:
+    """One true atom of a decoded crystal: the nearest decoded atom and whether it has the right
+    element (the per-atom terms of the paper's actual position and species errors)."""
+
+    site: int
+    element: str
+    position_A: tuple[float, float, float]
+    nearest_element: str
+    """Element of the nearest decoded atom ('' when none was decoded)."""
+    distance_A: float
+    """To the nearest decoded atom, the cell's atoms only, as the paper measures (inf when none
+    was decoded)."""
+
+    @property
+    def species_right(self) -> bool:
+        return self.element == self.nearest_element
+
+
+def site_errors(true: Crystal, pred: Crystal) -> list[SiteError]:
+    """Every true atom's `SiteError`; their mean distance is the crystal's position error in
+    `CrystalVerdict` (the paper's actual position error of this crystal), the share of wrong
+    species its species error."""
+    from pymatgen.core import Element
+
+    e = crystal_errors(true, pred)
+    pos = np.asarray(true.positions_angstrom, dtype=np.float64).reshape(-1, 3)
+    pp = np.asarray(pred.positions_angstrom, dtype=np.float64).reshape(-1, 3)
+    pz = np.asarray(pred.atomic_numbers)
+    out = []
+    for i, (z, p) in enumerate(zip(true.atomic_numbers, pos)):
+        nearest = Element.from_Z(int(pz[np.linalg.norm(pp - p, axis=1).argmin()])).symbol if len(pp) else ""
+        out.append(SiteError(i, Element.from_Z(int(z)).symbol, (float(p[0]), float(p[1]), float(p[2])), nearest,
+                             float(e.distance_actual[i])))
+    return out
+
+
+def format_site_errors(true, pred, crystal: int = 0) -> str:
+    """Plain-text table of one decoded crystal's `site_errors`, one true atom a line, and what its
+    mean is. `true`/`pred`: one Crystal each, or the lists `crystal_verdicts` takes (a DecodeResult
+    for `pred`) with `crystal` the index."""
+    if isinstance(true, Crystal):
+        t, p = true, pred
+    else:
+        t, p = _pairs(true, pred)[crystal]
+    rows = site_errors(t, p)
+    if not rows:
+        return f"{t.id}: no true atom"
+    lines = [f"{t.id} ({_formula(t.atomic_numbers)}, decoded as {_formula(p.atomic_numbers)}): every true atom "
+             "and the decoded atom nearest to it",
+             f"{'site':>4}  {'true':<4}  {'at x, y, z (Å)':<19}  {'nearest':<7}  {'distance':>9}  species"]
+    for r in rows:
+        xyz = ", ".join(f"{v:5.2f}" for v in r.position_A)
+        lines.append(f"{r.site:>4}  {r.element:<4}  {xyz:<19}  {r.nearest_element or '(none)':<7}  "
+                     f"{r.distance_A:>7.3f} Å  {'right' if r.species_right else 'WRONG'}")
+    d = np.array([r.distance_A for r in rows])
+    lines.append(f"mean {d.mean():.3f} Å = this crystal's position error (actual), largest {d.max():.3f} Å; "
+                 f"{sum(not r.species_right for r in rows)} of {len(rows)} species wrong; "
+                 f"{len(p.atomic_numbers)} atoms decoded")
+    return "\n".join(lines)
+
+
+def success_and_failure(verdicts: Sequence[CrystalVerdict]) -> tuple[int | None, int | None]:
+    """Indices of the first crystal decoded right and the first decoded wrong (None where there is
+    none): what a notebook shows side by side, so a success is never shown alone."""
+    right = next((i for i, v in enumerate(verdicts) if v.right), None)
+    wrong = next((i for i, v in enumerate(verdicts) if not v.right), None)
+    return right, wrong

@@ -83,6 +83,8 @@ class EpochReport:
     history: dict[str, list[float]]
     elapsed_seconds: float
     is_best: bool
+    epochs_total: int | None = None
+    """The epochs this run is set to end with (`TrainConfig.epochs`, or what `fit_to_budget` sized)."""
 
 
 EpochCallback = Callable[[EpochReport], None]
@@ -197,6 +199,7 @@ def train(
     init_from: str | Path | None = None,
     step_callbacks: Sequence[StepCallback] = (),
     stop: threading.Event | None = None,
+    fit_to_budget: bool = False,
 ) -> TrainResult:
     """Train NeSF; writes `last.pt` every epoch and `best.pt` on validation improvement.
 
@@ -211,6 +214,11 @@ def train(
     `step_callbacks` see every optimizer step (live curves). Setting `stop` (from another thread,
     e.g. a Stop button) ends training after the step in flight exactly as Ctrl-C does: the
     unfinished epoch is dropped and the returned model is the one in last.pt.
+    `fit_to_budget` (a fresh run with `max_minutes`, one process): after the first epoch, the run's
+    epochs become as many as the budget holds at that epoch's pace (at most `config.epochs`, with
+    a tenth to spare), so a cosine schedule anneals within the budget instead of being cut off
+    mid-way; the checkpoints keep the sized config, so `resume` continues exactly. With the quick
+    recipe's one-epoch warm-up the first epoch's learning rates do not depend on the epochs.
     """
     rank = int(os.environ.get("RANK", "0"))
     if out_dir is not None and init_from is not None and not resume:  # --overwrite would delete its source
@@ -230,7 +238,9 @@ def train(
         start = _starting_point(train_crystals, val_crystals, folder, config, model_config, vocab, device,
                                 resume=resume, overwrite=overwrite, init_from=init_from)
         run = _Run(start, train_crystals, val_crystals, folder, device, rank, world,
-                   hooks=_Hooks(tuple(callbacks), tuple(step_callbacks), stop, check_replicas))
+                   hooks=_Hooks(tuple(callbacks), tuple(step_callbacks), stop, check_replicas),
+                   fit_to_budget=fit_to_budget and start.state is None and world == 1
+                   and config.max_minutes is not None)
         if folder is not None and overwrite and not resume and rank == 0:
             folder.clear()  # the old run's best.pt must not outlive it beside the new last.pt
         return run.fit(progress and rank == 0)
@@ -365,8 +375,9 @@ class _Run:
     """One training run: the model, its optimizer and data, the epoch loop and its checkpoints."""
 
     def __init__(self, start: _Start, train_crystals, val_crystals, folder: RunFolder | None,
-                 device: torch.device, rank: int, world: int, hooks: _Hooks):
+                 device: torch.device, rank: int, world: int, hooks: _Hooks, fit_to_budget: bool = False):
         self.start, self.config, self.folder = start, start.config, folder
+        self.fit_to_budget = fit_to_budget
         self.device, self.rank, self.world, self.hooks = device, rank, world, hooks
         torch.manual_seed(self.config.seed)
         self.model = NeSF(config=start.model_config).to(device)
@@ -405,14 +416,16 @@ class _Run:
         desc = "train" if cfg.max_minutes is None else f"train ({cfg.max_minutes:g} min budget)"
         self.bar = tqdm(total=cfg.epochs, initial=p.start_epoch, desc=desc, unit="epoch", disable=not show)
         self.t0 = time.perf_counter()
+        self.show = show
         stopped, interrupted, epoch_seconds = "epochs done", False, 0.0
         epoch = p.start_epoch
         try:
-            for epoch in range(p.start_epoch, cfg.epochs):
+            while epoch < self.config.epochs:  # fit_to_budget may size the epochs after the first
                 stopped = self._stop_reason(epoch, epoch_seconds) or stopped
                 if stopped != "epochs done":
                     break
                 epoch_seconds = self._epoch(epoch)
+                epoch += 1
         except NonFiniteLossError as exc:
             # the failing epoch index = epochs completed, all saved (nothing of the failing one is)
             last = self.folder.last if self.folder is not None else None
@@ -453,10 +466,14 @@ class _Run:
         seconds = time.perf_counter() - te
         is_best = self.progress.record(epoch, train_parts, val_parts, lr, seconds, time.process_time() - ce)
         elapsed = self.elapsed()
+        if self.fit_to_budget and epoch == 0:
+            self.config = dataclasses.replace(self.config, epochs=max(1, epochs_in_budget(
+                self.config, 1, 1.1 * seconds, elapsed)))
         if self.rank == 0 and self.folder is not None:
             self._save(epoch + 1, elapsed, is_best)
         self._show(epoch, train_parts, val_parts)
-        report = EpochReport(epoch + 1, train_parts, val_parts, self.progress.history, elapsed, is_best)
+        report = EpochReport(epoch + 1, train_parts, val_parts, self.progress.history, elapsed, is_best,
+                             self.config.epochs)
         for cb in h.epoch:
             cb(report)
         return seconds
@@ -497,7 +514,8 @@ class _Run:
                         "resume=True (--resume) continues exactly")
         else:
             stopped += " before the first epoch ended: nothing was saved"
-        print(f"training {stopped}", file=sys.stderr)
+        if self.show:  # a watcher (a notebook's panel) says it once, in its own place
+            print(f"training {stopped}", file=sys.stderr)
         return stopped
 
     def _result(self, stopped: str, interrupted: bool) -> TrainResult:

@@ -147,6 +147,8 @@ def test_notebook_1_runs_and_the_slider_redraws(playwright_sync, tmp_path):
         assert after is not None
         assert after["x"] != before["x"], "the particles did not move"
         assert "move 0" in after["svgTitle"], after["svgTitle"]
+        _assert_colorbar_titles_inside(page)  # the field slices' |f_p|, species and confidence bars
+        _assert_figures_fit(page)
 
         # screenshots: the explorer widget, and the whole window
         panel = page.locator(".jupyter-widgets.widget-vbox", has=slider.first).first
@@ -231,6 +233,49 @@ def _assert_snapshots_hidden(page) -> None:
     assert page.locator(".jp-OutputArea-output .jupyter-widgets").count() > 0  # the live widgets are
 
 
+def _stderr_outputs(page) -> list[str]:
+    """The text of every stderr output (JupyterLab draws them as pink boxes)."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll(
+                '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')].map(o => o.innerText)""")
+
+
+def _assert_colorbar_titles_inside(page) -> None:
+    """Every drawn colour bar title lies inside its figure and inside the notebook's output area
+    (a figure wider than the notebook cut its right-hand title to 'co...')."""
+    outside = page.evaluate(
+        """() => {
+            const bad = [];
+            for (const gd of document.querySelectorAll('.js-plotly-plot')) {
+                const area = gd.closest('.jp-OutputArea-output') || gd;
+                const box = area.getBoundingClientRect();
+                for (const t of gd.querySelectorAll('.colorbar .cbtitle text')) {
+                    const r = t.getBoundingClientRect();
+                    if (r.width > 0 && (r.right > box.right + 1 || r.left < box.left - 1))
+                        bad.push(`${t.textContent}: ${Math.round(r.left)}-${Math.round(r.right)} `
+                                 + `outside ${Math.round(box.left)}-${Math.round(box.right)}`);
+                }
+            }
+            return bad;
+        }""")
+    assert outside == [], outside
+
+
+def _assert_figures_fit(page) -> None:
+    """Every drawn figure fits in its output area (a fixed-width figure wider than JupyterLab's
+    notebook was cut at the right: the last panel's title, a colour bar)."""
+    wide = page.evaluate(
+        """() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(gd => {
+                const area = (gd.closest('.jp-OutputArea-output') || gd).getBoundingClientRect();
+                const svg = gd.querySelector('.main-svg');
+                const r = svg ? svg.getBoundingClientRect() : null;
+                const t = String(((gd.layout || {}).title || {}).text || '').slice(0, 40);
+                return r && r.width > 0 && r.right > area.right + 1
+                    ? [`${t}: ${Math.round(r.right)} > ${Math.round(area.right)}`] : [];
+            })""")
+    assert wide == [], wide
+
+
 def _cell_text(page) -> str:
     return page.evaluate(
         "() => [...document.querySelectorAll('.jp-OutputArea-output')].map(o => o.innerText).join('\\n')")
@@ -249,21 +294,27 @@ def test_notebook_2_live_curves_and_the_stop_button_during_run_all(playwright_sy
         # live: the step curve is drawn before the first epoch ends, then the epoch curves
         page.wait_for_function(
             """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
-                (gd.data || []).some(d => d.name === 'loss (each step)' && d.x && d.x.length > 1))""",
+                (gd.data || []).some(d => d.name === 'total (each step)' && d.x && d.x.length > 1))""",
             timeout=120_000)
         page.wait_for_function(
             """() => [...document.querySelectorAll('.js-plotly-plot')].some(gd =>
                 String(((gd.layout || {}).title || {}).text || '').includes('epoch 1'))""",
             timeout=120_000)
         status = page.locator(".widget-html", has_text=re.compile(r"elapsed")).first.inner_text()
-        assert re.search(r"about \d+:\d\d left", status), status  # the ETA
+        assert status.startswith("Training: epoch") and re.search(r"about \d+:\d\d left", status), status  # ETA
+        # the epochs were sized to the budget after the first one, so the schedule anneals within it
+        assert re.search(r"of \d+ \(as many as the budget holds\)", status), status
         page.locator("button.jupyter-button", has_text="Stop").click()
         _wait_all_cells_ran(page, timeout_ms=180_000)
         text = _cell_text(page)
-        stopped = r"stopped: interrupted by the user after epoch \d+: .*last\.pt holds it"
+        stopped = r"Stopped: interrupted by the user after epoch \d+: .*last\.pt holds it"
         assert re.search(stopped, text), text[-2000:]
+        assert len(re.findall(r"interrupted by the user", text)) == 1, text[-3000:]  # said once, by the panel
+        assert _stderr_outputs(page) == [], _stderr_outputs(page)  # no pink box: no raw warning, no stop echo
+        assert "Warning" not in text and ".py:" not in text  # no warning class or library path
         assert page.locator("button.jupyter-button", has_text="Stopped").count() == 1
         assert "composition" in text  # the verdict table after the checkpoint reload ran
+        assert "the shipped synthetic model" in text  # a success beside this short run's failures
         page.screenshot(path=str(tmp_path / "training.png"))
         shutil.copy(tmp_path / "training.png", Path("/tmp/nesf_browser_training.png"))
 
@@ -282,6 +333,8 @@ def test_notebook_3_draws_every_view_and_the_explorer_follows_its_slider(playwri
         text = _cell_text(page)
         assert "composition" in text and "matcher" in text, text[:1500]  # how right each decode is
         assert "LCS6Å test crystals" in text and "mp-" in text  # real crystals
+        assert "decoded WRONG" in " ".join(drawn) and "decoded right" in " ".join(drawn)  # a failure beside a success
+        _assert_colorbar_titles_inside(page)
         _assert_snapshots_hidden(page)
         label = page.locator(".widget-label", has_text=re.compile(r"^move$"))
         handle = page.locator(".widget-slider", has=label).first.locator(".noUi-handle")
@@ -309,7 +362,19 @@ def test_notebook_5_runs_and_draws_its_comparison(playwright_sync, tmp_path):
             """() => [...document.querySelectorAll('.js-plotly-plot')]
                 .map(gd => (gd.data || []).filter(d => d.type === 'bar').length)
                 .reduce((a, b) => a + b, 0)""")
-        assert n_bars >= 3, n_bars  # one bar trace per column at least
-        assert "exact fields" in _cell_text(page)
+        assert n_bars >= 3, n_bars  # one bar trace per metric panel
+        # the paper's standard deviation is drawn as error bars, not only written
+        whiskers = page.evaluate(
+            """() => [...document.querySelectorAll('.js-plotly-plot')]
+                .flatMap(gd => (gd.data || []).filter(d => d.type === 'bar' && d.error_x && d.error_x.visible))
+                .length""")
+        assert whiskers >= 3, whiskers
+        assert page.locator(".js-plotly-plot .errorbar").count() > 0  # and drawn (SVG error bar groups)
+        text = _cell_text(page)
+        assert "exact fields" in text and "position error, actual (Å)" in text  # the glossary and tidy tables
+        for raw in (r"n_no_atoms", r"decode_structures_per_s", r"position_error_actual_A", r"\bnan\b", r"\.pt\b"):
+            assert not re.search(raw, text), raw  # no internal key, no raw NaN, no checkpoint path
+        assert page.locator("table.nesf-results").count() == 1
+        _assert_figures_fit(page)
         page.screenshot(path=str(tmp_path / "benchmark.png"))
         shutil.copy(tmp_path / "benchmark.png", Path("/tmp/nesf_browser_benchmark.png"))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import pytest
+import torch
 
 from nesf_viz.data import DataSource
 from nesf_viz.decode import DecodeConfig
@@ -194,3 +196,40 @@ def test_decode_streams_each_batch_to_disk_before_the_next(tmp_path, monkeypatch
     else:
         assert len(list(out.glob("*.cif"))) == 4
         assert len((out / "summary.csv").read_text().splitlines()) == 5  # header + 4 rows
+
+
+def test_success_and_failure_of_stops_at_the_first_failure_and_prints_both_atom_by_atom(monkeypatch):
+    import nesf_viz.evaluate as ev
+    from nesf_viz.data import load_crystals
+
+    crystals = load_crystals("synthetic", "test", limit=6)
+
+    class Res:  # a decode that gets crystal 3 wrong (one atom lost)
+        def __init__(self, part):
+            self.part = part
+
+        def to_crystals(self):
+            out = list(self.part)
+            for k, c in enumerate(out):
+                if c.id == crystals[3].id:
+                    out[k] = dataclasses.replace(c, positions_angstrom=c.positions_angstrom[1:],
+                                                 atomic_numbers=c.atomic_numbers[1:])
+            return out
+
+    calls = []
+    monkeypatch.setattr(ev, "decode_crystals", lambda model, part, **kw: calls.append(len(part)) or Res(part))
+
+    class Ckpt:
+        class model:
+            @staticmethod
+            def parameters():
+                return iter([torch.zeros(1)])
+        box = vocab = None
+
+    found = ev.success_and_failure_of(Ckpt, crystals, chunk=2, limit=6)
+    assert calls == [2, 2] and (found.right, found.wrong) == (0, 3)  # stopped after the chunk with the failure
+    text = str(found)
+    assert text.startswith("4 crystals decoded: 3/4 decoded right")
+    assert text.count("every true atom and the decoded atom nearest to it") == 2
+    none = ev.success_and_failure_of(Ckpt, crystals[:2], chunk=2)
+    assert none.wrong is None and "no failure among these 2" in str(none)

@@ -220,3 +220,35 @@ def test_the_verdict_says_why_structurematcher_refused():
     v = crystal_verdicts([true, true], [far, true])
     assert v[0].matched is False and v[0].matcher_reason.startswith("sites beyond stol")
     assert v[1].matched and v[1].matcher_reason == ""
+
+
+def test_site_errors_are_the_per_atom_terms_of_the_verdict_and_say_what_their_mean_is(split):
+    from nesf_viz.metrics import format_site_errors, site_errors
+
+    true, pred = split
+    rows = site_errors(true[0], pred[0])
+    assert [(r.site, r.element, r.nearest_element) for r in rows] == [(0, "Na", "Na"), (1, "Cl", "Na")]
+    np.testing.assert_allclose([r.distance_A for r in rows], [0.1, 0.2])
+    assert [r.species_right for r in rows] == [True, False]
+    v = crystal_verdicts(true, pred, match=False)[0]
+    assert v.position_error_A == pytest.approx(np.mean([r.distance_A for r in rows]))
+    assert v.species_error_pct == pytest.approx(50.0)
+    text = format_site_errors(true, pred, 0)
+    lines = text.splitlines()
+    assert len(lines) == 2 + 2 + 1 and lines[0].startswith("a (NaCl, decoded as Na2Cl)")
+    assert lines[3].split()[:2] == ["1", "Cl"] and lines[3].endswith("0.200 Å  WRONG")
+    assert lines[-1].startswith("mean 0.150 Å = this crystal's position error") and "3 atoms decoded" in lines[-1]
+    # nothing decoded: every true atom says so
+    (row,) = site_errors(true[1], pred[1])
+    assert row.nearest_element == "" and math.isinf(row.distance_A) and not row.species_right
+    assert "(none)" in format_site_errors(true[1], pred[1])
+
+
+def test_success_and_failure_picks_one_of_each_or_says_there_is_none(split):
+    from nesf_viz.metrics import success_and_failure
+
+    true, pred = split
+    verdicts = crystal_verdicts(true, pred, match=False)
+    assert success_and_failure(verdicts) == (2, 0)
+    assert success_and_failure(verdicts[:2]) == (None, 0)
+    assert success_and_failure(verdicts[2:]) == (0, None)

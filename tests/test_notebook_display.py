@@ -138,3 +138,25 @@ def test_snapshot_bundle_of_several_figures():
     b = snapshot_bundle(figs, caption="<b>status</b>", name="LatentInterpolator")
     assert _snapshot_figure_count(b) == 2 and "<b>status</b>" in b["text/html"]
     assert b["text/plain"] == "<static snapshot of the LatentInterpolator: 2 figure(s)>"
+
+
+def test_notebook_mode_shows_the_librarys_warnings_as_one_plain_line(displayed, restore_renderer, capsys):
+    import warnings
+
+    from nesf_viz.errors import LatticeClampedWarning
+
+    before = warnings.showwarning
+    notebook_mode()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = warnings.showwarning  # catch_warnings restores it on exit
+            warnings.warn("2 predicted lattice(s) clamped", LatticeClampedWarning, stacklevel=1)
+            with pytest.warns(UserWarning, match="something else"):  # others go where they went before
+                warnings.warn("something else", UserWarning, stacklevel=1)
+        out = capsys.readouterr()
+        assert out.out == "note: 2 predicted lattice(s) clamped\n"  # no path, no source line, not stderr
+        assert "LatticeClampedWarning" not in out.err
+    finally:
+        notebook_mode(False)
+    assert warnings.showwarning is before

@@ -250,7 +250,9 @@ def test_an_interrupt_keeps_the_checkpoint_returns_its_model_and_says_so(synthet
     res = train(tr, va, tmp_path, TrainConfig(epochs=5, batch_size=8, device="cpu"), progress=False,
                 callbacks=[interrupt_in_epoch_3])
     assert res.stopped_because.startswith("interrupted by the user after epoch 2")
-    assert "resume=True (--resume) continues exactly" in capsys.readouterr().err
+    assert "resume=True (--resume) continues exactly" in res.stopped_because
+    # progress=False (a notebook's panel watching): the result says it, once; stderr stays quiet
+    assert "interrupted by the user" not in capsys.readouterr().err
     saved = load_checkpoint(tmp_path / "last.pt")
     assert saved.epoch == 2
     for k, v in saved.model.state_dict().items():
@@ -292,3 +294,21 @@ def test_stop_event_ends_after_the_step_and_keeps_the_last_whole_epoch(synthetic
     assert saved.epoch == 1
     for k, v in saved.model.state_dict().items():
         assert torch.equal(v, res.model.state_dict()[k]), k
+
+
+def test_fit_to_budget_sizes_the_epochs_after_the_first_so_the_cosine_schedule_anneals(synthetic_small, tmp_path):
+    tr, va = _small(synthetic_small, 16)
+    cfg = TrainConfig(epochs=500, batch_size=8, device="cpu", lr_schedule="cosine", warmup_epochs=1.0,
+                      max_minutes=0.1)
+    seen = []
+    res = train(tr, va, tmp_path, cfg, progress=False, fit_to_budget=True, callbacks=[seen.append])
+    total = seen[0].epochs_total
+    assert 1 < total < 500 and all(r.epochs_total == total for r in seen)
+    # the run ends on (or, on a machine that slowed down, one short of) its sized epochs, annealed
+    assert res.history["epoch"][-1] >= total - 1
+    assert res.history["lr"][-1] < 0.1 * max(res.history["lr"])
+    assert load_checkpoint(tmp_path / "last.pt").train_config.epochs == total  # resume continues the sized run
+    # without it the epochs stay as given and the budget cuts the schedule short
+    plain = []
+    cut = train(tr, va, None, cfg, progress=False, callbacks=[plain.append])
+    assert plain[0].epochs_total == 500 and "time budget" in cut.stopped_because

@@ -345,10 +345,43 @@ def test_every_view_carries_what_its_figure_requires():
 
     views = [c for c in vars(compute).values()
              if isinstance(c, type) and issubclass(c, compute.ViewData) and c.FIGURE is not None]
-    assert len(views) == 8
+    assert len(views) == 10
     for cls in views:
         names = {f.name for f in dataclasses.fields(cls)}
         params = inspect.signature(cls.FIGURE).parameters.values()
         required = {p.name for p in params if p.default is inspect.Parameter.empty
                     and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
         assert required <= names, (cls.__name__, required - names)
+
+
+def test_site_error_view_draws_every_true_atoms_error_and_names_the_verdict(nacl):
+    import dataclasses
+
+    from nesf_viz.data import crystal_from_structure
+
+    true = crystal_from_structure(nacl, conventional=False)
+    moved = true.positions_angstrom.copy()
+    moved[0] += [0.05, 0.0, 0.0]  # one atom 0.05 Å off
+    decoded = dataclasses.replace(true, positions_angstrom=moved)
+    view = compute.site_error_view([true], [decoded], 0)
+    assert view.true_symbols.count("Na") == 4 and len(view.decoded_positions) == 8
+    assert "decoded right" in view.title and "mean 0.006 Å" in view.title  # 0.05 Å / 8 atoms
+    fig = view.figure()
+    errors = next(t for t in fig.data if t.meta["kind"] == "errors")
+    lengths = [np.linalg.norm(np.subtract(*[(errors.x[k], errors.y[k], errors.z[k]) for k in (i, i + 1)]))
+               for i in range(0, len(errors.x), 3)]
+    assert max(lengths) == pytest.approx(20 * 0.05)  # magnified 20x: the largest error drawn 1 Å long
+    assert errors.name == "error × 20" and not any(t.meta["kind"] == "wrong" for t in fig.data)
+
+
+def test_periodic_face_shows_the_papers_fields_far_from_the_face_images_and_the_periodic_ones_zero(rocksalt):
+    batch, vocab, _ = rocksalt
+    view = compute.periodic_face(batch, vocab, plane="xz", step_angstrom=0.2)  # the far face y = 5.64 Å
+    assert view.left["offset_angstrom"] == pytest.approx(5.64)
+    assert len(view.left["atom_labels"]) == 9 and all(lab.endswith("(image)") for lab in view.left["atom_labels"])
+    assert view.left["magnitude"].min() >= 2.8 - 1e-6  # the nearest atom of the cell is half a cell away
+    assert view.right["magnitude"].min() < 0.15  # with images an atom sits in the plane
+    assert "2.8 Å" in view.titles[0]
+    fig = view.figure()
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert [t.showscale for t in heat] == [False, True] and heat[0].zmax == heat[1].zmax  # one colour scale

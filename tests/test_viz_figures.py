@@ -312,6 +312,15 @@ def test_species_slice_figure():
     assert (cat.zmin, cat.zmax) == (-0.5, 2.5)
     assert (confidence.zmin, confidence.zmax) == (0.0, 1.0)
     assert confidence.colorbar.title.text == "confidence"
+    assert fig.layout.width is None  # as wide as the notebook: a fixed width cut the right-hand colour bar
+
+
+def test_atom_labels_on_a_slice_edge_point_inwards():
+    gu, gv = np.linspace(0, 5.64, 30), np.linspace(0, 5.64, 30)
+    labels = np.zeros((30, 30), int)
+    fig = species_slice_figure(gu, gv, labels, np.ones((30, 30)), ["Na"],
+                               atoms_uv=np.array([[0.0, 0.0], [2.82, 2.82], [5.64, 5.64]]), atom_labels=["Na"] * 3)
+    assert list(fig.data[-1].textposition) == ["top right", "top center", "bottom left"]
 
 
 def test_cluster_figure():
@@ -386,6 +395,13 @@ def test_interpolation_figures(nacl):
     assert len(path.data) == 7                                 # count + 3 lengths + 3 angles
     assert path.layout.yaxis2.title.text == "length (Å)"
     assert list(path.data[0].y) == counts
+    assert path.data[0].text is None and path.layout.xaxis3.title.text.startswith("t along the path")
+    labelled = interpolation_path_figure(steps, counts, lengths, angles, structures=structs)
+    formulas = [s.composition.reduced_formula for s in structs]
+    assert list(labelled.data[0].customdata) == formulas  # every formula on hover
+    shown = list(labelled.data[0].text)  # on the figure at both ends and where it changes
+    assert shown[0] == formulas[0] and shown[-1] == formulas[-1]
+    assert all(t in ("", f) for t, f in zip(shown, formulas))
 
 
 # ------------------------------------------------------------------------------------------
@@ -398,6 +414,9 @@ def test_training_curves_and_update():
          "val_loss": [1.2, 0.6, 0.3], "val_loss_pos": [0.7, 0.4, 0.2], "loss_spec": []}
     fig = training_curves_figure(h)
     assert fig.layout.yaxis.type == "log"
+    # 1-2-5 ticks written in full (not a bare '5' beside '10'); the legend above, the plot full width
+    assert fig.layout.yaxis.dtick == "D2" and fig.layout.yaxis.tickformat == "~g"
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0 and fig.layout.width is None
     keys = [t.meta["key"] for t in fig.data]
     assert keys == ["loss", "val_loss", "loss_pos", "val_loss_pos", "loss_spec"]
     train, val = fig.data[0], fig.data[1]
@@ -484,20 +503,26 @@ def test_save_png_names_missing_kaleido(tmp_path, monkeypatch):
         save_png(go.Figure(), tmp_path / "x.png")
 
 
-def test_metrics_bars_one_panel_per_metric_bars_labelled_and_missing_values_left_out():
+def test_metrics_bars_one_panel_per_metric_error_bars_readable_labels_missing_values_say_so():
     from nesf_viz.viz import metrics_bars_figure
 
     cols = {"paper": {"atom_count_error_pct": 0.53, "species_error_actual_pct": 4.31},
-            "exact fields": {"atom_count_error_pct": 0.0, "species_error_actual_pct": 0.0},
+            "exact fields": {"atom_count_error_pct": 0.0, "species_error_actual_pct": 8.82e-8},
             "model": {"atom_count_error_pct": 10.0, "species_error_actual_pct": float("nan")}}
     fig = metrics_bars_figure(cols, ["atom_count_error_pct", "species_error_actual_pct"],
                               errors={"paper": {"atom_count_error_pct": 0.25}})
     assert [a.text for a in fig.layout.annotations] == ["atom-count error (%)", "species error, actual (%)"]
-    bars = [(t.x[0], t.xaxis, t.y[0], t.text[0]) for t in fig.data]
-    assert ("exact fields", "x", 0.0, "0") in bars  # a zero is drawn and labelled
-    assert not any(name == "model" and ax == "x2" for name, ax, _, _ in bars)  # NaN left out
-    assert [t.text[0] for t in fig.data if t.x[0] == "paper"] == ["0.53 ± 0.25", "4.31"]
-    assert sum(t.showlegend for t in fig.data) == 3  # one legend entry per column
+    bars = [t for t in fig.data if t.type == "bar"]
+    labels = [t for t in fig.data if t.type == "scatter"]
+    assert [t.xaxis for t in bars] == ["x", "x2"] and list(bars[0].y) == ["paper", "exact fields", "model"]
+    # the paper's spread is a drawn error bar, not only text
+    assert bars[0].error_x.visible and list(bars[0].error_x.array) == [0.25, 0.0, 0.0]
+    assert not bars[1].error_x.visible
+    assert list(labels[0].text) == ["0.53 ± 0.25", "0", "10.00"]
+    assert list(labels[1].text) == ["4.31", "< 0.01", "–"]  # 8.8e-8 % is not printed as 8.82e-08; NaN says so
+    assert labels[0].x[0] > 0.53 + 0.25  # the number sits beyond the error bar
+    assert not fig.layout.showlegend  # the axis names the bars: no legend entries of zero-length bars
+    assert fig.layout.height <= 300 and fig.layout.width is None  # as wide as the notebook, never wider
 
 
 def test_particle_gif_has_a_frame_per_step_plus_a_held_last_frame(tmp_path):
@@ -550,3 +575,44 @@ def test_architecture_figure_draws_the_configured_network():
     small = dataclasses.replace(NeSFConfig(num_species=31), latent_dim=64, position_field_channels=(128, 64, 64))
     texts = " ".join(a.text for a in architecture_figure(small).layout.annotations if a.text)
     assert "128 → 64 ×2 → 3" in texts and "64 numbers" in texts and "→ 31" in texts
+
+
+def test_site_error_figure_marks_another_element_and_magnifies_to_about_one_angstrom():
+    from nesf_viz.viz.figures import error_magnification, site_error_figure
+
+    assert error_magnification(np.array([0.04, 0.01])) == 20.0
+    assert error_magnification(np.array([0.3])) == 5.0 and error_magnification(np.array([2.0])) == 1.0
+    assert error_magnification(np.array([np.inf])) == 1.0  # nothing decoded: nothing to magnify
+    true = np.array([[0.0, 0, 0], [2.0, 2, 2]])
+    fig = site_error_figure(true, ["Na", "Cl"], true + [[0.1, 0, 0], [0, 0.2, 0]], ["Na", "Na"],
+                            lattice=np.eye(3) * 4.0)
+    kinds = [t.meta["kind"] for t in fig.data if isinstance(t.meta, dict)]
+    assert kinds == ["lines", "true", "decoded", "errors", "wrong"]  # the cell first
+    assert "mean 0.150 Å" in fig.layout.title.text and "1 of 2 nearest atoms another element" in fig.layout.title.text
+    wrong = fig.data[-1]
+    assert (wrong.x[0], wrong.y[0]) == (2.0, 2.2)  # the decoded Na sitting on the true Cl
+    empty = site_error_figure(true, ["Na", "Cl"], np.zeros((0, 3)), [])
+    assert empty.layout.title.text == "No atom decoded"
+
+
+def test_species_vote_labels_only_contested_or_wrong_atoms_and_says_when_every_vote_is_unanimous():
+    from nesf_viz.viz import species_vote_figure
+
+    pts = np.zeros((6, 3))
+    atoms = np.array([[0.0, 0, 0], [2.0, 0, 0], [0, 2.0, 0]])
+    fig = species_vote_figure(pts, ["Na"] * 6, atoms, ["Na", "Cl", "Na"], np.array([1.0, 0.6, 1.0]),
+                              truth=["Na", "Cl", "K"])
+    decoded = next(t for t in fig.data if t.name.startswith("decoded atoms"))
+    assert list(decoded.text) == ["", "Cl 60%", "Na 100%"]  # contested, and wrong; the unanimous right one unlabelled
+    assert "1 contested" in fig.layout.title.text
+    calm = species_vote_figure(pts, ["Na"] * 6, atoms, ["Na"] * 3, np.ones(3), truth=["Na"] * 3)
+    assert "every vote unanimous" in calm.layout.title.text
+
+
+def test_particle_animation_draws_true_atoms_grey_beside_the_field_colour_scale():
+    from nesf_viz.viz import particle_animation
+
+    pos = np.zeros((2, 4, 3))
+    fig = particle_animation(pos, np.ones((2, 4)), atoms=np.array([[0.0, 0, 0]]), atom_labels=["Na"])
+    true = next(t for t in fig.data if t.name == "true atoms")
+    assert true.marker.color == "#8c8c8c" and list(true.text) == ["Na"]

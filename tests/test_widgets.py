@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -171,7 +173,7 @@ def test_training_panel_draws_every_step_and_stops_cleanly(synthetic_small, tmp_
     assert list(steps.x) == [0.5, 1.0, 1.5, 2.0] and all(y > 0 for y in steps.y)
     val = next(t for t in panel.figure.data if t.meta == {"key": "val_loss"})
     assert list(val.x) == [1, 2]
-    assert "epoch 2" in panel.figure.layout.title.text and "epochs done" in panel.status.value
+    assert "epoch 2" in panel.figure.layout.title.text and panel.status.value.startswith("<b>Done</b>: epochs done")
     assert panel.stop_button.label == "Done" and panel.stop_button.disabled
     assert panel.stop_button.kernel_id == ""  # no Jupyter kernel here: the button says to use Kernel > Interrupt
 
@@ -184,12 +186,12 @@ def test_training_panel_draws_every_step_and_stops_cleanly(synthetic_small, tmp_
     run = panel.run(tr, va, tmp_path / "b", TrainConfig(epochs=6, batch_size=8, device="cpu"),
                     step_callbacks=[click_in_epoch_2])
     assert run.stopped_because.startswith("stopped by the user after epoch 1")
-    assert panel.stop_button.label == "Stopped" and "stopped by the user" in panel.status.value
+    assert panel.stop_button.label == "Stopped" and panel.status.value.startswith("<b>Stopped</b>: stopped by the user")
 
     # what training raises reaches the caller, and the panel says it
     with pytest.raises(CheckpointError, match="already holds a training run"):
         panel.run(tr, va, tmp_path / "a", TrainConfig(epochs=1, batch_size=8, device="cpu"))
-    assert panel.status.value.startswith("failed: CheckpointError")
+    assert panel.status.value.startswith("<b>Failed</b>: ") and "already holds a training run" in panel.status.value
 
 
 def test_view_figure_passes_only_accepted_fields(recorded):
@@ -237,3 +239,16 @@ def test_decode_explorer_says_where_its_nms_sliders_start_to_matter(recorded):
     assert int(ex.clusters.is_atom.sum()) == n0
     ex.min_particles.value = smallest + 1  # past the smallest atom's particles: it is dropped
     assert int(ex.clusters.is_atom.sum()) < n0
+
+
+def test_decode_explorer_title_counts_right_keeps_nms_spheres_in_the_scene_and_explains_the_threshold(recorded):
+    rec, res, crystals, _, _ = recorded
+    ex = widgets.DecodeExplorer(rec, crystals, res)
+    title = ex.figure.layout.title.text
+    assert re.search(r"· \d+ atoms? ", title) and "<sup>" not in title
+    assert "score threshold" in ex.status.value  # what the threshold slider would change, or that nothing would
+    span = np.diff(np.asarray(ex._ranges), axis=1).ravel()
+    ex.radius.value = 3.0
+    grown = np.diff(np.asarray(ex._ranges), axis=1).ravel()
+    assert (grown >= span + 2 * (3.0 + 0.2 - 0.8) - 1e-6).all()  # room for a 3 Å sphere on every side
+    assert tuple(ex.figure.layout.scene.xaxis.range) == tuple(ex._ranges[0])

@@ -20,6 +20,7 @@ from .figures import (
     query_points_figure,
     save_html,
     save_png,
+    site_error_figure,
     species_slice_figure,
     species_vote_figure,
     training_curves_figure,
@@ -27,6 +28,26 @@ from .figures import (
 )
 from .notebook import notebook_mode
 from .scene import element_color, scene_to_traces, structure_traces
+
+_LAZY = {
+    # views: computed once from fields or a recorded decode, drawn with .figure() (nesf_viz.viz.compute)
+    **{name: "compute" for name in ("field_slice", "species_slice", "trajectory_view", "cluster_view",
+                                    "species_votes", "training_queries", "latent_table", "decode_interpolation",
+                                    "site_error_view", "periodic_face")},
+    # widgets (ipywidgets, imported on first use: nesf_viz.viz.widgets)
+    **{name: "widgets" for name in ("DecodeExplorer", "FieldExplorer", "LatentInterpolator", "TrainingPanel")},
+    "save_particle_gif": "export",
+}
+
+
+def __getattr__(name: str):
+    """The views, widgets and GIF export under `nesf_viz.viz` (`nv.viz.cluster_view`,
+    `nv.viz.TrainingPanel`), imported on first use: widgets need ipywidgets, which figures do not."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'nesf_viz.viz' has no attribute {name!r}")
 
 __all__ = [
     "architecture_figure",
@@ -45,6 +66,7 @@ __all__ = [
     "save_html",
     "save_png",
     "scene_to_traces",
+    "site_error_figure",
     "species_slice_figure",
     "species_vote_figure",
     "structure_traces",

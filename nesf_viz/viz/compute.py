@@ -198,6 +198,32 @@ class SpeciesVotesData(ViewData):
 
 
 @dataclass(frozen=True, eq=False)
+class PeriodicFaceData(ViewData):
+    """One plane through a cell face, with the paper's fields (left: the cell's atoms only) and the
+    periodic option (right: periodic images count); each a FieldSliceData's fields as a dict."""
+
+    FIGURE: ClassVar = F.field_slice_pair_figure
+    left: dict
+    right: dict
+    titles: tuple[str, str]
+    title: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class SiteErrorData(ViewData):
+    """True and decoded atoms of one crystal: true_positions (N, 3), true_symbols (N,),
+    decoded_positions (M, 3), decoded_symbols (M,), lattice (3, 3) of the true cell, title."""
+
+    FIGURE: ClassVar = F.site_error_figure
+    true_positions: np.ndarray
+    true_symbols: list[str]
+    decoded_positions: np.ndarray
+    decoded_symbols: list[str]
+    lattice: np.ndarray
+    title: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
 class QueryPointsData(ViewData):
     """One training step's query points of one crystal: global_points (G, 3), local_points
     (L, 3), species_points (S, 3), atoms (N, 3), atom_labels (N,)."""
@@ -829,3 +855,69 @@ def training_queries(crystal: Any, box: BoundingBox | None = None, config: Any =
     return QueryPointsData(global_points=gp.double().numpy(), local_points=lp.double().numpy(),
                            species_points=sp.double().numpy(), atoms=c.positions_angstrom,
                            atom_labels=element_symbols(c.atomic_numbers))
+
+
+def site_error_view(true: Any, decoded: Any, crystal: int = 0) -> SiteErrorData:
+    """One decoded crystal beside the truth, for `site_error_figure` (every true atom's error as a
+    vector): `true`/`decoded` one Crystal (or Structure) each, or lists (a DecodeResult for
+    `decoded`) with `crystal` the index. The title names the crystal and its verdict."""
+    from ..metrics import crystal_verdicts
+
+    if not isinstance(true, Crystal) and not hasattr(true, "frac_coords"):
+        true = list(true)[crystal]
+        decoded = (decoded.to_crystals() if hasattr(decoded, "to_crystals") else list(decoded))[crystal]
+    t, d = _as_crystal(true), _as_crystal(decoded)
+    v = crystal_verdicts([t], [d])[0]
+    head = (f"{t.id + ' ' if t.id else ''}{v.true_formula}: decoded {'right' if v.right else 'WRONG'}"
+            + ("" if v.right or not v.matcher_reason else f" (StructureMatcher: {v.matcher_reason})"))
+    dp = np.asarray(d.positions_angstrom, float).reshape(-1, 3)
+    tp = np.asarray(t.positions_angstrom, float).reshape(-1, 3)
+    dist = (np.linalg.norm(tp[:, None] - dp[None], axis=-1).min(1) if len(dp) else np.full(len(tp), np.inf))
+    title = (f"{head}<br><span style='font-size:13px'>every true atom to its nearest decoded atom: mean "
+             f"{dist.mean():.3f} Å (its position error), largest {dist.max():.3f} Å; red lines "
+             f"{F.error_magnification(dist):g}× the error</span>")
+    return SiteErrorData(tp, element_symbols(t.atomic_numbers), dp, element_symbols(d.atomic_numbers),
+                         np.asarray(t.lattice, float), title)
+
+
+def periodic_face(batch: CrystalBatch, vocab: SpeciesVocab, crystal: int = 0, plane: str = "xz",
+                  offset_angstrom: float | None = None, step_angstrom: float = 0.1) -> PeriodicFaceData:
+    """The position field on a cell face, as the paper defines it and with periodic images.
+
+    The exact fields of `batch` follow the paper: only the atoms of the cell count, so on the
+    face opposite the origin (default: the far face along the plane's normal, y = b for "xz"),
+    where a crystal drawing shows atoms (periodic images of those at the origin face), |f_p|
+    stays large. The periodic option (`ExactFields(periodic=True)`) counts the images and is
+    zero there. Both slices mark the image atoms in the plane, labelled 'Na (image)'."""
+    from ..fields import ExactFields
+    from ..geometry import image_positions
+
+    crystals = batch.to_crystals(vocab)
+    c = crystals[crystal]
+    iu, iv, inorm = PLANES[plane]
+    lattice = np.asarray(c.lattice, float)
+    if offset_angstrom is None:
+        offset_angstrom = float(lattice[:, inorm].sum())  # the far corner's coordinate along the normal
+    pos = image_positions(np.asarray(c.positions_angstrom, float), lattice)  # (N, 27, 3)
+    names = element_symbols(c.atomic_numbers)
+    own = np.zeros(pos.shape[:2], bool)
+    own[:, 13] = True
+    lo, hi = lattice.min(0) - 1e-6, lattice.sum(0) + 1e-6
+    inside = ((pos >= np.minimum(lo, 0) - 1e-6) & (pos <= hi)).all(-1)
+    near = inside & (np.abs(pos[..., inorm] - offset_angstrom) <= 0.05)
+    atoms = pos[near]
+    labels = [names[i] + ("" if own[i, k] else " (image)") for i, k in zip(*np.nonzero(near))]
+    views = []
+    for periodic in (False, True):
+        fields = ExactFields(batch, num_species=len(vocab), periodic=periodic)
+        views.append(field_slice(fields, fields.latents(), crystal, plane=plane, offset_angstrom=offset_angstrom,
+                                 step_angstrom=step_angstrom, atoms=atoms, atom_labels=labels,
+                                 extent=((0.0, float(lattice[:, iu].sum())), (0.0, float(lattice[:, iv].sum()))))
+                     .to_dict())
+    axis = "xyz"[inorm]
+    least = float(np.min(views[0]["magnitude"]))
+    titles = (f"the paper's fields: the cell's atoms only<br>|f_p| ≥ {least:.1f} Å all over this face",
+              "the periodic option: images count<br>|f_p| = 0 on the image atoms")
+    title = (f"{c.id or 'crystal'}: the face {axis} = {offset_angstrom:.2f} Å, where the crystal figure draws "
+             "periodic images")
+    return PeriodicFaceData(views[0], views[1], titles, title)

@@ -186,7 +186,8 @@ def map_view(s: Survey, x: str = "latent PC1", y: str = "latent PC2", colour: st
                    value_text=[q.text(i) for i in range(len(s))], x_label=x_label, y_label=y_label,
                    colour_label=q.name, current=current, neighbours=list(neighbours), pair=tuple(pair),
                    title=f"{len(s)} crystals · {s.checkpoint_label} · colour: {q.name}"
-                         f"<br><sup>click a point: that crystal below · box / lasso: a table of the selection</sup>")
+                         "<br><span style='font-size:12px'>click a point: that crystal below · box / lasso: "
+                         "a table of the selection</span>")
 
 
 def _hover(s: Survey) -> list[str]:

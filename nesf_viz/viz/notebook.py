@@ -101,10 +101,14 @@ def notebook_mode(enabled: bool = True) -> None:
     the saved notebook and its HTML export), which the fallbacks draw with, offline. Running it
     again displays plotly.js again (harmless). ``enabled=False`` goes back to the Mimetype alone.
     Nothing changes until it is called: importing nesf_viz leaves Plotly's renderers as they are.
+    It also shows this library's own warnings (`nesf_viz.errors`: a clamped lattice, skipped
+    structures, a cell too large) as one plain line, "note: ...", in the cell's output, not as a
+    stderr box with a library path and source line; other warnings are shown as before.
     """
     import plotly.io as pio
     from IPython.display import display
 
+    _library_warnings_as_notes(enabled)
     if not enabled:
         pio.renderers.default = "plotly_mimetype"
         return
@@ -179,3 +183,30 @@ class SnapshotDisplay:
         """Redraw the snapshot output with the current figures (no-op before it is displayed)."""
         if self._snapshot_handle is not None:
             self._snapshot_handle.update(self.snapshot_bundle(), raw=True)
+
+
+_PLAIN_SHOWWARNING = None
+
+
+def _library_warnings_as_notes(enabled: bool = True) -> None:
+    """Route warnings of `nesf_viz.errors` to stdout as 'note: message' (no path, no source line);
+    enabled=False restores the `warnings.showwarning` found before. Idempotent."""
+    import sys
+    import warnings
+
+    global _PLAIN_SHOWWARNING
+    if not enabled:
+        if _PLAIN_SHOWWARNING is not None:
+            warnings.showwarning, _PLAIN_SHOWWARNING = _PLAIN_SHOWWARNING, None
+        return
+    if _PLAIN_SHOWWARNING is not None:
+        return
+    _PLAIN_SHOWWARNING = shown = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if getattr(category, "__module__", "") == "nesf_viz.errors":
+            print(f"note: {message}", file=sys.stdout)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning

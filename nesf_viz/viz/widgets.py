@@ -16,6 +16,7 @@ what an HTML export, nbviewer or a front end without a widget manager shows.
 
 from __future__ import annotations
 
+import html
 import logging
 import threading
 import time
@@ -203,14 +204,24 @@ class DecodeExplorer(_Displayable):
     def _on_cluster_settings(self) -> None:
         self._recluster()
         self._redraw()
+        ranges = self._scene_ranges()
+        if not np.array_equal(ranges, self._ranges):  # a larger NMS radius: its spheres stay round
+            self._ranges = ranges
+            with self.figure.batch_update():
+                _fix_scene(self.figure, self._ranges)
+
+    def _scene_ranges(self) -> np.ndarray:
+        """The fixed axes of the current crystal: every recorded particle, and an NMS sphere of the
+        slider's radius around any of them (a fixed scene clipped 3 Å spheres flat)."""
+        return compute.trajectory_ranges(self.recorder, self.crystal.value, self.originals,
+                                         pad_angstrom=max(0.8, float(self.radius.value) + 0.2))
 
     def _on_crystal(self) -> None:
         self._recluster()
         self._new_crystal_view()
 
     def _new_crystal_view(self) -> None:
-        c = self.crystal.value
-        self._ranges = compute.trajectory_ranges(self.recorder, c, self.originals)
+        self._ranges = self._scene_ranges()
         fig = self._figure()
         self.figure.data = ()
         self.figure.add_traces(list(fig.data))
@@ -253,11 +264,13 @@ class DecodeExplorer(_Displayable):
     # ---- compute + draw
     def _title(self, n_atoms: int, n_clusters: int, n_kept: int, n_particles: int) -> str:
         c, t = self.crystal.value, self.step.value
+        dropped = n_clusters - n_atoms
+        groups = f" ({dropped} small {'group' if dropped == 1 else 'groups'} dropped)" if dropped else ""
         return (f"{self.recorder.ids[c]} · move {int(self.recorder.steps[t])} of "
-                f"{int(self.recorder.steps[-1])} · {n_atoms} atoms ({n_clusters} clusters) "
+                f"{int(self.recorder.steps[-1])} · {n_atoms} {'atom' if n_atoms == 1 else 'atoms'}{groups} "
                 f"from {n_kept}/{n_particles} kept particles"
-                "<br><sup>particles coloured by the cluster they end in; grey: rejected by "
-                "the score threshold; diamonds: cluster centres</sup>")
+                "<br><span style='font-size:12px'>particles coloured by the cluster they end in; grey: rejected "
+                "by the score threshold; diamonds: cluster centres</span>")
 
     def _segments(self, c: int, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a, b = compute.move_segments(self.recorder, c, t, self.max_arrows)
@@ -308,6 +321,14 @@ class DecodeExplorer(_Displayable):
         if len(counts) == 0:
             return ""
         parts = [f"min particles above {int(counts.min())} drops the smallest atom"]
+        final = np.sqrt(np.asarray(self.recorder.scores(self.crystal.value), dtype=np.float64))
+        final = final[np.isfinite(final)]
+        if len(final):  # the score threshold only bites above the particles' last moves
+            top = float(final.max())
+            tiny = f"{max(top, 1e-3):.0e}"
+            parts.append(f"a score threshold below {top:.2f} Å rejects particles" if top >= 0.05 else
+                         f"no score threshold changes it (every particle's last move is below {tiny} Å: exact "
+                         "fields land each particle on its atom)")
         if len(centres) > 1:
             d = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
             d[np.diag_indices_from(d)] = np.inf
@@ -391,8 +412,8 @@ class FieldExplorer(_Displayable):
                 f"{'xyz'[compute.PLANES[self.plane.value][2]]} = {self.offset.value:.2f} Å"
         if self.kind.value == "position field":
             return compute.field_slice(*args, **kw).figure(
-                title=f"Position field · {where}<br><sup>colour: |f_p|; arrows: "
-                              "in-plane direction to the nearest atom</sup>")
+                title=f"Position field · {where}<br><span style='font-size:12px'>colour: |f_p|; arrows: "
+                              "in-plane direction to the nearest atom</span>")
         return compute.species_slice(*args, **kw).figure(title=f"Species field · {where}")
 
     def _redraw(self, full: bool = False) -> None:
@@ -600,6 +621,7 @@ class TrainingPanel(SnapshotDisplay):
         self._history: dict[str, list[float]] = {}
         self._last_draw = 0.0
         self._epochs_total: int | None = None
+        self._sized = False
         self._budget_s: float | None = None
 
     def snapshot_figures(self) -> list[go.FigureWidget]:
@@ -616,6 +638,7 @@ class TrainingPanel(SnapshotDisplay):
 
         config = kwargs.get("config", args[3] if len(args) > 3 else TrainConfig())
         self._epochs_total = int(config.epochs)
+        self._sized = False
         self._budget_s = None if config.max_minutes is None else 60.0 * config.max_minutes
         self._stop.clear()
         self._steps = {"epoch": [], "loss": []}
@@ -650,6 +673,10 @@ class TrainingPanel(SnapshotDisplay):
             self._draw()
 
     def _on_epoch(self, report: Any) -> None:
+        if getattr(report, "epochs_total", None):  # fit_to_budget sizes the run after its first epoch
+            self._sized = self._sized or report.epochs_total != self._epochs_total
+            self._epochs_total = int(report.epochs_total)
+        self._status(report.epoch, report.elapsed_seconds)  # the sized epochs show at once
         self._history = report.history
         self._draw()
         best = min(report.history.get("val_loss", [float("nan")]) or [float("nan")])
@@ -667,10 +694,12 @@ class TrainingPanel(SnapshotDisplay):
             left.append(elapsed_s / epochs_done * (self._epochs_total - epochs_done))
         if self._budget_s is not None:
             left.append(self._budget_s - elapsed_s)
-        eta = f" · about {_clock(min(left))} left" if left else ""
+        eta = f" · about {_clock(max(0.0, min(left)))} left" if left else ""
         of = f" of {self._epochs_total}" if self._epochs_total else ""
+        sized = " (as many as the budget holds)" if self._sized else ""
         budget = f" (budget {_clock(self._budget_s)})" if self._budget_s is not None else ""
-        self.status.value = f"epoch {epochs_done:.2f}{of} · {_clock(elapsed_s)} elapsed{budget}{eta}"
+        self.status.value = (f"<b>Training</b>: epoch {epochs_done:.1f}{of}{sized} · {_clock(elapsed_s)} elapsed"
+                             f"{budget}{eta}")
 
     def _finish(self, run: Any, exc: BaseException | None) -> None:
         stopped = self._stop.is_set() or (run is not None and "by the user" in run.stopped_because)
@@ -679,7 +708,12 @@ class TrainingPanel(SnapshotDisplay):
         if self._history or self._steps["epoch"]:
             self._draw()
         if exc is not None:
-            self.status.value = f"failed: {type(exc).__name__}: {exc}"
+            if isinstance(exc, KeyboardInterrupt):
+                self.status.value = "<b>Interrupted</b> before training began"
+            else:
+                self.status.value = f"<b>Failed</b>: {html.escape(str(exc) or type(exc).__name__)}"
         else:
-            self.status.value = f"{run.stopped_because}; best checkpoint: {run.best_checkpoint}"
+            head = "Stopped" if stopped else "Done"
+            best = f"; best checkpoint: {run.best_checkpoint}" if run.best_checkpoint is not None else ""
+            self.status.value = f"<b>{head}</b>: {html.escape(run.stopped_because + best)}"
         self.refresh_snapshot()

@@ -3,9 +3,9 @@
 One module per subject; every figure function is exported here (``from nesf_viz.viz.figures
 import X``):
 
-    structure   crystal_figure, compare_figure
+    structure   crystal_figure, compare_figure, site_error_figure
     particles   particle_animation, cluster_figure, species_vote_figure
-    fields      field_slice_figure, species_slice_figure, query_points_figure
+    fields      field_slice_figure, field_slice_pair_figure, species_slice_figure, query_points_figure
     latent      latent_pca_figure, interpolation_figure, interpolation_path_figure
     survey      survey_map_figure, survey_map_png (a dataset's map; the explorer's)
     training    training_curves_figure, update_training_curves
@@ -23,12 +23,12 @@ D latent size, U x V pixels of a 2-D slice. Lengths in Å, angles in degrees.
 
 from ._common import CAMERA, FONT, PALETTE, REJECTED_COLOR, TEMPLATE
 from .benchmark import metrics_bars_figure, time_to_accuracy_figure
-from .fields import field_slice_figure, query_points_figure, species_slice_figure
+from .fields import field_slice_figure, field_slice_pair_figure, query_points_figure, species_slice_figure
 from .latent import interpolation_figure, interpolation_path_figure, latent_pca_figure
 from .network import architecture_figure
 from .output import save_html, save_png
 from .particles import cluster_figure, particle_animation, species_vote_figure
-from .structure import compare_figure, crystal_figure
+from .structure import compare_figure, crystal_figure, error_magnification, site_error_figure
 from .survey import survey_map_figure, survey_map_png
 from .training import training_curves_figure, update_training_curves
 
@@ -42,7 +42,9 @@ __all__ = [
     "cluster_figure",
     "compare_figure",
     "crystal_figure",
+    "error_magnification",
     "field_slice_figure",
+    "field_slice_pair_figure",
     "interpolation_figure",
     "interpolation_path_figure",
     "latent_pca_figure",
@@ -51,6 +53,7 @@ __all__ = [
     "query_points_figure",
     "save_html",
     "save_png",
+    "site_error_figure",
     "species_slice_figure",
     "species_vote_figure",
     "survey_map_figure",

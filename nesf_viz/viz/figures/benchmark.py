@@ -23,33 +23,67 @@ METRIC_NAMES = {k: m.title() for k, m in METRICS.items()}
 def metrics_bars_figure(columns: Mapping[str, Mapping[str, float]], metrics: Sequence[str],
                         errors: Mapping[str, Mapping[str, float]] | None = None,
                         title: str | None = None) -> go.Figure:
-    """The paper's metrics side by side: one panel per metric (their units differ), one bar per
-    column (a model, the exact fields, the paper's reference), optional spreads written as
-    "value ± spread" (e.g. the paper's std over seeds). A value missing from a column leaves its bar out; every bar is
-    labelled with its number, so a zero is visible as "0"."""
+    """The paper's metrics side by side: one panel per metric (their units differ), one horizontal
+    bar per column (a model, the exact fields, the paper's reference), named on the left axis.
+
+    columns: column -> metric -> value, or -> (mean, std) as `nesf_viz.reference.Reference.values`
+    holds the paper's numbers (the std is drawn as the error bar). errors: column -> metric ->
+    spread, the same for plain values. Every bar is labelled with its number, beyond its error bar, rounded for its unit
+    (`nesf_viz.reference.results_table`'s rule: the exact fields' 1e-8 Å reads '< 0.0001', a zero
+    '0'), so a zero-length bar still says what it is. A value missing from a column leaves its bar
+    out and says '–'. No legend: the axis names the bars."""
+    from ...reference import _cell
+
     names = list(columns)
     fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[METRIC_NAMES.get(m, m) for m in metrics],
-                        horizontal_spacing=0.07)
-    for i, name in enumerate(names):
-        color = PALETTE[i % len(PALETTE)]
-        for j, m in enumerate(metrics):
+                        horizontal_spacing=0.035, shared_yaxes=True)
+    labels = [_wrap(n) for n in names]
+    for j, m in enumerate(metrics):
+        unit = METRICS[m].unit if m in METRICS else ""
+        vals, errs, texts = [], [], []
+        for name in names:
             v = columns[name].get(m)
-            if v is None or not math.isfinite(float(v)):
-                continue
             err = (errors or {}).get(name, {}).get(m)
-            fig.add_trace(go.Bar(
-                x=[name], y=[float(v)], name=name, legendgroup=name, showlegend=j == 0, marker_color=color,
-                # the spread is written beside the value: a drawn error bar would cross the label
-                text=[f"{float(v):.3g}" + (f" ± {float(err):.2g}" if err is not None else "")],
-                textposition="outside", cliponaxis=False,
-                hovertemplate=f"{name}<br>{METRIC_NAMES.get(m, m)}: %{{y:.4g}}<extra></extra>",
-            ), row=1, col=j + 1)
-    for j in range(len(metrics)):
-        fig.update_xaxes(showticklabels=False, row=1, col=j + 1)
-        fig.update_yaxes(rangemode="tozero", row=1, col=j + 1)
-    _layout(fig, title or "Metrics side by side (lower is better)", height=420)
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.05, x=0), margin=dict(t=90, b=90))
+            if isinstance(v, tuple):  # a published (mean, std): the std is its error bar
+                v, err = v[0], v[1] if err is None else err
+            v = None if v is None or not math.isfinite(float(v)) else float(v)
+            vals.append(v)
+            errs.append(0.0 if err is None else float(err))
+            spread = "" if err is None else f" ± {_cell(float(err), unit)}"
+            texts.append("–" if v is None else _cell(v, unit) + spread)
+        ends = [(v or 0.0) + e for v, e in zip(vals, errs)]
+        top = max(ends + [1e-12])
+        fig.add_trace(go.Bar(
+            x=[v if v is not None else 0.0 for v in vals], y=labels, orientation="h",
+            marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(names))],
+            error_x=dict(type="data", array=errs, visible=any(errs), color="#333", thickness=1.5, width=5),
+            customdata=texts, showlegend=False, name=METRIC_NAMES.get(m, m),
+            hovertemplate="%{y}<br>%{customdata}<extra></extra>", meta={"metric": m},
+        ), row=1, col=j + 1)
+        # the numbers beyond the error bars (a bar's own text would sit on its error bar)
+        fig.add_trace(go.Scatter(
+            x=[e + 0.02 * top for e in ends], y=labels, mode="text", text=texts, textposition="middle right",
+            textfont=dict(size=12), showlegend=False, hoverinfo="skip", cliponaxis=False, meta={"metric": m},
+        ), row=1, col=j + 1)
+        fig.update_xaxes(range=[0, top * 1.75], rangemode="tozero", row=1, col=j + 1, showgrid=True,
+                         nticks=4, tickformat="~g")
+    fig.update_yaxes(autorange="reversed", tickfont=dict(size=12))
+    # no fixed width: a 1040 px figure was cut at the right of JupyterLab's narrower output area
+    _layout(fig, title or "Metrics side by side (lower is better)", height=120 + 56 * len(names))
+    fig.update_layout(showlegend=False, margin=dict(l=10, r=20, t=90, b=40), bargap=0.35)
+    fig.update_yaxes(automargin=True)
     return fig
+
+
+def _wrap(name: str, width: int = 26) -> str:
+    """A bar's axis label on two lines when long (at a space, '(' kept with its words)."""
+    if len(name) <= width:
+        return name
+    cut = name.rfind(" (", 0, len(name))
+    if 0 < cut:
+        return name[:cut] + "<br>" + name[cut + 1:]
+    cut = name.rfind(" ", 0, width + 1)
+    return name if cut <= 0 else name[:cut] + "<br>" + name[cut + 1:]
 
 
 _TTA_PANELS = tuple((key, METRICS[key].title("[]"), log) for key, log in (

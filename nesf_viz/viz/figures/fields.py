@@ -78,8 +78,8 @@ def field_slice_figure(
         names = list(atom_labels) if atom_labels is not None else ["atom"] * len(au)
         fig.add_trace(go.Scatter(
             x=au[:, 0], y=au[:, 1], mode="markers+text" if atom_labels is not None else
-            "markers", text=names, textposition="top center",
-            textfont=dict(color="white", size=13),
+            "markers", text=names, textposition=_label_positions(au, gu, gv),
+            textfont=dict(color="white", size=13, shadow="0 0 3px #000"),  # readable off the heatmap too
             marker=dict(size=13, color=[_label_color(n, 0) if element_color(n, "") else
                                         "#ffffff" for n in names],
                         line=dict(color="#111111", width=2), symbol="circle"),
@@ -88,8 +88,8 @@ def field_slice_figure(
         ))
     if title is None:
         title = ("Position field slice"
-                 "<br><sup>colour: |f_p|; arrows: in-plane direction to the nearest atom, "
-                 "shorter where f_p leaves the plane</sup>")
+                 "<br><span style='font-size:12px'>colour: |f_p|; arrows: in-plane direction to the nearest atom, "
+                 "shorter where f_p leaves the plane</span>")
     _layout(fig, title, height=620, width=660, showlegend=False)
     fig.update_xaxes(title_text=axis_labels[0], range=[gu.min(), gu.max()], constrain="domain",
                      showgrid=False, zeroline=False, ticks="outside")
@@ -187,10 +187,10 @@ def species_slice_figure(
     ), row=1, col=2)
     if au is not None and len(au):
         for col in (1, 2):
-            fig.add_trace(_atom_rings(au, atom_labels), row=1, col=col)
+            fig.add_trace(_atom_rings(au, atom_labels, gu, gv), row=1, col=col)
     if title is None:
         title = "Species field slice"
-    _layout(fig, title, height=500, width=1050)
+    _layout(fig, title, height=500)  # as wide as the notebook: a fixed 1050 px cut the right-hand colour bar
     fig.update_annotations(yshift=16)               # subplot titles clear of atom labels
     fig.update_layout(margin=dict(t=110))
     for col, ax in ((1, ""), (2, "2")):
@@ -217,12 +217,26 @@ def _class_colorscale(names: Sequence[str]) -> list:
     return scale
 
 
-def _atom_rings(au: np.ndarray, atom_labels: Sequence[str] | None) -> go.Scatter:
+def _label_positions(au: np.ndarray, gu: np.ndarray, gv: np.ndarray) -> list[str]:
+    """Where each atom's label goes: above it, or below it on the top edge, and towards the inside
+    on the left and right edges (a centred label on an edge atom was cut in half)."""
+    du, dv = 0.08 * (gu.max() - gu.min()), 0.08 * (gv.max() - gv.min())
+    out = []
+    for u, v in au:
+        vert = "bottom" if v > gv.max() - dv else "top"
+        horiz = "right" if u < gu.min() + du else "left" if u > gu.max() - du else "center"
+        out.append(f"{vert} {horiz}")
+    return out
+
+
+def _atom_rings(au: np.ndarray, atom_labels: Sequence[str] | None, gu: np.ndarray | None = None,
+                gv: np.ndarray | None = None) -> go.Scatter:
     """Atoms in the plane (M, 2) as open rings, labelled when `atom_labels` is given."""
     an = list(atom_labels) if atom_labels is not None else [""] * len(au)
+    where = _label_positions(au, gu, gv) if gu is not None and gv is not None else "top center"
     return go.Scatter(
         x=au[:, 0], y=au[:, 1], mode="markers+text" if atom_labels is not None else
-        "markers", text=an, textposition="top center", textfont=dict(size=12),
+        "markers", text=an, textposition=where, textfont=dict(size=12),
         marker=dict(size=11, color="rgba(0,0,0,0)", line=dict(color="#111111",
                                                                 width=2)),
         name="atoms in plane", showlegend=False, cliponaxis=False,
@@ -258,3 +272,38 @@ def query_points_figure(global_points: np.ndarray, local_points: np.ndarray, spe
                       f"{counts[2]} species points")
     allp = [np.asarray(x, float) for x in (global_points, local_points, species_points) if len(x)]
     return _layout(go.Figure(traces), title, scene=_scene(_ranges(*allp, at)), height=600)
+
+
+def field_slice_pair_figure(left: dict, right: dict, titles: Sequence[str] = ("left", "right"),
+                            title: str | None = None) -> go.Figure:
+    """Two position-field slices side by side on one colour scale, e.g. the same plane with the
+    paper's fields and with the periodic option. left/right: `field_slice_figure`'s arguments
+    (grid_u, grid_v, vectors_uv, magnitude, axis_labels, atoms_uv, atom_labels); one colour bar,
+    on the right, for both."""
+    from plotly.subplots import make_subplots
+
+    keep = ("grid_u", "grid_v", "vectors_uv", "magnitude", "axis_labels", "atoms_uv", "atom_labels")
+    halves = [field_slice_figure(**{k: v for k, v in d.items() if k in keep}) for d in (left, right)]
+    zmax = max(float(np.nanmax(h.data[0].z)) for h in halves)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=list(titles), horizontal_spacing=0.12)
+    for col, half in enumerate(halves, start=1):
+        for tr in half.data:
+            if tr.type == "heatmap":
+                tr.update(zmax=zmax, showscale=col == 2,
+                          colorbar=dict(title=dict(text="|f_p| (Å)"), thickness=16, len=0.9))
+            fig.add_trace(tr, row=1, col=col)
+        d = left if col == 1 else right
+        au = np.asarray(d.get("atoms_uv") if d.get("atoms_uv") is not None else np.zeros((0, 2))).reshape(-1, 2)
+        # the axes reach the atoms on the slice's edges (a face's corners), which Plotly drops outside
+        u = np.concatenate([np.asarray(d["grid_u"]), au[:, 0]])
+        v = np.concatenate([np.asarray(d["grid_v"]), au[:, 1]])
+        labels = d.get("axis_labels", ("x (Å)", "y (Å)"))
+        fig.update_xaxes(title_text=labels[0], range=[u.min() - 0.1, u.max() + 0.1], constrain="domain",
+                         showgrid=False, zeroline=False, ticks="outside", row=1, col=col)
+        fig.update_yaxes(title_text=labels[1], range=[v.min() - 0.1, v.max() + 0.1], scaleanchor="x" if col == 1
+                         else "x2", scaleratio=1, constrain="domain", showgrid=False, zeroline=False,
+                         ticks="outside", row=1, col=col)
+    _layout(fig, title, height=540, showlegend=False)
+    fig.update_annotations(yshift=16)
+    fig.update_layout(margin=dict(t=150))  # the title above the two-line panel titles
+    return fig

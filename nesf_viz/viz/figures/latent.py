@@ -123,7 +123,7 @@ def interpolation_figure(
     titles = [
         (title or "Latent interpolation")
         + f" · step {steps[t]:.3g}: {_formula(structures[t])}, {int(atom_counts[t])} atoms"
-        + f"<br><sup>{_lattice_text(ln[t], an[t])}</sup>"
+        + f"<br><span style='font-size:12px'>{_lattice_text(ln[t], an[t])}</span>"
         for t in range(T)
     ]
     slider = dict(
@@ -140,10 +140,12 @@ def interpolation_figure(
 
 def interpolation_path_figure(steps: Sequence[float], atom_counts: Sequence[int],
                               lengths: np.ndarray, angles_deg: np.ndarray,
-                              title: str | None = None) -> go.Figure:
+                              title: str | None = None, structures: Sequence | None = None) -> go.Figure:
     """Atom count and lattice parameters along an interpolation path (three stacked panels).
 
-    steps (T,), atom_counts (T,), lengths (T, 3) Å, angles_deg (T, 3).
+    steps (T,) the t of each decode (0: the first crystal, 1: the second), atom_counts (T,),
+    lengths (T, 3) Å, angles_deg (T, 3); structures (T,) the decoded pymatgen Structures, whose
+    reduced formulas label the atom counts (where the composition changes along the path).
     """
     st = _check(steps, (None,), "steps (T,)")
     T = len(st)
@@ -152,9 +154,16 @@ def interpolation_path_figure(steps: Sequence[float], atom_counts: Sequence[int]
     an = _check(angles_deg, (T, 3), "angles_deg (T, 3)")
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
                         subplot_titles=("atoms in the cell", "cell lengths", "cell angles"))
-    fig.add_trace(go.Scatter(x=st, y=cnt, mode="lines+markers", name="atoms",
-                             line=dict(color="#333333", shape="hv"), legendgroup="n",
-                             showlegend=False), row=1, col=1)
+    formulas = None if structures is None else [_formula(s) if len(s) else "(no atoms)" for s in structures]
+    # a formula where it changes (and at both ends): every point labelled overlapped at 9 steps
+    text = None if formulas is None else [
+        f if i in (0, T - 1) or f != formulas[i - 1] else "" for i, f in enumerate(formulas)]
+    fig.add_trace(go.Scatter(x=st, y=cnt, mode="lines+markers" + ("+text" if text else ""), name="atoms",
+                             text=text, textposition="top center", textfont=dict(size=12),
+                             customdata=formulas, line=dict(color="#333333", shape="hv"), legendgroup="n",
+                             hovertemplate="t = %{x:.2f}<br>%{y} atoms"
+                                           + ("<br>%{customdata}" if formulas else "") + "<extra></extra>",
+                             showlegend=False, cliponaxis=False), row=1, col=1)
     cols = ("#1f77b4", "#ff7f0e", "#2ca02c")
     for i, (n1, n2) in enumerate((("a", "α"), ("b", "β"), ("c", "γ"))):
         fig.add_trace(go.Scatter(x=st, y=ln[:, i], mode="lines+markers", name=n1,
@@ -162,10 +171,11 @@ def interpolation_path_figure(steps: Sequence[float], atom_counts: Sequence[int]
         fig.add_trace(go.Scatter(x=st, y=an[:, i], mode="lines+markers", name=n2,
                                  line=dict(color=cols[i], dash="dot"),
                                  marker=dict(symbol="square"), legendgroup="ang"), row=3, col=1)
-    _layout(fig, title or "Interpolation path: atoms and lattice", height=680, width=760)
-    fig.update_yaxes(title_text="atoms", row=1, col=1)
+    _layout(fig, title or "Interpolation path: atoms (and the decoded formula where it changes) and lattice",
+            height=680, width=760)
+    fig.update_yaxes(title_text="atoms", row=1, col=1, range=[max(0, float(cnt.min()) - 1.5), float(cnt.max()) + 2])
     fig.update_yaxes(title_text="length (Å)", row=2, col=1)
     fig.update_yaxes(title_text="angle (°)", row=3, col=1)
-    fig.update_xaxes(title_text="interpolation step", row=3, col=1)
+    fig.update_xaxes(title_text="t along the path (0: the first crystal, 1: the second)", row=3, col=1)
     fig.update_layout(legend=dict(tracegroupgap=120))
     return fig

@@ -65,7 +65,7 @@ def architecture_figure(config: Any = None, title: str | None = None) -> go.Figu
     for (xa, ya), (xb, yb) in arrows:
         fig.add_annotation(x=xb, y=yb, ax=xa, ay=ya, xref="x", yref="y", axref="x", ayref="y", text="",
                            showarrow=True, arrowhead=2, arrowsize=1.2, arrowwidth=1.5, arrowcolor="#444444")
-    _layout(fig, title or "NeSF: an autoencoder whose decoder is two fields", height=420, width=980,
+    _layout(fig, title or "NeSF: an autoencoder whose decoder is two fields", height=420, width=860,
             showlegend=False)
     fig.update_xaxes(visible=False, range=[-0.1, 10.0])
     fig.update_yaxes(visible=False, range=[0.0, 5.9])

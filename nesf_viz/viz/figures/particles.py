@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ...errors import ShapeError
-from ..scene import element_color, sphere_surfaces
+from ..scene import sphere_surfaces
 from ._common import PALETTE, REJECTED_COLOR, _check, _label_color, _layout, _ranges, _scene
 
 
@@ -111,15 +111,21 @@ def _particle_frame(pos: np.ndarray, sc: np.ndarray, kept: np.ndarray | None, si
 
 
 def _true_atoms_trace(at: np.ndarray, atom_labels: Sequence[str] | None) -> go.Scatter3d:
-    """The true atoms (N, 3) as large translucent labelled markers (element colours for symbols)."""
+    """The true atoms (N, 3) as large translucent grey markers ringed in black, labelled with their
+    element: grey, because element colours beside the particles' |f_p| colour scale read as field
+    values."""
     names = list(atom_labels) if atom_labels is not None else [f"atom {i}" for i in range(len(at))]
-    colors = [_label_color(n, 0) if element_color(str(n), "") else "#222222" for n in names]
     return go.Scatter3d(
         x=at[:, 0], y=at[:, 1], z=at[:, 2], mode="markers+text", name="true atoms",
         text=names, textposition="top center", textfont=dict(size=13, color="#111111"),
-        marker=dict(size=22, color=colors, symbol="circle", opacity=0.35),
+        marker=dict(size=22, color=TRUE_ATOM_COLOR, symbol="circle", opacity=0.35,
+                    line=dict(color="#111111", width=1)),
         hovertemplate="%{text}<br>(%{x:.2f}, %{y:.2f}, %{z:.2f}) Å<extra>true atom</extra>",
     )
+
+
+TRUE_ATOM_COLOR = "#8c8c8c"
+"""The true atoms in the particle animation: no element colour next to a colour scale of |f_p|."""
 
 
 def _player(labels: Sequence[str]) -> dict:
@@ -244,7 +250,9 @@ def species_vote_figure(
             hovertemplate=f"votes for {el}<extra></extra>",
         ))
     wrong = np.array([t is not None and t != w for t, w in zip(truth or [None] * len(at), winners)], bool)
-    text = [f"{w} {100 * s:.0f}%" for w, s in zip(winners, shares)]
+    contested = np.asarray(shares, float) < 1.0 - 1e-9
+    # labels only where there is something to read (a contested or wrong vote): one per atom overlapped
+    text = [f"{w} {100 * s:.0f}%" if c or x else "" for w, s, c, x in zip(winners, shares, contested, wrong)]
     hover = [f"winner {w} ({100 * s:.0f} % of the votes)" + (f"<br>true: {t}" if t else "")
              for w, s, t in zip(winners, shares, truth or [None] * len(at))]
     traces.append(go.Scatter3d(
@@ -261,6 +269,9 @@ def species_vote_figure(
         ))
     if title is None:
         right = "" if truth is None else f" · {int((~wrong).sum())}/{len(at)} atoms voted the true element"
-        title = f"Species vote: {len(at)} atoms, {len(pts) // max(len(at), 1)} voting points each{right}"
+        votes = (f"{int(contested.sum())} contested (labelled with the winner's share)" if contested.any()
+                 else "every vote unanimous (100 %): no contested atom in this crystal")
+        title = (f"Species vote: {len(at)} atoms, {len(pts) // max(len(at), 1)} voting points each{right}"
+                 f"<br><span style='font-size:13px'>{votes}; hover an atom for its winner</span>")
     fig = go.Figure(traces)
     return _layout(fig, title, scene=_scene(_ranges(pts, at)), height=600)

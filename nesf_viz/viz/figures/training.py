@@ -74,8 +74,8 @@ def _curve_trace(history: Mapping[str, Sequence[float]], key: str, part: str, is
 def _steps_trace(steps: Mapping[str, Sequence[float]]) -> go.Scatter:
     """The training loss of every optimizer step, thin and light under the epoch curves."""
     y = [v if np.isfinite(v) and v > 0 else None for v in map(float, steps.get("loss", []))]
-    return go.Scatter(x=list(steps.get("epoch", []))[: len(y)], y=y, mode="lines", name="loss (each step)",
-                      line=dict(color="rgba(80,80,80,0.35)", width=1), meta={"key": "steps"},
+    return go.Scatter(x=list(steps.get("epoch", []))[: len(y)], y=y, mode="lines", name="total (each step)",
+                      line=dict(color="rgba(120,120,120,0.75)", width=1.2), meta={"key": "steps"},
                       hovertemplate="step loss<br>epoch %{x:.2f}<br>%{y:.4g}<extra></extra>")
 
 
@@ -91,10 +91,16 @@ def training_curves_figure(history: Mapping[str, Sequence[float]], title: str | 
     """
     traces = [_steps_trace(steps)] if steps is not None else []
     fig = go.Figure(traces + [_curve_trace(history, k, p, v) for k, p, v in _curve_keys(history)])
-    _layout(fig, title or "Training curves", height=480, width=820)
+    _layout(fig, title or "Training curves", height=480)  # as wide as the notebook
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
     _epoch_ticks(fig, history, steps)
-    fig.update_yaxes(title_text="loss (log scale)", type="log", exponentformat="power")
+    # ticks at 1, 2, 5 of every decade, each written in full: a log axis spanning less than two
+    # decades otherwise labels its minor ticks with a bare digit (5 4 3 2 10), which reads as values
+    fig.update_yaxes(title_text="loss (log scale)", type="log", tickformat="~g", dtick="D2")
+    # the legend below the plot: on the right it took a quarter of a notebook's width, above it the
+    # title's place once it wrapped to three rows in a narrow live panel
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0),
+                      margin=dict(t=70, r=20, b=20))
     return fig
 
 
