@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from .checkpoints import Checkpoint
 from .data import Crystal
 from .decode import DecodeConfig, DecodeResult, decode_crystals
+from .device import cpu_model
 from .metrics import metrics_of
 from .reference import METRICS
 
@@ -77,14 +77,7 @@ MATMUL_SHAPES: dict[str, tuple[int, int, int]] = {"65536x131x128": (65536, 131, 
 def machine() -> str:
     """The CPU model (Linux /proc/cpuinfo, else `platform.machine()`) and the cores this process may
     use, e.g. 'AMD EPYC 7B13, 2 cores': what a results file records beside its timings."""
-    name = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    name = cpu_model()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{name.replace(' Processor', '')}, {cores} core{'s' if cores != 1 else ''}"
 

@@ -12,6 +12,19 @@ from .errors import DeviceError
 __all__ = ["resolve_device", "native_bf16"]
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else `platform.machine()`."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether bf16 autocast runs natively here: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or
     AMX (Linux /proc/cpuinfo flags). Elsewhere torch emulates it, several times slower than float32."""

@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import platform
 import shlex
 import shutil
 import sys
@@ -35,7 +34,7 @@ from .data import Crystal, SpeciesVocab, load_crystals
 from .datasets import DatasetUnavailable  # noqa: F401  (public here too)
 from .datasets import data_root as default_data_root
 from .decode import DecodeConfig, decode_crystals
-from .device import native_bf16, resolve_device
+from .device import cpu_model, native_bf16, resolve_device
 from .errors import DatasetError
 from .metrics import metrics_of
 from .model import NeSFConfig
@@ -251,15 +250,7 @@ class _Prober:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    name = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"CPU {name}, {torch.get_num_threads()} threads"
+    return f"CPU {cpu_model()}, {torch.get_num_threads()} threads"
 
 
 def _probe_curve(run_dir: Path, task: Task, cfg: ExperimentConfig, device: torch.device) -> list[dict]:

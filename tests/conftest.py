@@ -21,6 +21,16 @@ def shared_data(relpath: str) -> Path:
     return p
 
 
+@pytest.fixture(scope="module")
+def playwright_sync():
+    """Playwright's sync API for the browser tests, or a skip saying what is missing."""
+    from .browser.lab import CHROMIUM
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (Debian: apt-get install chromium)")
+    return pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+
+
 @pytest.fixture
 def nacl():
     from pymatgen.core import Lattice, Structure

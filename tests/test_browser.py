@@ -33,15 +33,6 @@ IGNORED_CONSOLE = re.compile(
 )
 
 
-@pytest.fixture(scope="module")
-def playwright_sync():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (Debian: apt-get install chromium)")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-    return sync_api
-
-
 def _figure_state(page, title_prefix: str) -> dict | None:
     """Title and trace data of the plotly figure whose title starts with title_prefix."""
     return page.evaluate(

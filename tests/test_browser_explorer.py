@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_browser import _lab_page, _start_run_all, _wait_all_cells_ran, playwright_sync  # noqa: F401
+from .test_browser import _lab_page, _start_run_all, _wait_all_cells_ran
 
 pytestmark = pytest.mark.browser
 
@@ -69,7 +69,7 @@ def _compare_title(page) -> str:
                    return gd ? String(gd.layout.title.text) : ''; }""")
 
 
-def test_notebook_6_click_a_point_select_a_box_and_export(playwright_sync, tmp_path):  # noqa: F811
+def test_notebook_6_click_a_point_select_a_box_and_export(playwright_sync, tmp_path):
     t0 = time.monotonic()
     env = {"NESF_VIZ_SIZE": "small", "NESF_VIZ_CACHE": str(tmp_path / "cache")}
     with _lab_page(playwright_sync, tmp_path, NOTEBOOK_6, env=env) as (page, errors, lab):

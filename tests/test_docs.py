@@ -101,13 +101,6 @@ def test_every_notebook_page_holds_all_its_figures_and_needs_no_network(site):
         assert not remote, (page.name, remote[:3])
 
 
-@pytest.fixture(scope="module")
-def playwright_sync():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (Debian: apt-get install chromium)")
-    return pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-
-
 @pytest.mark.browser
 def test_every_page_draws_its_figures_offline_without_console_errors(site, playwright_sync):
     blocked: list[str] = []

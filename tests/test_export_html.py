@@ -65,13 +65,6 @@ def test_an_exported_notebook_holds_plotlyjs_once_and_a_drawn_div_per_figure(tmp
     assert "Position field · NaCl" in "".join(outputs[1]["data"]["text/html"])
 
 
-@pytest.fixture(scope="module")
-def playwright_sync():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (Debian: apt-get install chromium)")
-    return pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-
-
 @pytest.mark.browser
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_every_notebook_exported_to_html_draws_all_its_figures_offline(notebook, playwright_sync, tmp_path):
