@@ -11,6 +11,8 @@
 
     python benchmarks/atom_count_limit.py --breakdown lcs6
     python benchmarks/atom_count_limit.py --fit --n 128 --epochs 200 --out out/atom-count-limit
+    python benchmarks/atom_count_limit.py --fit --dataset carbon_24 --n 128 --epochs 600 \
+        --variants default "wide position field" --out out/atom-count-limit-carbon
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from nesf_viz.bench import decode_with, timed
 from nesf_viz.checkpoints import load_checkpoint
 from nesf_viz.experiment import make_tasks
 from nesf_viz.metrics import metrics_of
-from nesf_viz.model import NeSFConfig
+from nesf_viz.model import NeSFConfig, position_field_channels
 from nesf_viz.train_config import make_train_config
 
 FOUND_A = 0.5
@@ -36,7 +38,7 @@ FACE_BINS = (0.0, 0.01, 0.05, 0.15, 0.51)
 VARIANTS = {
     "default": {},
     # twice the position field's width (about 4x its multiply-adds per point)
-    "wide position field": {"position_field_channels": (512, 256, 256, 256, 256, 256, 256, 256)},
+    "wide position field": {"position_field_channels": position_field_channels(256)},  # --position-width 256
     # the positional encoding that learns (docs/recipes.md: 32 A down to 1 A, x kept beside it)
     "positional encoding": {"positional_encoding_freqs": 6,
                             "positional_encoding_longest_wavelength_angstrom": 32.0,
@@ -84,14 +86,15 @@ def binned(values: np.ndarray, missed: np.ndarray, bins) -> str:
 def summary(crystals, result) -> dict:
     feats, missed = missed_atoms(crystals, result)
     close = feats[:, 0] < 2.0
-    m = metrics_of(crystals, result, match=False)
+    m = metrics_of(crystals, result, match=True)
     return {"crystals": len(crystals), "atom_count_error_pct": m.atom_count_error_pct,
             "position_error_actual_A": m.position_error_actual_A,
             "species_error_actual_pct": m.species_error_actual_pct,
             "missed_atoms_pct": float(100 * missed.mean()),
             "missed_close_atoms_pct": float(100 * missed[close].mean()) if close.any() else float("nan"),
             "missed_other_atoms_pct": float(100 * missed[~close].mean()),
-            "close_atoms": int(close.sum()), "atoms": len(missed)}
+            "close_atoms": int(close.sum()), "atoms": len(missed),
+            "match_rate_pct": m.match_rate_pct, "match_rmse": m.match_rmse}
 
 
 def breakdown(checkpoint: str, dataset: str) -> None:
@@ -109,11 +112,11 @@ def breakdown(checkpoint: str, dataset: str) -> None:
         print("  by atoms in the crystal:", binned(feats[:, 2], missed, (1, 5, 9, 13, 17, 29)))
 
 
-def fit(n: int, epochs: int, out: Path, variants: list[str]) -> None:
-    task = make_tasks("lcs6")[0]
+def fit(dataset: str, n: int, epochs: int, out: Path, variants: list[str]) -> None:
+    task = make_tasks(dataset)[0]
     hard = [c for c in task.train if nearest_neighbour_A(c).min() < 2.0][:n]
     cfg = make_train_config("quick", epochs=epochs)
-    print(f"{len(hard)} LCS6Å training crystals with a pair < 2 Å; {epochs} epochs of the quick recipe "
+    print(f"{len(hard)} {dataset} training crystals with a pair < 2 Å; {epochs} epochs of the quick recipe "
           f"({-(-len(hard) // cfg.batch_size) * epochs} steps) per variant, decoded on the same crystals")
     out.mkdir(parents=True, exist_ok=True)
     rows = json.loads((out / "fit.json").read_text()) if (out / "fit.json").exists() else {}
@@ -129,7 +132,7 @@ def fit(n: int, epochs: int, out: Path, variants: list[str]) -> None:
         minutes = seconds / 60
         ck = load_checkpoint(out / name.replace(" ", "_") / "last.pt")
         r = decode_with(ck, hard, "fast")
-        rows[name] = {**summary(hard, r), "train_minutes": round(minutes, 1),
+        rows[name] = {"dataset": dataset, **summary(hard, r), "train_minutes": round(minutes, 1),
                       "final_val_loss": res.history["val_loss"][-1],
                       "parameters": sum(p.numel() for p in ck.model.parameters())}
         print(name, rows[name], flush=True)
@@ -139,7 +142,7 @@ def fit(n: int, epochs: int, out: Path, variants: list[str]) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--breakdown", metavar="CHECKPOINT", help="a checkpoint file or shipped model name")
-    ap.add_argument("--dataset", default="lcs6")
+    ap.add_argument("--dataset", default="lcs6", help="--breakdown / --fit: the experiment dataset")
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--n", type=int, default=128, help="--fit: training crystals (with a pair < 2 Å)")
     ap.add_argument("--epochs", type=int, default=200)
@@ -150,7 +153,7 @@ def main(argv=None) -> int:
         from nesf_viz.assets import resolve_checkpoint
         breakdown(str(resolve_checkpoint(a.breakdown)), a.dataset)
     if a.fit:
-        fit(a.n, a.epochs, a.out, a.variants)
+        fit(a.dataset, a.n, a.epochs, a.out, a.variants)
     return 0
 
 

@@ -11,6 +11,7 @@ import sys
 
 from .decode import DECODERS
 from .errors import NeSFError
+from .model import PAPER_POSITION_WIDTH, position_field_channels
 
 
 def _number(text: str, kind: type, what: str):
@@ -81,6 +82,9 @@ def _add_pe_args(p) -> None:
     p.add_argument("--pe-wavelength", type=_positive_float, default=2.0,
                    help="longest encoded wavelength in A (reference 2 A, which makes the encoding 2 A-periodic)")
     p.add_argument("--pe-keep-input", action="store_true", help="feed the query point beside its encoding")
+    p.add_argument("--position-width", type=_positive_int, default=PAPER_POSITION_WIDTH,
+                   help="option: hidden width of the position field MLP (paper 128; its first layer is twice "
+                        "as wide; 256: the wide field, slower per step; docs: recipes)")
 
 
 DECODE_HELP = ("paper: DecodeConfig(), the reference's settings; fast: particles in the predicted cell, early stop, "
@@ -212,7 +216,8 @@ def _cmd_train(a) -> int:
         cfg = resumed_config(saved, dataclasses.replace(cfg, epochs=a.epochs or saved.epochs))
     mcfg = NeSFConfig(num_species=1, vae=a.vae, positional_encoding_freqs=a.pe_freqs,
                       positional_encoding_longest_wavelength_angstrom=a.pe_wavelength,
-                      positional_encoding_keep_input=a.pe_keep_input)
+                      positional_encoding_keep_input=a.pe_keep_input,
+                      position_field_channels=position_field_channels(a.position_width))
     print(f"recipe {a.recipe}: {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.learning_rate:g} "
           f"({cfg.lr_schedule}), species weight {cfg.species_loss_weight:g}, "
           f"{PRECISION_NAMES[cfg.mixed_precision]}" + (f", budget {cfg.max_minutes:g} min" if cfg.max_minutes else ""))
@@ -369,7 +374,7 @@ def _cmd_benchmark(a) -> int:
                          device=a.device, ybco13_folds=a.folds, augment_synthetic_n=a.augment_n,
                          limit_train=a.limit_train, positional_encoding_freqs=a.pe_freqs, periodic=a.periodic,
                          positional_encoding_longest_wavelength_angstrom=a.pe_wavelength,
-                         positional_encoding_keep_input=a.pe_keep_input)
+                         positional_encoding_keep_input=a.pe_keep_input, position_width=a.position_width)
     run_experiment(a.datasets, cfg, a.out, a.data_root)
     return 0
 

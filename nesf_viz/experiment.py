@@ -37,7 +37,7 @@ from .decode import DecodeConfig, decode_crystals
 from .device import cpu_model, native_bf16, resolve_device
 from .errors import DatasetError
 from .metrics import metrics_of
-from .model import NeSFConfig
+from .model import PAPER_POSITION_WIDTH, NeSFConfig, position_field_channels
 from .reference import METRICS, format_value, references
 from .symmetry import spacegroup_recovery_pct, symmetrize
 from .train import train
@@ -123,6 +123,8 @@ class ExperimentConfig:
     """Feed the query point itself beside its encoding."""
     periodic: bool = False
     """Option: minimum-image training targets and periodic decoding."""
+    position_width: int = PAPER_POSITION_WIDTH
+    """Option: hidden width of the position field MLP (`model.position_field_channels`)."""
     init_from: str | None = None
     """Warm start: every run starts from this checkpoint (a shipped model's name or a file: its
     weights, vocabulary and box; fresh optimizer and schedule). Named in the row label."""
@@ -139,14 +141,16 @@ class ExperimentConfig:
                 pe += "+xyz"
         opts = "".join(f"+{k}={v}" for k, v in self.train_options)
         warm = f"+from={Path(str(self.init_from)).stem}" if self.init_from else ""
-        return self.recipe + opts + pe + ("+periodic" if self.periodic else "") + warm
+        width = f"+pw{self.position_width}" if self.position_width != PAPER_POSITION_WIDTH else ""
+        return self.recipe + opts + pe + width + ("+periodic" if self.periodic else "") + warm
 
     def model_config(self) -> NeSFConfig:
-        """The network: the paper's, with the positional-encoding option if asked for."""
+        """The network: the paper's, with the positional-encoding and width options if asked for."""
         return NeSFConfig(
             num_species=1, positional_encoding_freqs=self.positional_encoding_freqs,
             positional_encoding_longest_wavelength_angstrom=self.positional_encoding_longest_wavelength_angstrom,
-            positional_encoding_keep_input=self.positional_encoding_keep_input)
+            positional_encoding_keep_input=self.positional_encoding_keep_input,
+            position_field_channels=position_field_channels(self.position_width))
 
     def train_config(self, seed: int) -> TrainConfig:
         return make_train_config(self.recipe, **dict(self.train_options), epochs=self.epochs, seed=seed,

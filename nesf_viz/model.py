@@ -21,6 +21,16 @@ from .errors import ConfigError, ShapeError
 from .fields import FieldAbilities
 
 
+
+PAPER_POSITION_WIDTH = 128
+"""Hidden width of the paper's position field MLP (its first layer is twice as wide)."""
+
+
+def position_field_channels(width: int = PAPER_POSITION_WIDTH) -> tuple[int, ...]:
+    """The paper's position field shape at another hidden width: (2w, w x 7); 128 is the paper's."""
+    return (2 * width,) + (width,) * 7
+
+
 @dataclass(frozen=True)
 class NeSFConfig:
     """Network shape. Defaults are the paper's / reference code's `nesf` network."""
@@ -35,7 +45,7 @@ class NeSFConfig:
     encoder_dropout: float = 0.3
     """Dropout after the hidden blocks of the encoder head (the pooled MLP)."""
     lattice_head_channels: tuple[int, ...] = (128,)
-    position_field_channels: tuple[int, ...] = (256, 128, 128, 128, 128, 128, 128, 128)
+    position_field_channels: tuple[int, ...] = position_field_channels()
     species_field_channels: tuple[int, ...] = (256, 128)
     positional_encoding_freqs: int = 0
     """0 = off (paper). L > 0 replaces p by sin/cos(2^l * 2 pi p / W), l < L (reference 'nesf_pe': 10)."""

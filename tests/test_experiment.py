@@ -7,6 +7,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from nesf_viz import NeSF
 from nesf_viz.errors import DatasetError
@@ -138,5 +139,13 @@ def test_options_name_their_rows_and_reach_training_and_decoding():
     assert fixed.label == "fast+pe6w32+xyz"
     net = NeSF(config=dataclasses.replace(fixed.model_config(), num_species=3))
     assert net.position_net.point_in.in_features == 39
+    wide = ExperimentConfig(recipe="quick", position_width=256)
+    assert wide.label == "quick+pw256"
+    def widths(cfg):
+        net = NeSF(config=dataclasses.replace(cfg.model_config(), num_species=3))
+        return [m.out_features for m in net.position_net.modules() if isinstance(m, torch.nn.Linear)]
+
+    paper = widths(ExperimentConfig())
+    assert widths(wide) == [2 * w for w in paper[:-1]] + [3]  # the paper's shape, twice as wide
     with pytest.raises(ValueError, match="recipe"):
         ExperimentConfig(recipe="turbo").train_config(0)
