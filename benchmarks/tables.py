@@ -202,6 +202,17 @@ def targets() -> str:
     return table(head, rows)
 
 
+def validation_curve(name: str) -> str:
+    """A shipped model's time-to-accuracy curve: its training snapshots decoded on validation crystals."""
+    rec = CHECKPOINTS[name].record
+    keys = ("atom_count_error_pct", "position_error_actual_A", "match_rate_pct", "match_rmse")
+    head = ["train min", "CPU min", "epoch", "val loss", *(METRICS[k].column for k in keys)]
+    rows = [[f"{p['minutes']:.0f}", fmt("cpu", p.get("cpu_minutes")), str(p["epoch"]), fmt("val_loss", p["val_loss"]),
+             *(fmt(k, p.get(k)) for k in keys)] for p in rec.get("curve", [])]
+    return table(head, rows) + (f"\n`{name}`: snapshots of its run decoded on validation crystals (fast "
+                                f"decoder); {_machine(rec['training'])}.\n")
+
+
 # ----------------------------------------------------------------------------- the quick recipe
 
 
@@ -327,18 +338,21 @@ def lcs6_losses(epochs: tuple[int, ...] = (10, 30, 60, 90, 120)) -> str:
 def atom_count_fits() -> str:
     """`benchmarks/atom_count_limit.py --fit`: each file is one comparison (its variants trained in one
     process on the same crystals for the same epochs, named in the file name: fit_<crystals>x<epochs>)."""
-    head = ["file", "crystals x epochs", "network / recipe", "atoms err %", "pos act Å", "spec act %",
-            "close atoms missed %", "train min"]
+    head = ["file", "dataset", "crystals x epochs", "network / recipe", "atoms err %", "pos act Å", "spec act %",
+            "close atoms missed %", "match %", "train min"]
     rows = []
     for path in sorted((ROOT / RESULTS / "atom-count-limit").glob("fit_*.json"),
                        key=lambda p: [int(x) for x in re.findall(r"\d+", p.stem)]):
         m = re.match(r"fit_(\d+)x(\d+)", path.stem)
         size = f"{m.group(1)} x {m.group(2)}" if m else "–"
         for variant, r in json.loads(path.read_text()).items():
-            rows.append([f"`{path.name}`", size, variant, fmt("atom_count_error_pct", r["atom_count_error_pct"]),
+            # files written before the dataset and match rate were recorded are LCS6Å fits
+            rows.append([f"`{path.name}`", r.get("dataset", "lcs6"), size, variant,
+                         fmt("atom_count_error_pct", r["atom_count_error_pct"]),
                          fmt("position_error_actual_A", r["position_error_actual_A"]),
                          fmt("species_error_actual_pct", r["species_error_actual_pct"]),
-                         f"{r['missed_close_atoms_pct']:.1f}", f"{r['train_minutes']:.1f}"])
+                         f"{r['missed_close_atoms_pct']:.1f}", fmt("match_rate_pct", r.get("match_rate_pct")),
+                         f"{r['train_minutes']:.1f}"])
     return table(head, rows)
 
 
@@ -447,6 +461,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "options on the fast recipe": options_on_fast,
     "lcs6 losses": lcs6_losses,
     "atom count fits": atom_count_fits,
+    "carbon24 curve": lambda: validation_curve("carbon24"),
     "decode speed": decode_speed,
     "notebooks": notebooks,
     "notebook times": notebook_times,
