@@ -10,7 +10,7 @@ from nesf_viz.decode import DecodeConfig, decode_crystals
 from nesf_viz.errors import CheckpointError
 from nesf_viz.evaluate import held_out_crystals
 from nesf_viz.metrics import metrics_of
-from nesf_viz.model import NeSF
+from nesf_viz.model import NeSF, NeSFConfig
 
 
 @pytest.mark.parametrize("name", list(CHECKPOINTS))
@@ -20,7 +20,13 @@ def test_shipped_checkpoint_is_small_and_complete(name):
     raw = torch.load(path, weights_only=True)
     assert "optimizer_state" not in raw and raw["epoch"] >= 1 and raw["history"]["val_loss"]
     ck = load_checkpoint(path)
-    assert isinstance(ck.model, NeSF) and ck.model.num_parameters() > 750_000  # the paper's network
+    assert isinstance(ck.model, NeSF)
+    paper = NeSFConfig(num_species=ck.model.config.num_species)  # the paper's network for its vocabulary
+    for shape in ("latent_dim", "encoder_position_channels", "encoder_species_channels", "encoder_mix_channels",
+                  "encoder_head_channels", "lattice_head_channels", "position_field_channels",
+                  "species_field_channels", "positional_encoding_freqs"):
+        assert getattr(ck.model.config, shape) == getattr(paper, shape), shape
+    assert ck.model.num_parameters() > 740_000
     rec = CHECKPOINTS[name].record
     assert rec["name"] == name and rec["dataset"] == CHECKPOINTS[name].dataset
     # a shipped model says how right it is (species and cell too, not only atom counts) and how it was made
