@@ -20,8 +20,6 @@ from .data import CrystalBatch
 from .errors import ConfigError, ShapeError
 from .fields import FieldAbilities
 
-
-
 PAPER_POSITION_WIDTH = 128
 """Hidden width of the paper's position field MLP (its first layer is twice as wide)."""
 
