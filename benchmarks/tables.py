@@ -127,6 +127,9 @@ def recipe_label(recipe: str) -> str:
     base, *opts = recipe.split("+")
     parts = []
     for o in opts:
+        if re.fullmatch(r"pw\d+", o):  # ExperimentConfig.label's network-width option
+            parts.append(f"--position-width {o[2:]}")
+            continue
         key, _, value = o.partition("=")
         parts.append(f"{FLAGS.get(key, key)} {value}" if value else FLAGS.get(key, key))
     return ", ".join([base, *parts])
