@@ -272,7 +272,7 @@ def _starting_point(train_crystals, val_crystals, folder: RunFolder | None, conf
     if resume:
         start = _resumed(folder, config, device)
     elif init_from is not None:
-        start = _warm_started(init_from, train_crystals, val_crystals, config, device)
+        start = _warm_started(init_from, train_crystals, val_crystals, config, device, model_config)
     else:
         start = _fresh(train_crystals, val_crystals, config, model_config, vocab)
     cfg = start.config
@@ -297,8 +297,25 @@ def _resumed(folder: RunFolder | None, config: TrainConfig, device: torch.device
                   model_config, state=state, init_from=state.get("init_from"))
 
 
-def _warm_started(init_from, train_crystals, val_crystals, config: TrainConfig, device: torch.device) -> _Start:
+def _as_tuple(v):
+    return tuple(v) if isinstance(v, (list, tuple)) else v
+
+
+# the fields of NeSFConfig that fix the weights' shapes (a warm start must keep them)
+SHAPE_FIELDS = ("latent_dim", "encoder_position_channels", "encoder_species_channels", "encoder_mix_channels",
+                "encoder_head_channels", "lattice_head_channels", "position_field_channels",
+                "species_field_channels", "positional_encoding_freqs", "positional_encoding_keep_input", "vae")
+
+
+def _warm_started(init_from, train_crystals, val_crystals, config: TrainConfig, device: torch.device,
+                  model_config: NeSFConfig | None = None) -> _Start:
     init = load_checkpoint(init_from, device)
+    if model_config is not None:
+        differ = [f"{k} {getattr(model_config, k)} (its {getattr(init.model_config, k)})" for k in SHAPE_FIELDS
+                  if _as_tuple(getattr(model_config, k)) != _as_tuple(getattr(init.model_config, k))]
+        if differ:
+            raise ConfigError(f"--init-from {init_from}: a warm start keeps that checkpoint's network, but another "
+                              f"one was asked for: {'; '.join(differ)}; drop those options or train from scratch")
     for c in [*train_crystals, *val_crystals]:  # fail fast, naming the crystal and element
         init.vocab.encode(c.atomic_numbers, c.id)
     return _Start(config, init.vocab, init.box, _with_dropout(init.model_config, config), init=init,

@@ -10,6 +10,7 @@ import torch
 
 from nesf_viz.checkpoints import load_checkpoint
 from nesf_viz.errors import CheckpointError, ConfigError, DatasetError
+from nesf_viz.model import NeSFConfig, position_field_channels
 from nesf_viz.train import LOSS_PARTS, learning_rate_at, train
 from nesf_viz.train_config import RECIPES, TrainConfig, make_train_config
 
@@ -213,6 +214,12 @@ def test_warm_start_takes_weights_vocab_and_box_and_refuses_unknown_elements(syn
     odd.atomic_numbers[0] = 118  # Og: in no synthetic vocabulary
     with pytest.raises(UnknownSpeciesError, match="Og in 'odd'"):
         train([odd], va, tmp_path / "bad", frozen, progress=False, init_from=src.last_checkpoint)
+    # another network asked for beside a warm start is a named error, not torch's state-dict mismatch
+    wide = NeSFConfig(num_species=1, position_field_channels=position_field_channels(256))
+    with pytest.raises(ConfigError, match=r"warm start keeps .*position_field_channels \(512, 256"):
+        train(tr[:8], va, tmp_path / "wide", frozen, wide, progress=False, init_from=src.last_checkpoint)
+    same = NeSFConfig(num_species=1)  # the paper's shape, any vocabulary: fine
+    train(tr[:8], va, tmp_path / "same", frozen, same, progress=False, init_from=src.last_checkpoint)
 
 
 def test_mixed_precision_auto_resolves_to_the_hardware_and_is_recorded(synthetic_small, tmp_path):
