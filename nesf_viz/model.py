@@ -28,6 +28,13 @@ def position_field_channels(width: int = PAPER_POSITION_WIDTH) -> tuple[int, ...
     """The paper's position field shape at another hidden width: (2w, w x 7); 128 is the paper's."""
     return (2 * width,) + (width,) * 7
 
+CHANNEL_FIELDS = ("encoder_position_channels", "encoder_species_channels", "encoder_mix_channels",
+                  "encoder_head_channels", "lattice_head_channels", "position_field_channels",
+                  "species_field_channels")
+"""The MLP widths of `NeSFConfig`."""
+SHAPE_FIELDS = ("latent_dim", *CHANNEL_FIELDS, "positional_encoding_freqs", "positional_encoding_keep_input", "vae")
+"""The fields of `NeSFConfig` that fix the weights' shapes (a warm start must keep them)."""
+
 
 @dataclass(frozen=True)
 class NeSFConfig:
@@ -62,9 +69,7 @@ class NeSFConfig:
         for name in ("num_species", "latent_dim"):
             if not count(getattr(self, name), 1):
                 raise ConfigError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        for name in ("encoder_position_channels", "encoder_species_channels", "encoder_mix_channels",
-                     "encoder_head_channels", "lattice_head_channels", "position_field_channels",
-                     "species_field_channels"):
+        for name in CHANNEL_FIELDS:
             v = getattr(self, name)
             if not isinstance(v, (tuple, list)) or not v or not all(count(c, 1) for c in v):
                 raise ConfigError(f"{name} must be a non-empty tuple of integers >= 1, got {v!r}")

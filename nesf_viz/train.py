@@ -41,7 +41,7 @@ from .data import BoundingBox, Crystal, CrystalBatch, SpeciesVocab
 from .device import native_bf16, resolve_device
 from .errors import CheckpointError, ConfigError, DatasetError, NonFiniteLossError, TrainingError
 from .fields import ground_truth_targets
-from .model import NeSF, NeSFConfig
+from .model import SHAPE_FIELDS, NeSF, NeSFConfig
 from .sampling import QuerySampler, TrainingQueries
 from .train_config import TrainConfig, resumed_config
 
@@ -299,12 +299,6 @@ def _resumed(folder: RunFolder | None, config: TrainConfig, device: torch.device
 
 def _as_tuple(v):
     return tuple(v) if isinstance(v, (list, tuple)) else v
-
-
-# the fields of NeSFConfig that fix the weights' shapes (a warm start must keep them)
-SHAPE_FIELDS = ("latent_dim", "encoder_position_channels", "encoder_species_channels", "encoder_mix_channels",
-                "encoder_head_channels", "lattice_head_channels", "position_field_channels",
-                "species_field_channels", "positional_encoding_freqs", "positional_encoding_keep_input", "vae")
 
 
 def _warm_started(init_from, train_crystals, val_crystals, config: TrainConfig, device: torch.device,

@@ -10,7 +10,7 @@ from nesf_viz.decode import DecodeConfig, decode_crystals
 from nesf_viz.errors import CheckpointError
 from nesf_viz.evaluate import held_out_crystals
 from nesf_viz.metrics import metrics_of
-from nesf_viz.model import NeSF, NeSFConfig
+from nesf_viz.model import SHAPE_FIELDS, NeSF, NeSFConfig
 
 
 @pytest.mark.parametrize("name", list(CHECKPOINTS))
@@ -22,9 +22,7 @@ def test_shipped_checkpoint_is_small_and_complete(name):
     ck = load_checkpoint(path)
     assert isinstance(ck.model, NeSF)
     paper = NeSFConfig(num_species=ck.model.config.num_species)  # the paper's network for its vocabulary
-    for shape in ("latent_dim", "encoder_position_channels", "encoder_species_channels", "encoder_mix_channels",
-                  "encoder_head_channels", "lattice_head_channels", "position_field_channels",
-                  "species_field_channels", "positional_encoding_freqs"):
+    for shape in SHAPE_FIELDS:
         assert getattr(ck.model.config, shape) == getattr(paper, shape), shape
     assert ck.model.num_parameters() > 740_000
     rec = CHECKPOINTS[name].record

@@ -70,6 +70,8 @@ def _read_record(name: str) -> dict:
 
 
 MP_LICENCE = "Materials Project data, CC BY 4.0"
+CDVAE_SPLIT = ("the CDVAE benchmark's validation file (MIT-licensed split) divided 80/10/10 with a fixed "
+               "permutation (nesf_viz.experiment.make_tasks)")
 CHECKPOINTS: dict[str, ShippedCheckpoint] = {
     c.name: c
     for c in (
@@ -89,16 +91,14 @@ CHECKPOINTS: dict[str, ShippedCheckpoint] = {
         ShippedCheckpoint(
             name="perov5", dataset="perov_5",
             data_source="perov_5 (ABX3 perovskites, 5 atoms, 56 elements; Castelli et al. 2012, Computational "
-                        "Materials Repository), the CDVAE benchmark's validation file (MIT-licensed split) divided "
-                        "80/10/10 with a fixed permutation (nesf_viz.experiment.make_tasks)",
+                        f"Materials Repository), {CDVAE_SPLIT}",
             bounds={"atom_count_error_pct": 0.0, "species_error_actual_pct": 1.0, "match_rate_pct": 97.0,
                     "position_error_actual_A": 0.04, "match_rmse": 0.02},
         ),
         ShippedCheckpoint(
             name="carbon24", dataset="carbon_24",
             data_source="carbon_24 (carbon allotropes, 6-24 atoms; Pickard 2020, AIRSS structures of carbon at "
-                        "10 GPa, Materials Cloud, CC BY 4.0), the CDVAE benchmark's validation file (MIT-licensed "
-                        "split) divided 80/10/10 with a fixed permutation (nesf_viz.experiment.make_tasks)",
+                        f"10 GPa, Materials Cloud, CC BY 4.0), {CDVAE_SPLIT}",
             # far from the target (docs: recipes); the bounds still tell this model from an untrained one
             # (its first-epoch snapshot: 91 % wrong atom counts, 2.1 Å, match 0.5 %)
             bounds={"atom_count_error_pct": 90.0, "match_rate_pct": 6.0, "position_error_actual_A": 0.9,
